@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Installs the real components statepilot is tested against, idempotently.
+#   scripts/install.sh            everything
+#   scripts/install.sh consul     one part (apt | consul | minio | node)
+# Binaries built from the Go module proxy are cached under $STATEPILOT_CACHE/bin.
+set -euo pipefail
+
+CONSUL_VERSION="${STATEPILOT_CONSUL_VERSION:-v1.22.0}"
+# MinIO publishes no semver tags as Go module versions; this is the pseudo-version of a master commit.
+MINIO_VERSION="${STATEPILOT_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+CACHE="${STATEPILOT_CACHE:-$HOME/.cache/statepilot}"
+BIN="$CACHE/bin"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+mkdir -p "$BIN"
+
+now() { date +%s.%N; }
+step_start=""
+step() { step_start=$(now); printf '==> %s\n' "$*"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+done_step() { printf '    done in %ss%s\n' "$(elapsed "$step_start")" "${1:+ ($1)}"; }
+die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not found on PATH ($2)"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else need sudo "run as root or install sudo"; sudo "$@"; fi; }
+
+install_apt() {
+  step "Debian packages: mariadb-server mariadb-backup tini prometheus iproute2"
+  local missing=()
+  for p in mariadb-server mariadb-backup tini prometheus iproute2; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then done_step "already installed"; return; fi
+  echo "    missing: ${missing[*]}"
+  # No system services may be started by the install: the tests run their own instances.
+  local policy=/usr/sbin/policy-rc.d had_policy=0
+  [ -e "$policy" ] && had_policy=1
+  if [ $had_policy = 0 ]; then as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"; fi
+  trap '[ $had_policy = 0 ] && as_root rm -f '"$policy"'' RETURN
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+  # Debian's packages may have started a server anyway when no policy layer applies; stop those.
+  for svc in mariadb prometheus; do as_root sh -c "command -v service >/dev/null && service $svc stop >/dev/null 2>&1 || true"; done
+  as_root sh -c 'pkill -x mariadbd >/dev/null 2>&1; pkill -x prometheus >/dev/null 2>&1; true'
+  done_step "installed ${missing[*]}"
+}
+
+# Builds a Go main package through a throwaway wrapper module, so that directives the target's
+# own go.mod carries (exclude lines, pinned sibling modules) are honoured; `go install pkg@v`
+# refuses modules with replace directives.
+go_build_wrapped() { # name module version out [extra-require-lines] [exclude-lines]
+  local name=$1 module=$2 version=$3 out=$4 requires=$5 excludes=$6
+  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/statepilot-$name-build.XXXXXX")
+  {
+    echo "module local/${name}build"
+    echo
+    echo "go $(go env GOVERSION | sed 's/^go//; s/\([0-9]*\.[0-9]*\).*/\1/')"
+    echo
+    echo "require $module $version"
+    [ -n "$requires" ] && printf 'require (\n%s\n)\n' "$requires"
+    [ -n "$excludes" ] && printf 'exclude (\n%s\n)\n' "$excludes"
+    echo
+  } > "$work/go.mod"
+  printf 'package tools\n\nimport _ "%s"\n' "$module" > "$work/tools.go"
+  echo "    wrapper module: $work/go.mod"
+  ( cd "$work" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go mod tidy >"$work/tidy.log" 2>&1 ) \
+    || { tail -30 "$work/tidy.log" >&2; die "go mod tidy for $module@$version failed (log: $work/tidy.log)"; }
+  ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$module" >"$work/build.log" 2>&1 ) \
+    || { tail -30 "$work/build.log" >&2; die "go build $module@$version failed (log: $work/build.log)"; }
+  mv "$out.tmp" "$out"
+  rm -rf "$work"
+}
+
+install_consul() {
+  local out="$BIN/consul-${CONSUL_VERSION#v}"
+  step "Consul $CONSUL_VERSION from the Go module proxy"
+  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/consul"; done_step "cached: $out"; return; fi
+  need go "install Go >= 1.22; GOTOOLCHAIN fetches the version Consul needs"
+  local modfile
+  modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/consul@$CONSUL_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$modfile" ] || die "could not download the go.mod of github.com/hashicorp/consul@$CONSUL_VERSION"
+  # The exact sibling-module versions and the exclude block that this Consul tag's go.mod lists.
+  local requires excludes
+  requires=$(grep -E '^\s*github.com/hashicorp/consul/(api|sdk|proto-public|envoyextensions|troubleshoot) v' "$modfile" | sed 's,//.*,,')
+  excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
+  echo "    pinned siblings: $(echo "$requires" | awk '{printf "%s@%s ", $1, $2}' | sed 's,github.com/hashicorp/consul/,,g')"
+  # The checksum database reachable here answers 404 for some of Consul's sibling modules
+  # (envoyextensions, proto-public, troubleshoot); the module proxy still serves them.
+  GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/hashicorp/consul" \
+    go_build_wrapped consul github.com/hashicorp/consul "$CONSUL_VERSION" "$out" "$requires" "$excludes"
+  ln -sf "$(basename "$out")" "$BIN/consul"
+  done_step "$("$out" version | head -1)"
+}
+
+install_minio() {
+  local out="$BIN/minio-${MINIO_VERSION#v}"
+  step "MinIO $MINIO_VERSION from the Go module proxy"
+  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/minio"; done_step "cached: $out"; return; fi
+  need go "install Go >= 1.22"
+  local modfile excludes
+  modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/minio/minio@$MINIO_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$modfile" ] || die "could not download the go.mod of github.com/minio/minio@$MINIO_VERSION"
+  excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
+  go_build_wrapped minio github.com/minio/minio "$MINIO_VERSION" "$out" "" "$excludes"
+  ln -sf "$(basename "$out")" "$BIN/minio"
+  done_step "$("$out" --version 2>/dev/null | head -1)"
+}
+
+install_node() {
+  step "npm dependencies"
+  if [ -d "$ROOT/node_modules" ] && [ "$ROOT/node_modules/.package-lock.json" -nt "$ROOT/package-lock.json" ]; then
+    done_step "up to date"; return
+  fi
+  ( cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error ) || die "npm ci failed"
+  done_step
+}
+
+total_start=$(now)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio node)
+for p in "${parts[@]}"; do
+  case "$p" in
+    apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; node) install_node ;;
+    *) die "unknown part '$p' (expected apt, consul, minio or node)" ;;
+  esac
+done
+printf '==> install finished in %ss (cache: %s)\n' "$(elapsed "$total_start")" "$BIN"
