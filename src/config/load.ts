@@ -1,0 +1,103 @@
+import { readFileSync } from "node:fs";
+import JSON5 from "json5";
+import { z } from "zod";
+import { Config, type ConfigInput } from "./schema.js";
+import { formatPath, interpolateTree, InterpolationError } from "./interpolate.js";
+import { maskValue } from "./secrets.js";
+
+export interface ConfigProblem {
+  /** e.g. `jobs[2].health.interval` */
+  path: string;
+  message: string;
+  /** The offending value, masked when the key names a secret; absent when there was none. */
+  value?: string;
+}
+
+/** Invalid configuration: every problem names its path. The CLI exits 2 on it. */
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+  constructor(
+    readonly source: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(`invalid configuration (${source}):\n${problems.map((p) => `  ${p.path}: ${p.message}${p.value !== undefined ? ` (got ${p.value})` : ""}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+function valueAt(tree: unknown, path: ReadonlyArray<PropertyKey>): { found: boolean; value?: unknown } {
+  let cur: unknown = tree;
+  for (const p of path) {
+    if (cur === null || typeof cur !== "object") return { found: false };
+    const rec = cur as Record<PropertyKey, unknown>;
+    if (!(p in rec)) return { found: false };
+    cur = rec[p];
+  }
+  return { found: true, value: cur };
+}
+
+function describeValue(path: ReadonlyArray<PropertyKey>, value: unknown): string {
+  const key = [...path].reverse().find((p) => typeof p === "string");
+  const masked = maskValue(typeof key === "string" ? key : "", value);
+  const text = JSON.stringify(masked) ?? String(masked);
+  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
+export function problemsFromZod(error: z.ZodError, input: unknown): ConfigProblem[] {
+  return error.issues.flatMap((issue): ConfigProblem[] => {
+    if (issue.code === "unrecognized_keys") {
+      return issue.keys.map((k) => ({ path: formatPath([...issue.path, k]), message: "unknown key" }));
+    }
+    const { found, value } = valueAt(input, issue.path);
+    const message = issue.code === "invalid_type" && !found ? "required" : issue.message;
+    const problem: ConfigProblem = { path: formatPath(issue.path), message };
+    if (found && (value === null || typeof value !== "object")) problem.value = describeValue(issue.path, value);
+    return [problem];
+  });
+}
+
+/** Validates an already-parsed config tree (after interpolation). */
+export function validateConfig(tree: unknown, source = "config"): Config {
+  const result = Config.safeParse(tree);
+  if (!result.success) throw new ConfigError(source, problemsFromZod(result.error, tree));
+  return result.data;
+}
+
+/** Parses JSON5 text, interpolates the environment, validates. */
+export function parseConfigText(text: string, env: NodeJS.ProcessEnv, source = "config"): Config {
+  let raw: unknown;
+  try {
+    raw = JSON5.parse(text);
+  } catch (err) {
+    const e = err as Error & { lineNumber?: number; columnNumber?: number };
+    const where = e.lineNumber ? `line ${e.lineNumber}, column ${e.columnNumber}` : "(root)";
+    throw new ConfigError(source, [{ path: where, message: `not valid JSON5: ${e.message.replace(/^JSON5: /, "")}` }]);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError(source, [{ path: "(root)", message: "expected an object", value: describeValue([], raw) }]);
+  }
+  let tree: unknown;
+  try {
+    tree = interpolateTree(raw, env);
+  } catch (err) {
+    if (err instanceof InterpolationError) throw new ConfigError(source, [{ path: err.path, message: err.message.slice(err.path.length + 2) }]);
+    throw err;
+  }
+  return validateConfig(tree, source);
+}
+
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new ConfigError(path, [{ path: "(file)", message: `cannot read the config file: ${code}`, value: JSON.stringify(path) }]);
+  }
+  return parseConfigText(text, env, path);
+}
+
+/** The config as written, with defaults filled in: what `config render` prints (mask it first). */
+export function encodeConfig(config: Config): ConfigInput {
+  return z.encode(Config, config);
+}

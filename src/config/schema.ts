@@ -1,0 +1,214 @@
+import { z } from "zod";
+import { formatDuration, parseDuration } from "./duration.js";
+
+/**
+ * The configuration schema: the single source of truth for validation, error messages and the
+ * generated reference (docs/configuration.md). Durations are written as text ("5s") and read as
+ * milliseconds; z.encode() turns a parsed config back into its written form for `config render`.
+ */
+
+export const Duration = z.codec(
+  z.string({ error: 'expected a duration such as "500ms", "5s", "1m"' }).refine((s) => parseDuration(s) !== undefined, {
+    error: 'expected a duration such as "500ms", "5s", "1m"',
+  }),
+  z.number(),
+  { decode: (s) => parseDuration(s) ?? 0, encode: (ms) => formatDuration(ms) },
+);
+
+export const SIGNALS = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGSTOP", "SIGCONT", "SIGWINCH"] as const;
+export const Signal = z.enum(SIGNALS);
+
+export const EVENT_CODES = [
+  "startup", "exitSuccess", "exitFailed", "healthy", "unhealthy", "changed", "stopping", "stopped",
+  "enterMaintenance", "exitMaintenance", "shutdown", "SIGHUP", "SIGUSR2", "statusChanged",
+] as const;
+export const EventCode = z.enum(EVENT_CODES);
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const Name = z.string().regex(NAME, { error: "expected a name of letters, digits, '.', '_' or '-'" });
+
+export const Exec = z.union([z.string().min(1), z.array(z.string()).min(1)], {
+  error: 'expected a command: a string ("mysqld --port 3306") or an argv array (["mysqld", "--port", "3306"])',
+});
+
+export const Hook = z
+  .strictObject({
+    exec: Exec.describe("Command to run."),
+    timeout: Duration.prefault("10s").describe("Kill the hook after this long."),
+  })
+  .describe("A command run at a point of the job's life.");
+
+export const When = z
+  .strictObject({
+    source: z.string().min(1).optional().describe('Name of the job or watch (`watch.<name>`) whose event triggers this job, or "statepilot". Any source when omitted.'),
+    once: EventCode.optional().describe("Start once, on the first such event."),
+    each: EventCode.optional().describe("Start on every such event."),
+    interval: Duration.optional().describe("Run periodically."),
+  })
+  .superRefine((w, ctx) => {
+    const set = [w.once, w.each, w.interval].filter((x) => x !== undefined).length;
+    if (set !== 1) ctx.addIssue({ code: "custom", message: "exactly one of once, each or interval is required", path: [] });
+    if (w.interval !== undefined && w.source !== undefined) ctx.addIssue({ code: "custom", message: "source does not apply to interval", path: ["source"] });
+  })
+  .describe("When the job starts; at start-up when omitted.");
+
+export const Backoff = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    initial: Duration.prefault("1s").describe("Delay before the first restart."),
+    max: Duration.prefault("30s").describe("Longest delay between restarts."),
+    multiplier: z.number().min(1).max(10).default(2),
+    resetAfter: Duration.prefault("60s").describe("A run this long resets the delay to `initial`."),
+  })
+  .describe("Exponential restart backoff.");
+
+export const Health = z
+  .strictObject({
+    exec: Exec.describe("Health check command; exit 0 is healthy."),
+    interval: Duration.prefault("5s"),
+    timeout: Duration.prefault("5s").describe("Kill the check after this long and count it as failed."),
+    ttl: Duration.prefault("15s").describe("Consul TTL: the check turns critical if not refreshed within this."),
+    shell: z.boolean().default(false),
+  })
+  .superRefine((h, ctx) => {
+    if (h.ttl <= h.interval) ctx.addIssue({ code: "custom", path: ["ttl"], message: `must be longer than interval (${formatDuration(h.interval)})` });
+    if (h.timeout > h.ttl) ctx.addIssue({ code: "custom", path: ["timeout"], message: `must not exceed ttl (${formatDuration(h.ttl)})` });
+  });
+
+export const Service = z
+  .strictObject({
+    name: Name.describe("Consul service name."),
+    port: z.number().int().min(0).max(65535),
+    interfaces: z
+      .union([z.string(), z.array(z.string()).min(1)])
+      .default(["eth0", "inet"])
+      .describe('Where the advertised address comes from, first match wins: an interface ("eth0", "eth0:inet6"), a CIDR ("10.0.0.0/8"), "inet", "inet6", "static:1.2.3.4".'),
+    tags: z.array(z.string()).default([]),
+    meta: z.record(z.string(), z.string()).default({}),
+    enableTagOverride: z.boolean().default(false),
+    deregisterCriticalServiceAfter: Duration.optional().describe("Consul removes the instance after being critical this long (at least 1m)."),
+    initialStatus: z.enum(["passing", "warning", "critical"]).default("critical"),
+  })
+  .superRefine((s, ctx) => {
+    if (s.deregisterCriticalServiceAfter !== undefined && s.deregisterCriticalServiceAfter < 60_000) {
+      ctx.addIssue({ code: "custom", path: ["deregisterCriticalServiceAfter"], message: "Consul's minimum is 1m" });
+    }
+  });
+
+export const Restarts = z.union([z.literal("never"), z.literal("unlimited"), z.number().int().min(0)], {
+  error: 'expected "never", "unlimited" or a whole number',
+});
+
+export const Job = z
+  .strictObject({
+    name: Name,
+    exec: Exec.optional().describe("The command; a job without exec only registers a service and runs its health check."),
+    shell: z.boolean().default(false).describe("Run exec through /bin/sh -c (a string exec is otherwise split like a shell would, without one)."),
+    main: z.boolean().default(false).describe("statepilot exits when this job is done, with its exit code."),
+    env: z.record(z.string(), z.string()).default({}),
+    cwd: z.string().optional(),
+    when: When.optional(),
+    timeout: Duration.optional().describe("Kill the job's process group after this long."),
+    restarts: Restarts.default("never"),
+    backoff: Backoff.prefault({}),
+    stopSignal: Signal.default("SIGTERM"),
+    stopTimeout: Duration.prefault("10s").describe("SIGKILL the job this long after stopSignal."),
+    forwardSignals: z.array(Signal).optional().describe("Signals statepilot receives and passes on; default SIGHUP, SIGUSR1, SIGUSR2 for the main job."),
+    hooks: z
+      .strictObject({ stopping: Hook.optional(), stopped: Hook.optional() })
+      .default({})
+      .describe("Commands run before the job is signalled to stop, and after it exited."),
+    health: Health.optional(),
+    service: Service.optional(),
+    output: z.enum(["raw", "wrapped"]).optional().describe("Child output: passed through unchanged, or one log line per output line. Default: logging.childOutput."),
+    maintenance: z.enum(["keep", "pause"]).default("keep").describe("pause: stopped while in maintenance, started again after."),
+  })
+  .superRefine((j, ctx) => {
+    if (j.service && !j.health) ctx.addIssue({ code: "custom", path: ["health"], message: "a job with a service needs a health check to keep its TTL check alive" });
+    if (j.main && j.when) ctx.addIssue({ code: "custom", path: ["when"], message: "the main job starts at start-up; remove when" });
+    if (!j.exec && !j.service) ctx.addIssue({ code: "custom", path: ["exec"], message: "a job needs exec, or a service with a health check" });
+  });
+
+export const Watch = z.strictObject({
+  name: Name.describe("Consul service to watch; events come from source `watch.<name>`."),
+  service: z.string().optional().describe("Service name, when it differs from name."),
+  tag: z.string().optional(),
+  datacenter: z.string().optional(),
+  wait: Duration.prefault("30s").describe("Blocking query wait."),
+});
+
+export const ConsulSettings = z
+  .strictObject({
+    address: z.string().optional().describe("http(s)://host:port or host:port; default $CONSUL_HTTP_ADDR, then http://127.0.0.1:8500."),
+    token: z.string().optional().describe("ACL token; default $CONSUL_HTTP_TOKEN. Never logged."),
+    datacenter: z.string().optional(),
+    caFile: z.string().optional().describe("default $CONSUL_CACERT"),
+    certFile: z.string().optional().describe("default $CONSUL_CLIENT_CERT"),
+    keyFile: z.string().optional().describe("default $CONSUL_CLIENT_KEY"),
+    timeout: Duration.prefault("5s").describe("Timeout of non-blocking requests."),
+  })
+  .default({ timeout: 5_000 });
+
+export const Logging = z
+  .strictObject({
+    level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
+    format: z.enum(["auto", "json", "pretty"]).default("auto").describe("auto: pretty on a terminal, JSON otherwise."),
+    childOutput: z.enum(["raw", "wrapped"]).default("raw"),
+  })
+  .default({ level: "info", format: "auto", childOutput: "raw" });
+
+export const Control = z
+  .strictObject({
+    socket: z.string().default("/var/run/statepilot.sock").describe("Unix socket of the control plane (mode 0600)."),
+  })
+  .default({ socket: "/var/run/statepilot.sock" });
+
+export const Config = z
+  .strictObject({
+    node: Name.optional().describe("This node's name; default the hostname. Service IDs are `<service>-<node>`."),
+    consul: ConsulSettings,
+    logging: Logging,
+    control: Control,
+    reloadOnSighup: z.boolean().default(false).describe("SIGHUP reloads the config instead of being forwarded."),
+    stopTimeout: Duration.prefault("30s").describe("Deadline for the whole shutdown."),
+    jobs: z.array(Job).default([]),
+    watches: z.array(Watch).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const names = new Map<string, number>();
+    c.jobs.forEach((j, i) => {
+      if (names.has(j.name)) ctx.addIssue({ code: "custom", path: ["jobs", i, "name"], message: `duplicate job name "${j.name}" (also jobs[${names.get(j.name)}])` });
+      names.set(j.name, i);
+    });
+    const mains = c.jobs.flatMap((j, i) => (j.main ? [i] : []));
+    if (mains.length > 1) ctx.addIssue({ code: "custom", path: ["jobs", mains[1]!, "main"], message: `only one job can be main (also jobs[${mains[0]}])` });
+    const watchNames = new Set<string>();
+    c.watches.forEach((w, i) => {
+      if (watchNames.has(w.name)) ctx.addIssue({ code: "custom", path: ["watches", i, "name"], message: `duplicate watch name "${w.name}"` });
+      watchNames.add(w.name);
+    });
+    const sources = new Set(["statepilot", ...names.keys(), ...[...watchNames].map((w) => `watch.${w}`)]);
+    c.jobs.forEach((j, i) => {
+      const src = j.when?.source;
+      if (src !== undefined && !sources.has(src)) {
+        ctx.addIssue({ code: "custom", path: ["jobs", i, "when", "source"], message: `unknown source "${src}"; expected "statepilot", a job name or watch.<name>` });
+      }
+      if (src === j.name) ctx.addIssue({ code: "custom", path: ["jobs", i, "when", "source"], message: "a job cannot wait for its own events" });
+    });
+    const services = new Map<string, number>();
+    c.jobs.forEach((j, i) => {
+      if (!j.service) return;
+      if (services.has(j.service.name)) ctx.addIssue({ code: "custom", path: ["jobs", i, "service", "name"], message: `service "${j.service.name}" is already registered by jobs[${services.get(j.service.name)}]` });
+      services.set(j.service.name, i);
+    });
+  });
+
+export type Config = z.output<typeof Config>;
+export type ConfigInput = z.input<typeof Config>;
+export type JobConfig = z.output<typeof Job>;
+export type WatchConfig = z.output<typeof Watch>;
+export type HealthConfig = z.output<typeof Health>;
+export type ServiceConfig = z.output<typeof Service>;
+export type HookConfig = z.output<typeof Hook>;
+export type EventCodeName = z.output<typeof EventCode>;
+export type SignalName = z.output<typeof Signal>;

@@ -1,0 +1,424 @@
+import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import Consul from "consul";
+
+/** How to reach a Consul agent; mirrors the standard CONSUL_* variables. */
+export interface ConsulConnection {
+  /** http(s)://host:port */
+  address: string;
+  token?: string | undefined;
+  datacenter?: string | undefined;
+  caFile?: string | undefined;
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
+  /** Per-request timeout for non-blocking calls. */
+  timeoutMs?: number | undefined;
+}
+
+export type CheckStatus = "passing" | "warning" | "critical";
+
+export interface TtlCheck {
+  checkId: string;
+  name?: string;
+  ttl: string;
+  status?: CheckStatus;
+  notes?: string;
+  deregisterCriticalServiceAfter?: string;
+}
+
+export interface ServiceRegistration {
+  id: string;
+  name: string;
+  address?: string;
+  port?: number;
+  tags?: string[];
+  meta?: Record<string, string>;
+  enableTagOverride?: boolean;
+  checks: TtlCheck[];
+}
+
+export interface SessionOptions {
+  name: string;
+  node?: string;
+  /** Check IDs of service checks the session follows (e.g. `service:mysql-node1`). */
+  serviceChecks?: string[];
+  /** Node checks; default none, so only the service checks decide (not serfHealth). */
+  nodeChecks?: string[];
+  /** e.g. "15s"; the server clamps to [session_ttl_min, 24h]. */
+  ttl?: string;
+  /** e.g. "5s"; "0s" disables lock-delay. */
+  lockDelay: string;
+  behavior?: "release" | "delete";
+}
+
+export interface KvEntry {
+  key: string;
+  value: string | null;
+  session?: string | undefined;
+  lockIndex: number;
+  modifyIndex: number;
+  createIndex: number;
+  flags: number;
+}
+
+export interface HealthCheckInfo {
+  checkId: string;
+  name: string;
+  status: CheckStatus;
+  output: string;
+  serviceId: string;
+}
+
+export interface ServiceInstance {
+  node: string;
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  tags: string[];
+  meta: Record<string, string>;
+  checks: HealthCheckInfo[];
+  /** All checks (node and service) pass. */
+  healthy: boolean;
+}
+
+export interface BlockingOptions {
+  index?: number;
+  /** e.g. "30s" */
+  wait?: string;
+  signal?: AbortSignal;
+}
+
+export interface Indexed<T> {
+  value: T;
+  index: number;
+}
+
+/** Called after every request, for latency and error metrics. */
+export type RequestObserver = (endpoint: string, durationMs: number, outcome: "ok" | "error") => void;
+
+/** An HTTP error from Consul, with the status and the body text that papi folds away. */
+export class ConsulHttpError extends Error {
+  constructor(
+    readonly endpoint: string,
+    readonly statusCode: number,
+    readonly body: string,
+  ) {
+    super(`consul ${endpoint}: HTTP ${statusCode}${body ? `: ${body.slice(0, 300)}` : ""}`);
+    this.name = "ConsulHttpError";
+  }
+}
+
+/** The parts of papi's transport (the `consul` package's base class) that we call for endpoints the package lacks. */
+interface PapiRequest {
+  name: string;
+  path: string;
+  params?: Record<string, string>;
+  query?: Record<string, string | number | boolean>;
+  headers?: Record<string, string>;
+  body?: unknown;
+  type?: "json";
+  timeout?: number;
+  ctx?: EventEmitter;
+}
+interface PapiResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body?: unknown;
+}
+interface PapiTransport {
+  _get(req: PapiRequest): Promise<PapiResponse>;
+  _put(req: PapiRequest): Promise<PapiResponse>;
+}
+interface PapiError {
+  isResponse?: boolean;
+  isTimeout?: boolean;
+  isAbort?: boolean;
+  response?: PapiResponse;
+  message: string;
+}
+
+function parseDurationMs(d: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
+  if (!m) throw new Error(`invalid duration ${JSON.stringify(d)}`);
+  const n = Number(m[1]);
+  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[m[2] as "ms" | "s" | "m" | "h"];
+}
+
+function decodeBase64(v: unknown): string | null {
+  return typeof v === "string" ? Buffer.from(v, "base64").toString("utf8") : null;
+}
+
+function toKvEntry(raw: Record<string, unknown>): KvEntry {
+  return {
+    key: String(raw.Key),
+    value: decodeBase64(raw.Value),
+    session: typeof raw.Session === "string" && raw.Session ? raw.Session : undefined,
+    lockIndex: Number(raw.LockIndex ?? 0),
+    modifyIndex: Number(raw.ModifyIndex ?? 0),
+    createIndex: Number(raw.CreateIndex ?? 0),
+    flags: Number(raw.Flags ?? 0),
+  };
+}
+
+/**
+ * Our typed face of Consul. Requests go through the `consul` package's transport (keep-alive agent,
+ * token, TLS); we add what the package drops: session ServiceChecks/NodeChecks and a numeric
+ * lock-delay, check updates with output in the body, replace-existing-checks and
+ * EnableTagOverride on registration, and X-Consul-Index plus Session on reads.
+ */
+export class ConsulClient {
+  private readonly consul: Consul;
+  private readonly transport: PapiTransport;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+  observer: RequestObserver | undefined;
+
+  constructor(readonly connection: ConsulConnection) {
+    const url = new URL(connection.address);
+    const secure = url.protocol === "https:";
+    const read = (f: string | undefined) => (f ? readFileSync(f) : undefined);
+    const agent = secure
+      ? new HttpsAgent({ keepAlive: true, ca: read(connection.caFile), cert: read(connection.certFile), key: read(connection.keyFile) })
+      : new HttpAgent({ keepAlive: true });
+    this.token = connection.token;
+    this.timeoutMs = connection.timeoutMs ?? 5_000;
+    this.consul = new Consul({
+      host: url.hostname,
+      port: Number(url.port || (secure ? 443 : 80)),
+      secure,
+      agent,
+      defaults: { ...(connection.token ? { token: connection.token } : {}), ...(connection.datacenter ? { dc: connection.datacenter } : {}) },
+    });
+    this.transport = this.consul as unknown as PapiTransport;
+  }
+
+  close(): void {
+    this.consul.destroy();
+  }
+
+  private async request(method: "GET" | "PUT", endpoint: string, req: Omit<PapiRequest, "name">, signal?: AbortSignal): Promise<PapiResponse> {
+    const started = performance.now();
+    const ctx = new EventEmitter();
+    const onAbort = () => ctx.emit("cancel");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const headers = { ...(req.headers ?? {}), ...(this.token ? { "x-consul-token": this.token } : {}) };
+    const query = { ...(req.query ?? {}), ...(this.connection.datacenter && req.path.startsWith("/kv") ? { dc: this.connection.datacenter } : {}) };
+    try {
+      const full: PapiRequest = { ...req, name: endpoint, headers, query, ctx, timeout: req.timeout ?? this.timeoutMs };
+      const res = method === "GET" ? await this.transport._get(full) : await this.transport._put(full);
+      this.observer?.(endpoint, performance.now() - started, "ok");
+      return res;
+    } catch (err) {
+      this.observer?.(endpoint, performance.now() - started, "error");
+      const e = err as PapiError;
+      if (e.isResponse && e.response) {
+        const body = e.response.body;
+        throw new ConsulHttpError(endpoint, e.response.statusCode, typeof body === "string" ? body : body instanceof Buffer ? body.toString("utf8") : JSON.stringify(body ?? ""));
+      }
+      throw err;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  private static index(res: PapiResponse): number {
+    const raw = res.headers["x-consul-index"];
+    const n = Number(Array.isArray(raw) ? raw[0] : raw);
+    return Number.isFinite(n) && n >= 1 ? n : 1;
+  }
+
+  private blockingTimeout(wait: string | undefined): number {
+    // The server adds up to wait/16 of jitter.
+    return wait ? parseDurationMs(wait) * 1.0625 + 5_000 : this.timeoutMs;
+  }
+
+  // --- status -------------------------------------------------------------------------------
+
+  async leader(): Promise<string> {
+    const res = await this.request("GET", "status.leader", { path: "/status/leader" });
+    return String(res.body ?? "");
+  }
+
+  async agentNodeName(): Promise<string> {
+    const res = await this.request("GET", "agent.self", { path: "/agent/self" });
+    const body = res.body as { Config?: { NodeName?: string } };
+    return body.Config?.NodeName ?? "";
+  }
+
+  // --- services and checks ------------------------------------------------------------------
+
+  async registerService(reg: ServiceRegistration): Promise<void> {
+    const body = {
+      ID: reg.id,
+      Name: reg.name,
+      ...(reg.address ? { Address: reg.address } : {}),
+      ...(reg.port !== undefined ? { Port: reg.port } : {}),
+      Tags: reg.tags ?? [],
+      Meta: reg.meta ?? {},
+      EnableTagOverride: reg.enableTagOverride ?? false,
+      Checks: reg.checks.map((c) => ({
+        CheckID: c.checkId,
+        Name: c.name ?? c.checkId,
+        TTL: c.ttl,
+        Status: c.status ?? "critical",
+        ...(c.notes ? { Notes: c.notes } : {}),
+        ...(c.deregisterCriticalServiceAfter ? { DeregisterCriticalServiceAfter: c.deregisterCriticalServiceAfter } : {}),
+      })),
+    };
+    await this.request("PUT", "agent.service.register", {
+      path: "/agent/service/register",
+      query: { "replace-existing-checks": "true" },
+      type: "json",
+      body,
+    });
+  }
+
+  async deregisterService(id: string): Promise<void> {
+    await this.request("PUT", "agent.service.deregister", { path: "/agent/service/deregister/{id}", params: { id } });
+  }
+
+  /** Sets a TTL check's status with its output (capped at 4 KB by the agent). Throws ConsulHttpError if the agent does not know the check. */
+  async updateTtlCheck(checkId: string, status: CheckStatus, output: string): Promise<void> {
+    await this.request("PUT", "agent.check.update", {
+      path: "/agent/check/update/{id}",
+      params: { id: checkId },
+      type: "json",
+      body: { Status: status, Output: output.slice(0, 4096) },
+    });
+  }
+
+  async setServiceMaintenance(id: string, enable: boolean, reason = ""): Promise<void> {
+    await this.request("PUT", "agent.service.maintenance", {
+      path: "/agent/service/maintenance/{id}",
+      params: { id },
+      query: { enable: String(enable), ...(reason ? { reason } : {}) },
+    });
+  }
+
+  async healthService(name: string, opts: BlockingOptions & { passing?: boolean; tag?: string; datacenter?: string } = {}): Promise<Indexed<ServiceInstance[]>> {
+    const query: Record<string, string | number> = {};
+    if (opts.passing) query.passing = "1";
+    if (opts.tag) query.tag = opts.tag;
+    if (opts.datacenter) query.dc = opts.datacenter;
+    if (opts.index !== undefined) query.index = opts.index;
+    if (opts.wait) query.wait = opts.wait;
+    const res = await this.request(
+      "GET",
+      "health.service",
+      { path: "/health/service/{name}", params: { name }, query, timeout: this.blockingTimeout(opts.wait) },
+      opts.signal,
+    );
+    const rows = (res.body ?? []) as Array<{
+      Node: { Node: string; Address: string };
+      Service: { ID: string; Service: string; Address: string; Port: number; Tags: string[] | null; Meta: Record<string, string> | null };
+      Checks: Array<{ CheckID: string; Name: string; Status: CheckStatus; Output: string; ServiceID: string }>;
+    }>;
+    const value = rows.map((r) => {
+      const checks = r.Checks.map((c) => ({ checkId: c.CheckID, name: c.Name, status: c.Status, output: c.Output, serviceId: c.ServiceID }));
+      return {
+        node: r.Node.Node,
+        id: r.Service.ID,
+        name: r.Service.Service,
+        address: r.Service.Address || r.Node.Address,
+        port: r.Service.Port,
+        tags: r.Service.Tags ?? [],
+        meta: r.Service.Meta ?? {},
+        checks,
+        healthy: checks.every((c) => c.status === "passing"),
+      };
+    });
+    return { value, index: ConsulClient.index(res) };
+  }
+
+  // --- sessions ----------------------------------------------------------------------------
+
+  async createSession(opts: SessionOptions): Promise<string> {
+    const body: Record<string, unknown> = {
+      Name: opts.name,
+      LockDelay: opts.lockDelay,
+      Behavior: opts.behavior ?? "release",
+      NodeChecks: opts.nodeChecks ?? [],
+      ServiceChecks: (opts.serviceChecks ?? []).map((id) => ({ ID: id })),
+    };
+    if (opts.node) body.Node = opts.node;
+    if (opts.ttl) body.TTL = opts.ttl;
+    const res = await this.request("PUT", "session.create", { path: "/session/create", type: "json", body });
+    const id = (res.body as { ID?: string } | undefined)?.ID;
+    if (!id) throw new Error("consul session.create: no session ID in the response");
+    return id;
+  }
+
+  /** Renews a session; returns the TTL the server granted, or "gone" when the session was invalidated (404). */
+  async renewSession(id: string): Promise<{ ttl: string | undefined } | "gone"> {
+    try {
+      const res = await this.request("PUT", "session.renew", { path: "/session/renew/{id}", params: { id } });
+      const arr = res.body as Array<{ TTL?: string }> | undefined;
+      return { ttl: arr?.[0]?.TTL || undefined };
+    } catch (err) {
+      if (err instanceof ConsulHttpError && err.statusCode === 404) return "gone";
+      throw err;
+    }
+  }
+
+  async destroySession(id: string): Promise<void> {
+    await this.request("PUT", "session.destroy", { path: "/session/destroy/{id}", params: { id } });
+  }
+
+  async sessionExists(id: string): Promise<boolean> {
+    const res = await this.request("GET", "session.info", { path: "/session/info/{id}", params: { id } });
+    return Array.isArray(res.body) && res.body.length > 0;
+  }
+
+  // --- KV --------------------------------------------------------------------------------------
+
+  /** Reads a key; `value` is undefined when the key does not exist (the index is still returned). */
+  async kvGet(key: string, opts: BlockingOptions = {}): Promise<Indexed<KvEntry | undefined>> {
+    const query: Record<string, string | number> = {};
+    if (opts.index !== undefined) query.index = opts.index;
+    if (opts.wait) query.wait = opts.wait;
+    try {
+      const res = await this.request("GET", "kv.get", { path: "/kv/{key}", params: { key }, query, timeout: this.blockingTimeout(opts.wait) }, opts.signal);
+      const arr = res.body as Array<Record<string, unknown>> | undefined;
+      return { value: arr?.[0] ? toKvEntry(arr[0]) : undefined, index: ConsulClient.index(res) };
+    } catch (err) {
+      if (err instanceof ConsulHttpError && err.statusCode === 404) {
+        // papi loses the headers of an error response; a missing key has no data to block on anyway.
+        return { value: undefined, index: opts.index ?? 1 };
+      }
+      throw err;
+    }
+  }
+
+  private async kvWrite(endpoint: string, key: string, value: string, query: Record<string, string | number>): Promise<boolean> {
+    const res = await this.request("PUT", endpoint, {
+      path: "/kv/{key}",
+      params: { key },
+      query,
+      headers: { "content-type": "application/octet-stream" },
+      body: Buffer.from(value, "utf8"),
+    });
+    const body = res.body;
+    return body === true || (typeof body === "string" && body.trim() === "true") || (body instanceof Buffer && body.toString().trim() === "true");
+  }
+
+  async kvPut(key: string, value: string, opts: { cas?: number } = {}): Promise<boolean> {
+    return this.kvWrite("kv.put", key, value, opts.cas !== undefined ? { cas: opts.cas } : {});
+  }
+
+  /** `false` while another session holds the key or the key is under lock-delay; throws if the session is invalid. */
+  async kvAcquire(key: string, value: string, sessionId: string): Promise<boolean> {
+    return this.kvWrite("kv.acquire", key, value, { acquire: sessionId });
+  }
+
+  /** Release is a write: the value given replaces the stored one. */
+  async kvRelease(key: string, value: string, sessionId: string): Promise<boolean> {
+    return this.kvWrite("kv.release", key, value, { release: sessionId });
+  }
+
+  async kvDelete(key: string, opts: { recurse?: boolean } = {}): Promise<void> {
+    await this.consul.kv.del({ key, ...(opts.recurse ? { recurse: true } : {}) });
+  }
+}

@@ -1,0 +1,106 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { findBinary } from "./binaries.js";
+import { ManagedProcess } from "./process.js";
+import { freePorts } from "./ports.js";
+import { waitFor } from "./wait.js";
+
+export interface ConsulAgentOptions {
+  /** Directory for the log; a temporary one when omitted. */
+  dir?: string;
+  host?: string;
+  nodeName?: string;
+  /** Reuse an HTTP port, e.g. to restart an agent where clients expect it. */
+  httpPort?: number;
+}
+
+/** A real `consul agent -dev` on loopback, on free ports, with DNS and gRPC off. */
+export class ConsulAgent {
+  private proc: ManagedProcess | undefined;
+  readonly host: string;
+  readonly dir: string;
+  private readonly ownsDir: boolean;
+  httpPort = 0;
+  private otherPorts: number[] = [];
+
+  constructor(private readonly opts: ConsulAgentOptions = {}) {
+    this.host = opts.host ?? "127.0.0.1";
+    this.ownsDir = !opts.dir;
+    this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), "statepilot-consul-"));
+  }
+
+  static version(): string {
+    const out = execFileSync(findBinary("consul"), ["version"], { encoding: "utf8" });
+    return out.split("\n")[0] ?? out;
+  }
+
+  get address(): string {
+    return `http://${this.host}:${this.httpPort}`;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.running ? this.proc.pid : undefined;
+  }
+
+  get nodeName(): string {
+    return this.opts.nodeName ?? "statepilot-dev";
+  }
+
+  async start(timeoutMs = 30_000): Promise<this> {
+    if (this.proc?.running) return this;
+    if (!this.httpPort) {
+      const ports = await freePorts(4, this.host);
+      this.httpPort = this.opts.httpPort ?? ports[0]!;
+      this.otherPorts = ports.slice(1);
+    } else if (this.otherPorts.length === 0) {
+      this.otherPorts = await freePorts(3, this.host);
+    }
+    const [serfLan, serfWan, server] = this.otherPorts;
+    const args = [
+      "agent", "-dev",
+      `-node=${this.nodeName}`,
+      `-bind=${this.host}`, `-client=${this.host}`,
+      `-http-port=${this.httpPort}`, "-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1",
+      `-serf-lan-port=${serfLan}`, `-serf-wan-port=${serfWan}`, `-server-port=${server}`,
+      "-log-level=warn",
+    ];
+    this.proc = await ManagedProcess.start("consul", findBinary("consul"), args, {
+      logFile: join(this.dir, "consul.log"),
+    });
+    const proc = this.proc;
+    await waitFor(
+      async () => {
+        const res = await fetch(`${this.address}/v1/status/leader`);
+        const leader = (await res.json()) as string;
+        if (!leader) return false;
+        // The agent's own node must be in the catalog before sessions can be created on it.
+        const node = await fetch(`${this.address}/v1/catalog/node/${this.nodeName}`);
+        return node.ok && ((await node.json()) as unknown) !== null;
+      },
+      {
+        timeoutMs,
+        what: `consul dev agent on ${this.address} to elect a leader`,
+        detail: () => proc.logTail(),
+        abortIf: () => (proc.running ? undefined : `consul exited (${JSON.stringify(proc.exitStatus)})`),
+      },
+    );
+    return this;
+  }
+
+  /** Stop and start again on the same ports: a dev agent forgets everything, like a real agent restart. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.proc?.stop("SIGTERM", 5_000);
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}

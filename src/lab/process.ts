@@ -1,0 +1,119 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { openSync, closeSync, readFileSync } from "node:fs";
+
+/** Every process the lab starts, so that none outlives the run even when a test fails. */
+const live = new Set<ManagedProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const p of live) p.killNow();
+  });
+}
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** stdout and stderr are appended here; read back in error messages. */
+  logFile: string;
+}
+
+/** A server process in its own process group, stopped by PID. */
+export class ManagedProcess {
+  readonly pid: number;
+  private readonly child: ChildProcess;
+  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(
+    readonly name: string,
+    child: ChildProcess,
+    readonly logFile: string,
+  ) {
+    if (child.pid === undefined) throw new Error(`${name}: spawn failed`);
+    this.child = child;
+    this.pid = child.pid;
+    this.exited = new Promise((resolve) => {
+      child.once("exit", (code, signal) => {
+        this.exitInfo = { code, signal };
+        live.delete(this);
+        resolve(this.exitInfo);
+      });
+    });
+  }
+
+  static async start(name: string, command: string, args: string[], opts: StartOptions): Promise<ManagedProcess> {
+    installExitHook();
+    const fd = openSync(opts.logFile, "a");
+    try {
+      const child = spawn(command, args, {
+        env: opts.env ?? process.env,
+        cwd: opts.cwd,
+        stdio: ["ignore", fd, fd],
+        detached: true, // own process group: stop() reaches helpers it forks
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once("spawn", () => resolve());
+        child.once("error", (err) => reject(new Error(`${name}: cannot start ${command}: ${err.message}`)));
+      });
+      const p = new ManagedProcess(name, child, opts.logFile);
+      live.add(p);
+      return p;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  get running(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  get exitStatus(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    return this.exitInfo;
+  }
+
+  /** The last lines of the process log, for error messages. */
+  logTail(lines = 20): string {
+    try {
+      return readFileSync(this.logFile, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+    } catch {
+      return "(no log)";
+    }
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (!this.running) return;
+    try {
+      process.kill(-this.pid, sig);
+    } catch {
+      try {
+        process.kill(this.pid, sig);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  /** SIGTERM (or the given signal), then SIGKILL after the timeout; resolves once the process is gone. */
+  async stop(sig: NodeJS.Signals = "SIGTERM", timeoutMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    this.signal(sig);
+    const timer = setTimeout(() => this.signal("SIGKILL"), timeoutMs);
+    try {
+      await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  killNow(): void {
+    this.signal("SIGKILL");
+  }
+}
+
+/** Stops every process the lab started in this Node process. */
+export async function stopAllProcesses(): Promise<void> {
+  await Promise.all([...live].map((p) => p.stop()));
+}

@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConsulAgent } from "../../src/lab/consul-agent.js";
+import { ConsulClient } from "../../src/discovery/consul/client.js";
+import { waitFor } from "../../src/lab/wait.js";
+
+describe("real Consul dev agent", () => {
+  const agent = new ConsulAgent();
+  let consul: ConsulClient;
+
+  beforeAll(async () => {
+    console.log(`consul: ${ConsulAgent.version()}`);
+    await agent.start();
+    consul = new ConsulClient({ address: agent.address });
+  });
+  afterAll(async () => {
+    consul?.close();
+    await agent.destroy();
+  });
+
+  it("releases a session lock when the linked TTL check fails", async () => {
+    await consul.registerService({
+      id: "ground-1",
+      name: "ground",
+      port: 1234,
+      checks: [{ checkId: "service:ground-1", ttl: "10s", status: "passing" }],
+    });
+    const sid = await waitFor(
+      () => consul.createSession({ name: "ground-lock", serviceChecks: ["service:ground-1"], lockDelay: "0s", ttl: "30s" }),
+      { timeoutMs: 5_000, what: "session creation (the check reaches the catalog asynchronously)" },
+    );
+    expect(await consul.kvAcquire("ground/leader", '{"node":"ground-1"}', sid)).toBe(true);
+    const held = await consul.kvGet("ground/leader");
+    expect(held.value?.session).toBe(sid);
+    expect(held.value?.value).toBe('{"node":"ground-1"}');
+
+    // Another session cannot take the held lock.
+    await consul.registerService({ id: "ground-2", name: "ground", port: 1235, checks: [{ checkId: "service:ground-2", ttl: "10s", status: "passing" }] });
+    const sid2 = await waitFor(
+      () => consul.createSession({ name: "ground-lock-2", serviceChecks: ["service:ground-2"], lockDelay: "0s" }),
+      { timeoutMs: 5_000, what: "second session" },
+    );
+    expect(await consul.kvAcquire("ground/leader", '{"node":"ground-2"}', sid2)).toBe(false);
+
+    const failedAt = performance.now();
+    await consul.updateTtlCheck("service:ground-1", "critical", "ground test: forced failure");
+    const freedAfterMs = await waitFor(
+      async () => {
+        const r = await consul.kvGet("ground/leader");
+        return r.value && r.value.session === undefined ? performance.now() - failedAt : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 5, what: "the lock to be released after the check failed" },
+    );
+    console.log(`consul: lock released ${freedAfterMs.toFixed(1)} ms after the linked check failed`);
+    expect(freedAfterMs).toBeLessThan(2_000);
+    expect(await consul.sessionExists(sid)).toBe(false);
+    expect(await consul.renewSession(sid)).toBe("gone");
+    await expect(consul.kvAcquire("ground/leader", "x", sid)).rejects.toThrow(/invalid session|HTTP 500/);
+    // The other contender now wins (lock-delay 0s).
+    expect(await consul.kvAcquire("ground/leader", '{"node":"ground-2"}', sid2)).toBe(true);
+
+    const health = await consul.healthService("ground");
+    const one = health.value.find((s) => s.id === "ground-1");
+    expect(one?.healthy).toBe(false);
+    expect(one?.checks.find((c) => c.checkId === "service:ground-1")?.output).toBe("ground test: forced failure");
+  });
+
+  it("reports a missing key as undefined and honours blocking reads", async () => {
+    const missing = await consul.kvGet("ground/none");
+    expect(missing.value).toBeUndefined();
+    await consul.kvPut("ground/blocking", "a");
+    const first = await consul.kvGet("ground/blocking");
+    const started = performance.now();
+    const pending = consul.kvGet("ground/blocking", { index: first.index, wait: "5s" });
+    setTimeout(() => void consul.kvPut("ground/blocking", "b"), 200);
+    const next = await pending;
+    expect(next.value?.value).toBe("b");
+    expect(next.index).toBeGreaterThan(first.index);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(150);
+  });
+});
