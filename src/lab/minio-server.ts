@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -23,8 +23,12 @@ export class MinioServer {
     this.dir = dir ?? mkdtempSync(join(tmpdir(), "statepilot-minio-"));
   }
 
+  /** The pinned module version (from the installer's cache name) and what the binary says of itself. */
   static version(): string {
-    return execFileSync(findBinary("minio"), ["--version"], { encoding: "utf8" }).split("\n")[0] ?? "";
+    const bin = findBinary("minio");
+    const module = /minio-(v?[\w.-]+)$/.exec(realpathSync(bin))?.[1];
+    const own = execFileSync(bin, ["--version"], { encoding: "utf8" }).split("\n")[0] ?? "";
+    return module ? `github.com/minio/minio@v${module.replace(/^v/, "")} (${own})` : own;
   }
 
   get endpoint(): string {

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+import { ConfigError, encodeConfig } from "../config/load.js";
+import { maskSecrets } from "../config/secrets.js";
+import { controlRequest } from "../control/client.js";
+import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js";
+import { resolveConfig, runSupervisor } from "./run.js";
+import { packageVersion } from "./version.js";
+
+const HELP = `statepilot ${packageVersion()}: an in-container supervisor with Consul discovery
+
+Usage:
+  statepilot [--config FILE] [--node NAME] [--socket PATH] [-- COMMAND [ARGS...]]
+      Run the supervisor. The command after -- becomes the main job: statepilot
+      exits when it is done, with its exit code.
+  statepilot config check  [--config FILE]     validate the config (exit 2 on errors)
+  statepilot config render [--config FILE]     print the resolved config, secrets masked
+  statepilot status [--json]                   jobs, health and watches of a running statepilot
+  statepilot ping                              is the control plane up?
+  statepilot reload                            re-read the config; only changed jobs restart
+  statepilot maintenance on|off [--reason TEXT]
+  statepilot putenv KEY=VALUE... | KEY...      set (or, without =, unset) variables for jobs started later
+
+Options:
+  --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)
+  --node NAME     this node's name (default: config node, then the hostname)
+  --socket PATH   control socket (default: $STATEPILOT_SOCKET, then config control.socket)
+  --json          machine-readable output
+  -h, --help      this text
+  --version       the version
+
+Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
+
+const SPEC = { values: ["config", "node", "socket", "reason"], flags: ["help", "version", "json"] } as const;
+
+function configPath(args: ParsedArgs): string | undefined {
+  return optionString(args, "config") ?? process.env.STATEPILOT_CONFIG ?? undefined;
+}
+
+function socketPath(args: ParsedArgs): string {
+  const explicit = optionString(args, "socket") ?? process.env.STATEPILOT_SOCKET;
+  if (explicit) return explicit;
+  const path = configPath(args);
+  return path ? resolveConfig({ configPath: path, node: undefined, mainCommand: undefined }).control.socket : "/var/run/statepilot.sock";
+}
+
+function expectArgs(args: ParsedArgs, count: number, usage: string): void {
+  if (args.command.length !== count) {
+    const extra = args.command.slice(count);
+    throw new UsageError(extra.length ? `unexpected argument ${JSON.stringify(extra[0])}; usage: ${usage}` : `missing argument; usage: ${usage}`);
+  }
+}
+
+async function callControl(args: ParsedArgs, method: "GET" | "POST", path: string, body?: unknown): Promise<number> {
+  const res = await controlRequest(socketPath(args), method, path, body);
+  const ok = res.status >= 200 && res.status < 300;
+  const out = typeof res.body === "string" ? res.body : JSON.stringify(res.body, null, 2);
+  (ok ? process.stdout : process.stderr).write(`${out}\n`);
+  return ok ? 0 : res.status === 400 ? 2 : 1;
+}
+
+function printStatus(body: unknown): void {
+  const s = body as { node: string; version: string; maintenance: boolean; jobs: Array<{ name: string; state: string; pid?: number; restarts: number; health?: { status?: string; serviceId?: string } }>; watches: Array<{ name: string; instances: number; healthy: number }> };
+  const lines = [`node ${s.node}  statepilot ${s.version}${s.maintenance ? "  MAINTENANCE" : ""}`];
+  for (const j of s.jobs) lines.push(`job   ${j.name.padEnd(20)} ${j.state.padEnd(9)} pid=${j.pid ?? "-"} restarts=${j.restarts}${j.health ? ` health=${j.health.status ?? "unknown"} service=${j.health.serviceId ?? "-"}` : ""}`);
+  for (const w of s.watches) lines.push(`watch ${w.name.padEnd(20)} instances=${w.instances} healthy=${w.healthy}`);
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, SPEC);
+  if (args.options.has("help")) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (args.options.has("version")) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  const [cmd, sub] = args.command;
+  switch (cmd) {
+    case undefined:
+    case "run":
+      expectArgs(args, cmd ? 1 : 0, "statepilot [--config FILE] [-- COMMAND...]");
+      return runSupervisor({
+        configPath: configPath(args),
+        node: optionString(args, "node"),
+        socket: optionString(args, "socket"),
+        mainCommand: args.trailing,
+        version: packageVersion(),
+      });
+    case "config": {
+      expectArgs(args, 2, "statepilot config check|render [--config FILE]");
+      if (sub !== "check" && sub !== "render") throw new UsageError(`unknown config command ${JSON.stringify(sub)}; expected check or render`);
+      const path = configPath(args);
+      const config = resolveConfig({ configPath: path, node: optionString(args, "node"), mainCommand: args.trailing });
+      if (sub === "check") process.stdout.write(`${path ?? "defaults"}: valid (${config.jobs.length} jobs, ${config.watches.length} watches)\n`);
+      else process.stdout.write(`${JSON.stringify(maskSecrets(encodeConfig(config)), null, 2)}\n`);
+      return 0;
+    }
+    case "status": {
+      expectArgs(args, 1, "statepilot status [--json]");
+      const res = await controlRequest(socketPath(args), "GET", "/v1/status");
+      if (res.status !== 200) throw new Error(`status: HTTP ${res.status}: ${JSON.stringify(res.body)}`);
+      if (args.options.has("json")) process.stdout.write(`${JSON.stringify(res.body, null, 2)}\n`);
+      else printStatus(res.body);
+      return 0;
+    }
+    case "ping":
+      expectArgs(args, 1, "statepilot ping");
+      return callControl(args, "GET", "/v1/ping");
+    case "reload":
+      expectArgs(args, 1, "statepilot reload");
+      return callControl(args, "POST", "/v1/reload");
+    case "maintenance": {
+      expectArgs(args, 2, "statepilot maintenance on|off [--reason TEXT]");
+      if (sub !== "on" && sub !== "off") throw new UsageError(`maintenance: expected on or off, got ${JSON.stringify(sub)}`);
+      const reason = optionString(args, "reason");
+      return callControl(args, "POST", "/v1/maintenance", { enabled: sub === "on", ...(reason ? { reason } : {}) });
+    }
+    case "putenv": {
+      const pairs = args.command.slice(1);
+      if (!pairs.length) throw new UsageError("putenv: expected KEY=VALUE or KEY arguments");
+      const body: Record<string, string | null> = {};
+      for (const p of pairs) {
+        const eq = p.indexOf("=");
+        const key = eq < 0 ? p : p.slice(0, eq);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new UsageError(`putenv: ${JSON.stringify(key)} is not a variable name`);
+        body[key] = eq < 0 ? null : p.slice(eq + 1);
+      }
+      return callControl(args, "POST", "/v1/env", body);
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see statepilot --help)`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      process.stderr.write(`statepilot: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`statepilot: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

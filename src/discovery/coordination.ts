@@ -1,0 +1,44 @@
+/**
+ * What statepilot needs from a coordination store. Consul implements it (consul/); a later etcd
+ * backend implements the same interface (lease ≈ session, txn on create_revision ≈ acquire).
+ */
+import type { CheckStatus, ServiceInstance } from "./consul/client.js";
+
+export interface ServiceSpec {
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  tags: string[];
+  meta: Record<string, string>;
+  enableTagOverride: boolean;
+  checkId: string;
+  ttl: string;
+  initialStatus: CheckStatus;
+  deregisterCriticalServiceAfter?: string | undefined;
+}
+
+export interface LockEntry {
+  value: string | null;
+  session: string | undefined;
+  lockIndex: number;
+  modifyIndex: number;
+}
+
+export interface Coordinator {
+  registerService(spec: ServiceSpec): Promise<void>;
+  deregisterService(id: string): Promise<void>;
+  /** Reports a TTL check; throws when the store does not know the check (re-register then). */
+  reportCheck(checkId: string, status: CheckStatus, output: string): Promise<void>;
+  setMaintenance(serviceId: string, enable: boolean, reason: string): Promise<void>;
+  /** Blocks until the instance list may have changed (index), or `wait` elapses. */
+  watchService(name: string, opts: { index: number; wait: string; tag?: string; datacenter?: string; signal?: AbortSignal }): Promise<{ instances: ServiceInstance[]; index: number }>;
+  createSession(opts: { name: string; checkIds: string[]; ttl?: string; lockDelay: string }): Promise<string>;
+  renewSession(id: string): Promise<"ok" | "gone">;
+  destroySession(id: string): Promise<void>;
+  acquire(key: string, value: string, session: string): Promise<boolean>;
+  release(key: string, value: string, session: string): Promise<boolean>;
+  read(key: string, opts?: { index?: number; wait?: string; signal?: AbortSignal }): Promise<{ entry: LockEntry | undefined; index: number }>;
+  write(key: string, value: string): Promise<void>;
+  close(): void;
+}

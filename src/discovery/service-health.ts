@@ -1,0 +1,217 @@
+import type { EventBus } from "../events/bus.js";
+import type { HealthConfig, ServiceConfig } from "../config/schema.js";
+import { formatDuration } from "../config/duration.js";
+import type { Logger } from "../log.js";
+import { RunningProcess } from "../supervisor/process-runner.js";
+import { toArgv } from "../supervisor/argv.js";
+import type { Coordinator, ServiceSpec } from "./coordination.js";
+import type { CheckStatus } from "./consul/client.js";
+import { resolveAddress } from "./address.js";
+
+export interface HealthResult {
+  status: CheckStatus;
+  output: string;
+  durationMs: number;
+}
+
+export interface ServiceHealthOptions {
+  jobName: string;
+  node: string;
+  health: HealthConfig;
+  service: ServiceConfig | undefined;
+  coordinator: Coordinator | undefined;
+  bus: EventBus;
+  logger: Logger;
+  env: () => NodeJS.ProcessEnv;
+  /** Whether the job's process is up; a job with exec that is not running is critical without running the check. */
+  processUp: () => boolean | undefined;
+  onCheck?: (result: HealthResult) => void;
+  onConsulError?: (op: string, err: unknown) => void;
+}
+
+/**
+ * A job's health check and its Consul registration: every pass refreshes the TTL check, every
+ * failure is sent at once with the check's output, and any error from a check update (the agent
+ * restarted and forgot us) leads to a new registration.
+ */
+export class ServiceHealth {
+  readonly serviceId: string | undefined;
+  readonly checkId: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private registered = false;
+  private lastStatus: CheckStatus | undefined;
+  private lastOutput = "";
+  private inMaintenance = false;
+  private current: RunningProcess | undefined;
+  private readonly log: Logger;
+  /** Extra tags set at run time (e.g. role tags), on top of the configured ones. */
+  private extraTags: string[] = [];
+
+  constructor(private readonly opts: ServiceHealthOptions) {
+    this.log = opts.logger.child({ job: opts.jobName, component: "health" });
+    if (opts.service) {
+      this.serviceId = `${opts.service.name}-${opts.node}`;
+      this.checkId = `service:${this.serviceId}`;
+    }
+  }
+
+  get status(): CheckStatus | undefined {
+    return this.lastStatus;
+  }
+
+  get isRegistered(): boolean {
+    return this.registered;
+  }
+
+  spec(): ServiceSpec | undefined {
+    const s = this.opts.service;
+    if (!s || !this.serviceId || !this.checkId) return undefined;
+    return {
+      id: this.serviceId,
+      name: s.name,
+      address: resolveAddress(s.interfaces),
+      port: s.port,
+      tags: [...new Set([...s.tags, ...this.extraTags])],
+      meta: { ...s.meta, "statepilot-node": this.opts.node },
+      enableTagOverride: s.enableTagOverride,
+      checkId: this.checkId,
+      ttl: formatDuration(this.opts.health.ttl),
+      initialStatus: this.lastStatus ?? s.initialStatus,
+      deregisterCriticalServiceAfter: s.deregisterCriticalServiceAfter !== undefined ? formatDuration(s.deregisterCriticalServiceAfter) : undefined,
+    };
+  }
+
+  async register(): Promise<boolean> {
+    const spec = this.spec();
+    if (!spec || !this.opts.coordinator) return false;
+    try {
+      await this.opts.coordinator.registerService(spec);
+      if (this.inMaintenance) await this.opts.coordinator.setMaintenance(spec.id, true, "statepilot maintenance");
+      if (!this.registered) this.log.info({ serviceId: spec.id, address: spec.address, port: spec.port }, "registered in Consul");
+      this.registered = true;
+      return true;
+    } catch (err) {
+      this.registered = false;
+      this.opts.onConsulError?.("register", err);
+      this.log.warn({ err: String(err) }, "registration failed; retrying at the next check");
+      return false;
+    }
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.register().then(() => this.tick());
+  }
+
+  private schedule(): void {
+    if (!this.running) return;
+    this.timer = setTimeout(() => void this.tick(), this.opts.health.interval);
+  }
+
+  private async tick(): Promise<void> {
+    if (!this.running) return;
+    const result = await this.runCheck();
+    if (!this.running) return;
+    await this.report(result);
+    this.schedule();
+  }
+
+  private async runCheck(): Promise<HealthResult> {
+    if (this.opts.processUp() === false) return { status: "critical", output: `job ${this.opts.jobName} is not running`, durationMs: 0 };
+    const h = this.opts.health;
+    try {
+      this.current = new RunningProcess({
+        name: `${this.opts.jobName}.health`,
+        argv: toArgv(h.exec, h.shell),
+        env: this.opts.env(),
+        output: "capture",
+        logger: this.opts.logger,
+        timeoutMs: h.timeout,
+        killGraceMs: 1_000,
+      });
+      const st = await this.current.done;
+      const output = st.spawnError ?? (st.timedOut ? `health check timed out after ${formatDuration(h.timeout)}\n${st.output}` : st.output);
+      return { status: st.code === 0 && !st.timedOut ? "passing" : "critical", output: output.trim(), durationMs: st.durationMs };
+    } catch (err) {
+      return { status: "critical", output: `health check could not run: ${String(err)}`, durationMs: 0 };
+    } finally {
+      this.current = undefined;
+    }
+  }
+
+  /** Sends a result to Consul at once and publishes healthy/unhealthy on a change. */
+  async report(result: HealthResult): Promise<void> {
+    this.opts.onCheck?.(result);
+    const changed = result.status !== this.lastStatus;
+    if (changed) {
+      this.opts.bus.publish({ code: result.status === "passing" ? "healthy" : "unhealthy", source: this.opts.jobName, data: { output: result.output } });
+      const level = result.status === "passing" ? "info" : "warn";
+      this.log[level]({ status: result.status, output: result.output.slice(0, 500) }, "health changed");
+    }
+    this.lastStatus = result.status;
+    this.lastOutput = result.output;
+    await this.pushToConsul();
+  }
+
+  private async pushToConsul(): Promise<void> {
+    if (!this.checkId || !this.opts.coordinator || !this.lastStatus) return;
+    if (!this.registered && !(await this.register())) return;
+    try {
+      await this.opts.coordinator.reportCheck(this.checkId, this.lastStatus, this.lastOutput);
+    } catch (err) {
+      // Any non-2xx: most often the agent restarted and lost the check. Register again, then resend.
+      this.opts.onConsulError?.("check.update", err);
+      this.log.warn({ err: String(err) }, "check update failed; registering again");
+      this.registered = false;
+      if (await this.register()) {
+        try {
+          await this.opts.coordinator.reportCheck(this.checkId, this.lastStatus, this.lastOutput);
+        } catch (err2) {
+          this.opts.onConsulError?.("check.update", err2);
+        }
+      }
+    }
+  }
+
+  /** The job's process exited: critical at once, not after the TTL. */
+  async processExited(description: string): Promise<void> {
+    this.current?.signal("SIGKILL");
+    await this.report({ status: "critical", output: description, durationMs: 0 });
+  }
+
+  /** Replaces the run-time tags (e.g. primary/replica) and re-registers if they changed. */
+  async setTags(tags: string[]): Promise<void> {
+    const same = tags.length === this.extraTags.length && tags.every((t, i) => t === this.extraTags[i]);
+    this.extraTags = [...tags];
+    if (!same && this.registered) await this.register();
+  }
+
+  async setMaintenance(enable: boolean, reason: string): Promise<void> {
+    this.inMaintenance = enable;
+    if (!this.serviceId || !this.opts.coordinator) return;
+    try {
+      await this.opts.coordinator.setMaintenance(this.serviceId, enable, reason);
+    } catch (err) {
+      this.opts.onConsulError?.("maintenance", err);
+      this.log.warn({ err: String(err) }, "maintenance update failed");
+    }
+  }
+
+  async stop(deregister = true): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    this.current?.signal("SIGKILL");
+    if (deregister && this.serviceId && this.opts.coordinator) {
+      try {
+        await this.opts.coordinator.deregisterService(this.serviceId);
+        this.log.info({ serviceId: this.serviceId }, "deregistered from Consul");
+      } catch (err) {
+        this.opts.onConsulError?.("deregister", err);
+        this.log.warn({ err: String(err) }, "deregistration failed");
+      }
+      this.registered = false;
+    }
+  }
+}

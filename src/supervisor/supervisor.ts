@@ -1,0 +1,337 @@
+import { hostname } from "node:os";
+import { constants } from "node:os";
+import type { Config, JobConfig, WatchConfig } from "../config/schema.js";
+import { formatDuration } from "../config/duration.js";
+import { encodeConfig } from "../config/load.js";
+import { EventBus } from "../events/bus.js";
+import type { Logger } from "../log.js";
+import type { Coordinator } from "../discovery/coordination.js";
+import { ConsulCoordinator } from "../discovery/consul/coordinator.js";
+import { ServiceHealth, type HealthResult } from "../discovery/service-health.js";
+import { ServiceWatch, type WatchStatus } from "../discovery/watch.js";
+import { resolveConsulConnection } from "../discovery/consul/connection.js";
+import { Job, type JobStatus } from "./job.js";
+import type { ExitStatus } from "./process-runner.js";
+
+export interface SupervisorStatus {
+  node: string;
+  version: string;
+  uptimeSeconds: number;
+  maintenance: boolean;
+  shuttingDown: boolean;
+  jobs: Array<JobStatus & { health?: { status: string | undefined; serviceId: string | undefined; registered: boolean } }>;
+  watches: WatchStatus[];
+}
+
+/** Hooks for telemetry; the supervisor knows nothing of how they are exported. */
+export interface SupervisorObserver {
+  jobStarted?(job: string): void;
+  jobExited?(job: string, status: ExitStatus, restarting: boolean): void;
+  healthChecked?(job: string, result: HealthResult): void;
+  consulError?(op: string): void;
+  watchChanged?(watch: string, instances: number, healthy: number): void;
+}
+
+export interface SupervisorOptions {
+  config: Config;
+  logger: Logger;
+  version?: string;
+  /** Replaces the Consul coordinator (an etcd one, later). */
+  coordinator?: Coordinator;
+  observer?: SupervisorObserver;
+}
+
+function jobKey(j: JobConfig): string {
+  return JSON.stringify(j);
+}
+
+/**
+ * The supervisor: owns jobs, health checks, service registrations and watches, which talk to each
+ * other only through the event bus. Resolves `exited` with the process exit code.
+ */
+export class Supervisor {
+  readonly bus = new EventBus();
+  readonly node: string;
+  private config: Config;
+  private readonly logger: Logger;
+  private coordinator: Coordinator | undefined;
+  private readonly jobs = new Map<string, Job>();
+  private readonly health = new Map<string, ServiceHealth>();
+  private readonly watches = new Map<string, ServiceWatch>();
+  private readonly runtimeEnv = new Map<string, string | undefined>();
+  private maintenance = false;
+  private shuttingDown: Promise<number> | undefined;
+  private mainExitCode: number | undefined;
+  private resolveExited!: (code: number) => void;
+  readonly exited: Promise<number>;
+  private readonly startedAt = Date.now();
+  readonly observer: SupervisorObserver;
+  /** Set by the runtime that knows where the config comes from; SIGHUP calls it when reloadOnSighup is on. */
+  onReloadRequest: (() => void) | undefined;
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.config = opts.config;
+    this.logger = opts.logger;
+    this.observer = opts.observer ?? {};
+    this.node = opts.config.node ?? hostname().split(".")[0] ?? "node";
+    this.coordinator = opts.coordinator;
+    this.exited = new Promise((r) => (this.resolveExited = r));
+    this.bus.onHandlerError = (sub, e, err) => this.logger.error({ subscriber: sub, event: e.code, source: e.source, err }, "event handler failed");
+  }
+
+  get currentConfig(): Config {
+    return this.config;
+  }
+
+  private needsCoordinator(config: Config): boolean {
+    return config.watches.length > 0 || config.jobs.some((j) => j.service);
+  }
+
+  /** The coordination store, created on first use so a config without Consul needs no Consul. */
+  coordination(): Coordinator {
+    this.coordinator ??= new ConsulCoordinator(resolveConsulConnection(this.config.consul, process.env));
+    return this.coordinator;
+  }
+
+  env(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const [k, v] of this.runtimeEnv) {
+      if (v === undefined) delete env[k];
+      else env[k] = v;
+    }
+    return env;
+  }
+
+  /** `putenv`: affects jobs started from now on. */
+  putEnv(values: Record<string, string | null>): void {
+    for (const [k, v] of Object.entries(values)) this.runtimeEnv.set(k, v ?? undefined);
+    this.logger.info({ keys: Object.keys(values) }, "environment updated");
+  }
+
+  private createJob(cfg: JobConfig): void {
+    const job = new Job(cfg, {
+      bus: this.bus,
+      logger: this.logger,
+      env: () => this.env(),
+      defaultOutput: this.config.logging.childOutput,
+      onStart: (j) => this.observer.jobStarted?.(j.name),
+      onExit: (j, status, final) => this.onJobExit(j, status, final),
+    });
+    this.jobs.set(cfg.name, job);
+    if (cfg.health) {
+      const h = new ServiceHealth({
+        jobName: cfg.name,
+        node: this.node,
+        health: cfg.health,
+        service: cfg.service,
+        coordinator: cfg.service ? this.coordination() : undefined,
+        bus: this.bus,
+        logger: this.logger,
+        env: () => this.env(),
+        processUp: () => (cfg.exec && !cfg.when ? job.isRunning : undefined),
+        onCheck: (r) => this.observer.healthChecked?.(cfg.name, r),
+        onConsulError: (op) => this.observer.consulError?.(op),
+      });
+      if (this.maintenance) void h.setMaintenance(true, "statepilot maintenance");
+      this.health.set(cfg.name, h);
+    }
+  }
+
+  private createWatch(cfg: WatchConfig): void {
+    const w = new ServiceWatch(cfg, this.coordination(), this.bus, this.logger);
+    w.onChange = (list) => this.observer.watchChanged?.(cfg.name, list.length, list.filter((i) => i.healthy).length);
+    w.onError = () => this.observer.consulError?.("watch");
+    this.watches.set(cfg.name, w);
+  }
+
+  private onJobExit(job: Job, status: ExitStatus, final: boolean): void {
+    this.observer.jobExited?.(job.name, status, !final);
+    const h = this.health.get(job.name);
+    if (h && !this.shuttingDown) {
+      void h.processExited(`${job.name} exited with code ${status.code}${status.signal ? ` (${status.signal})` : ""}`);
+    }
+    if (job.config.main && final && !this.shuttingDown) {
+      this.mainExitCode = status.code;
+      this.logger.info({ code: status.code }, "main job is done; shutting down");
+      void this.shutdown("main job exited");
+    }
+  }
+
+  start(): void {
+    if (process.pid === 1) {
+      this.logger.warn("statepilot is PID 1 without an init: orphaned processes cannot be reaped from Node; run it under tini (ENTRYPOINT [\"tini\", \"--\"])");
+    }
+    if (this.needsCoordinator(this.config)) this.coordination();
+    for (const cfg of this.config.jobs) this.createJob(cfg);
+    for (const cfg of this.config.watches) this.createWatch(cfg);
+    this.logger.info({ node: this.node, jobs: this.config.jobs.length, watches: this.config.watches.length }, "statepilot starting");
+    for (const w of this.watches.values()) w.start();
+    for (const job of this.jobs.values()) job.activate();
+    for (const h of this.health.values()) h.start();
+    this.bus.publish({ code: "startup", source: "statepilot" });
+    if (this.jobs.size === 0 && this.watches.size === 0) this.logger.warn("no jobs and no watches configured; waiting for a signal");
+  }
+
+  /** A signal statepilot received: SIGTERM/SIGINT stop everything; others become events and are forwarded. */
+  handleSignal(sig: NodeJS.Signals): void {
+    if (sig === "SIGTERM" || sig === "SIGINT" || sig === "SIGQUIT") {
+      if (this.shuttingDown) {
+        this.logger.warn({ signal: sig }, "second stop signal: killing all jobs now");
+        for (const j of this.jobs.values()) j.kill();
+        return;
+      }
+      void this.shutdown(sig);
+      return;
+    }
+    if (sig === "SIGHUP" || sig === "SIGUSR2") this.bus.publish({ code: sig, source: "statepilot" });
+    if (sig === "SIGHUP" && this.config.reloadOnSighup) {
+      this.onReloadRequest?.();
+      return;
+    }
+    for (const job of this.jobs.values()) {
+      const forward = job.config.forwardSignals ?? (job.config.main ? ["SIGHUP", "SIGUSR1", "SIGUSR2"] : []);
+      if ((forward as string[]).includes(sig)) job.signal(sig);
+    }
+  }
+
+  /** Jobs in start-dependency levels: a job waiting on another job's event comes after it. */
+  private stopOrder(): Job[][] {
+    const depth = new Map<string, number>();
+    const level = (name: string, seen: Set<string>): number => {
+      if (depth.has(name)) return depth.get(name)!;
+      const src = this.jobs.get(name)?.config.when?.source;
+      const d = src && this.jobs.has(src) && !seen.has(src) ? level(src, new Set([...seen, name])) + 1 : 0;
+      depth.set(name, d);
+      return d;
+    };
+    for (const n of this.jobs.keys()) level(n, new Set([n]));
+    const levels: Job[][] = [];
+    for (const [n, d] of depth) (levels[d] ??= []).push(this.jobs.get(n)!);
+    return levels.filter(Boolean).reverse();
+  }
+
+  /** Stops everything in reverse dependency order, deregisters, and resolves with the exit code. */
+  shutdown(reason: string): Promise<number> {
+    this.shuttingDown ??= this.doShutdown(reason);
+    return this.shuttingDown;
+  }
+
+  private async doShutdown(reason: string): Promise<number> {
+    const started = performance.now();
+    this.logger.info({ reason }, "shutting down");
+    this.bus.publish({ code: "shutdown", source: "statepilot" });
+    const deadline = setTimeout(() => {
+      this.logger.error({ stopTimeout: formatDuration(this.config.stopTimeout) }, "shutdown deadline reached; killing what is left");
+      for (const j of this.jobs.values()) j.kill();
+    }, this.config.stopTimeout);
+    for (const w of this.watches.values()) w.stop();
+    for (const level of this.stopOrder()) {
+      await Promise.all(level.map(async (job) => {
+        const st = await job.stop("shutdown");
+        if (job.config.main && st && this.mainExitCode === undefined) this.mainExitCode = st.code;
+      }));
+    }
+    await Promise.all([...this.health.values()].map((h) => h.stop(true)));
+    clearTimeout(deadline);
+    await this.bus.drain();
+    this.coordinator?.close();
+    const code = this.mainExitCode ?? 0;
+    this.logger.info({ code, durationMs: Math.round(performance.now() - started) }, "statepilot stopped");
+    this.resolveExited(code);
+    return code;
+  }
+
+  async setMaintenance(enable: boolean, reason = "statepilot maintenance"): Promise<void> {
+    if (enable === this.maintenance) return;
+    this.maintenance = enable;
+    this.logger.info({ enable, reason }, enable ? "entering maintenance" : "leaving maintenance");
+    await Promise.all([...this.health.values()].map((h) => h.setMaintenance(enable, reason)));
+    for (const job of this.jobs.values()) {
+      if (job.config.maintenance !== "pause") continue;
+      if (enable) await job.stop("maintenance");
+      else job.resume();
+    }
+    this.bus.publish({ code: enable ? "enterMaintenance" : "exitMaintenance", source: "statepilot" });
+  }
+
+  get inMaintenance(): boolean {
+    return this.maintenance;
+  }
+
+  /**
+   * Applies a new, already validated config: only jobs and watches whose definition changed are
+   * restarted. Settings that need a new process (consul, control, node) are refused.
+   */
+  async reload(next: Config): Promise<{ restarted: string[]; added: string[]; removed: string[]; unchanged: string[] }> {
+    const fixed = ["consul", "control", "node"] as const;
+    const changedFixed = fixed.filter((k) => JSON.stringify(encodeConfig(next)[k]) !== JSON.stringify(encodeConfig(this.config)[k]));
+    if (changedFixed.length) throw new ReloadRefused(`${changedFixed.join(", ")} cannot change while running; restart statepilot`);
+    const before = new Map(this.config.jobs.map((j) => [j.name, jobKey(j)]));
+    const after = new Map(next.jobs.map((j) => [j.name, jobKey(j)]));
+    const removed = [...before.keys()].filter((n) => !after.has(n));
+    const added = [...after.keys()].filter((n) => !before.has(n));
+    const restarted = [...after.keys()].filter((n) => before.has(n) && before.get(n) !== after.get(n));
+    const unchanged = [...after.keys()].filter((n) => before.get(n) === after.get(n));
+    this.config = next;
+    this.logger.level = next.logging.level;
+    for (const n of [...removed, ...restarted]) {
+      await this.jobs.get(n)?.stop("reload");
+      await this.health.get(n)?.stop(removed.includes(n) || JSON.stringify(this.health.get(n)?.spec()?.name) !== JSON.stringify(next.jobs.find((j) => j.name === n)?.service?.name));
+      this.jobs.delete(n);
+      this.health.delete(n);
+    }
+    for (const n of [...added, ...restarted]) {
+      this.createJob(next.jobs.find((j) => j.name === n)!);
+      this.jobs.get(n)!.activate();
+      this.health.get(n)?.start();
+    }
+    const wBefore = new Map([...this.watches].map(([n, w]) => [n, JSON.stringify(w.config)]));
+    for (const [n, w] of this.watches) {
+      const cfg = next.watches.find((x) => x.name === n);
+      if (!cfg || JSON.stringify(cfg) !== wBefore.get(n)) {
+        w.stop();
+        this.watches.delete(n);
+      }
+    }
+    for (const cfg of next.watches) {
+      if (!this.watches.has(cfg.name)) {
+        this.createWatch(cfg);
+        this.watches.get(cfg.name)!.start();
+      }
+    }
+    this.logger.info({ restarted, added, removed }, "configuration reloaded");
+    return { restarted, added, removed, unchanged };
+  }
+
+  job(name: string): Job | undefined {
+    return this.jobs.get(name);
+  }
+
+  serviceHealth(name: string): ServiceHealth | undefined {
+    return this.health.get(name);
+  }
+
+  status(): SupervisorStatus {
+    return {
+      node: this.node,
+      version: this.opts.version ?? "",
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      maintenance: this.maintenance,
+      shuttingDown: this.shuttingDown !== undefined,
+      jobs: [...this.jobs.values()].map((j) => {
+        const h = this.health.get(j.name);
+        return { ...j.status(), ...(h ? { health: { status: h.status, serviceId: h.serviceId, registered: h.isRegistered } } : {}) };
+      }),
+      watches: [...this.watches.values()].map((w) => w.status()),
+    };
+  }
+}
+
+export class ReloadRefused extends Error {
+  override name = "ReloadRefused";
+}
+
+/** Exit code for a process killed by a signal, as shells report it. */
+export function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + (constants.signals[sig] ?? 0);
+}
