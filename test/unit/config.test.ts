@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, encodeConfig, parseConfigText } from "../../src/config/load.js";
+import { maskSecrets } from "../../src/config/secrets.js";
+
+const env = { HOME: "/root", PORT: "3306", EMPTY: "", SECRET_TOKEN: "tok-123456" };
+
+function problemsOf(text: string): ConfigError {
+  try {
+    parseConfigText(text, env, "test");
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error(`config was accepted: ${text}`);
+}
+
+const job = (extra: string) => `{ jobs: [ { name: "a", exec: "true" }, { name: "b", exec: "true" }, { name: "c", exec: "true", ${extra} } ] }`;
+
+// [config text, path the error must name, text the message must contain]
+const BROKEN: Array<[string, string, string]> = [
+  ["{ jobs: [ { name: 'x', exec: 'true', bogus: 1 } ] }", "jobs[0].bogus", "unknown key"],
+  ["{ unknownTop: true }", "unknownTop", "unknown key"],
+  [job("health: { exec: 'true', interval: '5 seconds' }, service: { name: 's', port: 1 }"), "jobs[2].health.interval", "duration"],
+  [job("health: { exec: 'true', interval: '5s', ttl: '2s' }, service: { name: 's', port: 1 }"), "jobs[2].health.ttl", "longer than interval"],
+  [job("restarts: 'sometimes'"), "jobs[2].restarts", "never"],
+  [job("restarts: -1"), "jobs[2].restarts", ">=0"],
+  [job("stopSignal: 'SIGFOO'"), "jobs[2].stopSignal", "SIGTERM"],
+  [job("stopTimeout: 10"), "jobs[2].stopTimeout", "duration"],
+  [job("when: { source: 'a' }"), "jobs[2].when", "exactly one of once, each or interval"],
+  [job("when: { source: 'nope', once: 'healthy' }"), "jobs[2].when.source", "unknown source"],
+  [job("when: { source: 'a', once: 'exploded' }"), "jobs[2].when.once", "startup"],
+  [job("when: { interval: '5s', source: 'a' }"), "jobs[2].when.source", "does not apply"],
+  [job("exec: 42"), "jobs[2].exec", "expected a command"],
+  [job("exec: []"), "jobs[2].exec", ">=1"],
+  [job("service: { name: 's', port: 1 }"), "jobs[2].health", "needs a health check"],
+  [job("health: { exec: 'true' }, service: { name: 's', port: 70000 }"), "jobs[2].service.port", "65535"],
+  [job("health: { exec: 'true' }, service: { name: 's', port: 1, deregisterCriticalServiceAfter: '30s' }"), "jobs[2].service.deregisterCriticalServiceAfter", "1m"],
+  [job("health: { exec: 'true' }, service: { name: 's', port: 1, initialStatus: 'green' }"), "jobs[2].service.initialStatus", "passing"],
+  [job("name: 'a'"), "jobs[2].name", "duplicate job name"],
+  [job("name: 'bad name'"), "jobs[2].name", "letters, digits"],
+  [job("main: true, when: { once: 'startup' }"), "jobs[2].when", "main job starts at start-up"],
+  [job("backoff: { multiplier: 0.5 }"), "jobs[2].backoff.multiplier", ">=1"],
+  [job("env: { A: 1 }"), "jobs[2].env.A", "expected string"],
+  [job("output: 'loud'"), "jobs[2].output", "raw"],
+  [job("health: { exec: 'true', timeout: '20s', ttl: '15s' }, service: { name: 's', port: 1 }"), "jobs[2].health.timeout", "must not exceed ttl"],
+  ["{ logging: { level: 'verbose' } }", "logging.level", "info"],
+  ["{ consul: { timeout: 'soon' } }", "consul.timeout", "duration"],
+  ["{ watches: [ { name: 'db' }, { name: 'db' } ] }", "watches[1].name", "duplicate watch"],
+  ["{ jobs: [ { name: 'a', exec: 'x', main: true }, { name: 'b', exec: 'y', main: true } ] }", "jobs[1].main", "only one job can be main"],
+  ["{ jobs: [ { exec: 'true' } ] }", "jobs[0].name", "required"],
+  ["{ jobs: { name: 'a' } }", "jobs", "expected array"],
+  ["{ node: '${MISSING:?set MISSING to the node name}' }", "node", "required variable MISSING is not set: set MISSING to the node name"],
+  ["{ node: '${EMPTY:?must not be empty}' }", "node", "required variable EMPTY is empty: must not be empty"],
+  ["{ node: '${not valid}' }", "node", "invalid interpolation"],
+  ["{ jobs: [ }", "line 1, column 11", "not valid JSON5"],
+  ["[1, 2]", "(root)", "expected an object"],
+];
+
+describe("config validation", () => {
+  it.each(BROKEN)("rejects %s at the path it names", (text, path, message) => {
+    const err = problemsOf(text);
+    expect(err.exitCode).toBe(2);
+    const hit = err.problems.find((p) => p.path === path);
+    expect(hit, `${err.message}`).toBeDefined();
+    expect(`${hit!.message}`).toContain(message);
+  });
+
+  it("has at least 20 broken cases", () => {
+    expect(BROKEN.length).toBeGreaterThanOrEqual(20);
+  });
+
+  it("names the offending value, and masks secrets", () => {
+    const err = problemsOf("{ consul: { token: 42 }, jobs: [ { name: 'x', exec: 'true', timeout: 'soon' } ] }");
+    expect(err.problems.find((p) => p.path === "jobs[0].timeout")?.value).toBe('"soon"');
+    const secret = problemsOf("{ consul: { token: 'abcdef', timeout: 'x' }, bogus: 1 }");
+    expect(secret.message).not.toContain("abcdef");
+  });
+
+  it("interpolates the environment in the compose style", () => {
+    const c = parseConfigText(
+      `{ node: "n-\${PORT}", jobs: [ { name: "db", exec: "mysqld --port=\${PORT} --x=\${UNSET:-dflt} --y=\${EMPTY-kept} --z=$$HOME" } ] }`,
+      env,
+    );
+    expect(c.node).toBe("n-3306");
+    expect(c.jobs[0]?.exec).toBe("mysqld --port=3306 --x=dflt --y= --z=$HOME");
+  });
+
+  it("fills defaults and renders back to the written form", () => {
+    const c = parseConfigText(`{ consul: { token: "\${SECRET_TOKEN}" }, jobs: [ { name: "db", exec: ["x"], health: { exec: "true" }, service: { name: "db", port: 3306 } } ] }`, env);
+    expect(c.jobs[0]?.health?.interval).toBe(5000);
+    expect(c.jobs[0]?.restarts).toBe("never");
+    const rendered = maskSecrets(encodeConfig(c));
+    expect(rendered.jobs?.[0]?.health?.interval).toBe("5s");
+    expect(rendered.consul?.token).toBe("********");
+    expect(JSON.stringify(rendered)).not.toContain("tok-123456");
+  });
+});
