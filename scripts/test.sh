@@ -9,10 +9,20 @@ bash scripts/install.sh || exit 1
 echo "==> build and type check"
 npm run --silent build || exit 1
 npm run --silent typecheck || exit 1
+servers() { pgrep -x 'consul|mariadbd|minio|prometheus|tini' | sort; }
+before=$(servers)
 mkdir -p .test-results
 rm -f .test-results/vitest.json
 echo "==> vitest"
 NO_COLOR=1 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json "$@"
 rc=$?
 node scripts/test-summary.mjs .test-results/vitest.json || rc=1
+leftover=$(comm -13 <(echo "$before") <(servers) | tr '\n' ' ')
+if [ -n "${leftover// /}" ]; then
+  echo "test: processes started by the suite are still running: $leftover" >&2
+  ps -o pid,ppid,comm,args -p ${leftover// /,} >&2 || true
+  rc=1
+else
+  echo "==> no server process left behind"
+fi
 exit $rc
