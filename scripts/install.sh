@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real components statepilot is tested against, idempotently.
 #   scripts/install.sh            everything
-#   scripts/install.sh consul     one part (apt | consul | minio | node)
+#   scripts/install.sh consul     one part (apt | consul | minio | prometheus | node)
 # Binaries built from the Go module proxy are cached under $STATEPILOT_CACHE/bin.
 set -euo pipefail
 
 CONSUL_VERSION="${STATEPILOT_CONSUL_VERSION:-v1.22.0}"
 # MinIO publishes no semver tags as Go module versions; this is the pseudo-version of a master commit.
 MINIO_VERSION="${STATEPILOT_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+# Debian's prometheus is built without consul_sd_configs, which discovery through Consul needs.
+PROMETHEUS_VERSION="${STATEPILOT_PROMETHEUS_VERSION:-v0.316.0}"
 CACHE="${STATEPILOT_CACHE:-$HOME/.cache/statepilot}"
 BIN="$CACHE/bin"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -61,11 +63,12 @@ go_build_wrapped() { # name module version out [extra-require-lines] [exclude-li
     [ -n "$excludes" ] && printf 'exclude (\n%s\n)\n' "$excludes"
     echo
   } > "$work/go.mod"
-  printf 'package tools\n\nimport _ "%s"\n' "$module" > "$work/tools.go"
+  local pkg="${GO_MAIN_PACKAGE:-$module}"
+  printf 'package tools\n\nimport _ "%s"\n' "$pkg" > "$work/tools.go"
   echo "    wrapper module: $work/go.mod"
   ( cd "$work" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go mod tidy >"$work/tidy.log" 2>&1 ) \
     || { tail -30 "$work/tidy.log" >&2; die "go mod tidy for $module@$version failed (log: $work/tidy.log)"; }
-  ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$module" >"$work/build.log" 2>&1 ) \
+  ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >"$work/build.log" 2>&1 ) \
     || { tail -30 "$work/build.log" >&2; die "go build $module@$version failed (log: $work/build.log)"; }
   mv "$out.tmp" "$out"
   rm -rf "$work"
@@ -74,7 +77,7 @@ go_build_wrapped() { # name module version out [extra-require-lines] [exclude-li
 install_consul() {
   local out="$BIN/consul-${CONSUL_VERSION#v}"
   step "Consul $CONSUL_VERSION from the Go module proxy"
-  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/consul"; done_step "cached: $out"; return; fi
+  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/consul"; done_step "cached: $out, $("$out" version | head -1)"; return; fi
   need go "install Go >= 1.22; GOTOOLCHAIN fetches the version Consul needs"
   local modfile
   modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/consul@$CONSUL_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
@@ -106,6 +109,21 @@ install_minio() {
   done_step "$("$out" --version 2>/dev/null | head -1)"
 }
 
+install_prometheus() {
+  local out="$BIN/prometheus-${PROMETHEUS_VERSION#v}"
+  step "Prometheus $PROMETHEUS_VERSION (with Consul service discovery) from the Go module proxy"
+  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/prometheus"; done_step "cached: $out"; return; fi
+  need go "install Go >= 1.22"
+  local modfile excludes
+  modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -f "$modfile" ] || die "could not download the go.mod of github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
+  excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
+  GO_MAIN_PACKAGE=github.com/prometheus/prometheus/cmd/prometheus \
+    go_build_wrapped prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" "$out" "" "$excludes"
+  ln -sf "$(basename "$out")" "$BIN/prometheus"
+  done_step "$("$out" --version 2>&1 | head -1)"
+}
+
 install_node() {
   step "npm dependencies"
   if [ -d "$ROOT/node_modules" ] && [ "$ROOT/node_modules/.package-lock.json" -nt "$ROOT/package-lock.json" ]; then
@@ -116,11 +134,11 @@ install_node() {
 }
 
 total_start=$(now)
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio node)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio prometheus node)
 for p in "${parts[@]}"; do
   case "$p" in
-    apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; node) install_node ;;
-    *) die "unknown part '$p' (expected apt, consul, minio or node)" ;;
+    apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; prometheus) install_prometheus ;; node) install_node ;;
+    *) die "unknown part '$p' (expected apt, consul, minio, prometheus or node)" ;;
   esac
 done
 printf '==> install finished in %ss (cache: %s)\n' "$(elapsed "$total_start")" "$BIN"

@@ -19,6 +19,8 @@ Usage:
   statepilot reload                            re-read the config; only changed jobs restart
   statepilot maintenance on|off [--reason TEXT]
   statepilot putenv KEY=VALUE... | KEY...      set (or, without =, unset) variables for jobs started later
+  statepilot putmetric NAME=VALUE... [--labels k=v,k2=v2] [--op set|inc|observe]
+                                               update metrics declared in telemetry.metrics
 
 Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)
@@ -30,7 +32,7 @@ Options:
 
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
-const SPEC = { values: ["config", "node", "socket", "reason"], flags: ["help", "version", "json"] } as const;
+const SPEC = { values: ["config", "node", "socket", "reason", "labels", "op"], flags: ["help", "version", "json"] } as const;
 
 function configPath(args: ParsedArgs): string | undefined {
   return optionString(args, "config") ?? process.env.STATEPILOT_CONFIG ?? undefined;
@@ -128,6 +130,25 @@ async function main(argv: string[]): Promise<number> {
         body[key] = eq < 0 ? null : p.slice(eq + 1);
       }
       return callControl(args, "POST", "/v1/env", body);
+    }
+    case "putmetric": {
+      const pairs = args.command.slice(1);
+      if (!pairs.length) throw new UsageError("putmetric: expected NAME=VALUE arguments");
+      const labels: Record<string, string> = {};
+      for (const kv of (optionString(args, "labels") ?? "").split(",").filter(Boolean)) {
+        const eq = kv.indexOf("=");
+        if (eq < 1) throw new UsageError(`--labels: expected k=v[,k=v...], got ${JSON.stringify(kv)}`);
+        labels[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      const op = optionString(args, "op");
+      if (op !== undefined && !["set", "inc", "observe"].includes(op)) throw new UsageError(`--op: expected set, inc or observe, got ${JSON.stringify(op)}`);
+      const updates = pairs.map((p) => {
+        const eq = p.lastIndexOf("=");
+        const value = eq < 0 ? NaN : Number(p.slice(eq + 1));
+        if (eq < 1 || p.slice(eq + 1).trim() === "" || !Number.isFinite(value)) throw new UsageError(`putmetric: expected NAME=NUMBER, got ${JSON.stringify(p)}`);
+        return { name: p.slice(0, eq), value, labels, ...(op ? { op } : {}) };
+      });
+      return callControl(args, "POST", "/v1/metric", updates.length === 1 ? updates[0] : updates);
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see statepilot --help)`);

@@ -4,6 +4,8 @@ import { createLogger, type Logger } from "../log.js";
 import { ControlServer } from "../control/server.js";
 import { Supervisor, ReloadRefused } from "../supervisor/supervisor.js";
 import { HttpError } from "../control/server.js";
+import { Metrics } from "../telemetry/metrics.js";
+import { Telemetry } from "../telemetry/telemetry.js";
 
 export interface RunOptions {
   configPath: string | undefined;
@@ -38,7 +40,14 @@ const HANDLED_SIGNALS: NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGH
 export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const config = resolveConfig(opts, env);
   const logger: Logger = createLogger(config.logging);
-  const supervisor = new Supervisor({ config, logger, version: opts.version });
+  const metrics = config.telemetry ? new Metrics(config.telemetry.metrics) : undefined;
+  const supervisor = new Supervisor({
+    config,
+    logger,
+    version: opts.version,
+    ...(metrics ? { observer: metrics.observer(), onConsulRequest: (ep: string, ms: number, outcome: "ok" | "error") => metrics.consulRequest(ep, ms, outcome) } : {}),
+  });
+  const telemetry = config.telemetry && metrics ? new Telemetry(config.telemetry, metrics, supervisor, logger) : undefined;
 
   const reload = async () => {
     if (!opts.configPath) throw new HttpError(409, "statepilot was started without --config; there is nothing to reload");
@@ -60,7 +69,12 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     reload,
     maintenance: (enable, reason) => supervisor.setMaintenance(enable, reason),
     putEnv: (values) => supervisor.putEnv(values),
+    putMetric: (body) => {
+      if (!telemetry) throw new HttpError(409, "telemetry is not configured; declare metrics under telemetry.metrics");
+      telemetry.putMetric(body);
+    },
   }, logger);
+  if (metrics) control.onRequest = (route, status) => metrics.controlRequests.inc({ route, status: String(status) });
   try {
     await control.start();
   } catch (err) {
@@ -70,6 +84,13 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
 
   const onSignal = (sig: NodeJS.Signals) => supervisor.handleSignal(sig);
   for (const sig of HANDLED_SIGNALS) process.on(sig, onSignal);
+  if (telemetry) {
+    try {
+      await telemetry.start();
+    } catch (err) {
+      logger.error({ err: err instanceof Error ? err.message : String(err), port: config.telemetry?.port }, "telemetry endpoint unavailable");
+    }
+  }
   supervisor.start();
   const code = await supervisor.exited;
   for (const sig of HANDLED_SIGNALS) process.off(sig, onSignal);

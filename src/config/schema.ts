@@ -163,6 +163,70 @@ export const Control = z
   })
   .default({ socket: "/var/run/statepilot.sock" });
 
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+export const UserMetric = z
+  .strictObject({
+    name: z.string().regex(METRIC_NAME, { error: "expected a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)" }).refine((n) => !n.startsWith("statepilot_"), { error: "the statepilot_ prefix is reserved for built-in metrics" }),
+    help: z.string().min(1),
+    type: z.enum(["counter", "gauge", "histogram", "summary"]),
+    labels: z.array(z.string().regex(LABEL_NAME, { error: "expected a label name" })).default([]),
+    buckets: z.array(z.number()).min(1).optional().describe("Histogram buckets (upper bounds)."),
+    percentiles: z.array(z.number().gt(0).lt(1)).min(1).optional().describe("Summary quantiles, e.g. [0.5, 0.9, 0.99]."),
+  })
+  .superRefine((m, ctx) => {
+    if (m.buckets && m.type !== "histogram") ctx.addIssue({ code: "custom", path: ["buckets"], message: "buckets apply to histograms only" });
+    if (m.percentiles && m.type !== "summary") ctx.addIssue({ code: "custom", path: ["percentiles"], message: "percentiles apply to summaries only" });
+    if (m.buckets && m.buckets.some((b, i) => i > 0 && b <= m.buckets![i - 1]!)) ctx.addIssue({ code: "custom", path: ["buckets"], message: "buckets must be increasing" });
+  })
+  .describe("A metric fed by `statepilot putmetric` or a sensor.");
+
+export const Sensor = z
+  .strictObject({
+    metric: z.string().describe("Name of a metric declared in telemetry.metrics."),
+    exec: Exec.describe("Command whose stdout is a number."),
+    interval: Duration.prefault("10s"),
+    timeout: Duration.prefault("5s"),
+    labels: z.record(z.string(), z.string()).default({}).describe("Label values for the metric's labels."),
+  })
+  .describe("Runs a command every interval and records the number it prints (gauge: set, counter: add, histogram/summary: observe).");
+
+export const Telemetry = z
+  .strictObject({
+    port: z.number().int().min(0).max(65535).default(9090),
+    bind: z.string().default("0.0.0.0").describe("Address the HTTP server listens on."),
+    interfaces: z.union([z.string(), z.array(z.string()).min(1)]).default(["eth0", "inet"]).describe("Where the address advertised in Consul comes from (as in service.interfaces)."),
+    register: z.boolean().default(true).describe("Register the endpoint in Consul so Prometheus consul_sd_configs finds it."),
+    serviceName: Name.default("statepilot"),
+    tags: z.array(z.string()).default([]),
+    interval: Duration.prefault("5s").describe("How often the endpoint's own TTL check is refreshed."),
+    ttl: Duration.prefault("15s"),
+    metrics: z.array(UserMetric).default([]),
+    sensors: z.array(Sensor).default([]),
+  })
+  .superRefine((t, ctx) => {
+    if (t.ttl <= t.interval) ctx.addIssue({ code: "custom", path: ["ttl"], message: `must be longer than interval (${formatDuration(t.interval)})` });
+    const names = new Map<string, number>();
+    t.metrics.forEach((m, i) => {
+      if (names.has(m.name)) ctx.addIssue({ code: "custom", path: ["metrics", i, "name"], message: `duplicate metric "${m.name}"` });
+      names.set(m.name, i);
+    });
+    t.sensors.forEach((s, i) => {
+      const idx = names.get(s.metric);
+      if (idx === undefined) {
+        ctx.addIssue({ code: "custom", path: ["sensors", i, "metric"], message: `no metric "${s.metric}" in telemetry.metrics` });
+        return;
+      }
+      const declared = t.metrics[idx]!.labels;
+      const given = Object.keys(s.labels);
+      if (declared.length !== given.length || declared.some((l) => !given.includes(l))) {
+        ctx.addIssue({ code: "custom", path: ["sensors", i, "labels"], message: `must set exactly the labels of ${s.metric}: [${declared.join(", ")}]` });
+      }
+    });
+  })
+  .describe("The Prometheus endpoint (/metrics, /status).");
+
 export const Config = z
   .strictObject({
     node: Name.optional().describe("This node's name; default the hostname. Service IDs are `<service>-<node>`."),
@@ -173,6 +237,7 @@ export const Config = z
     stopTimeout: Duration.prefault("30s").describe("Deadline for the whole shutdown."),
     jobs: z.array(Job).default([]),
     watches: z.array(Watch).default([]),
+    telemetry: Telemetry.optional(),
   })
   .superRefine((c, ctx) => {
     const names = new Map<string, number>();
@@ -210,5 +275,7 @@ export type WatchConfig = z.output<typeof Watch>;
 export type HealthConfig = z.output<typeof Health>;
 export type ServiceConfig = z.output<typeof Service>;
 export type HookConfig = z.output<typeof Hook>;
+export type TelemetryConfig = z.output<typeof Telemetry>;
+export type UserMetricConfig = z.output<typeof UserMetric>;
 export type EventCodeName = z.output<typeof EventCode>;
 export type SignalName = z.output<typeof Signal>;

@@ -17,7 +17,10 @@ export interface HealthResult {
 export interface ServiceHealthOptions {
   jobName: string;
   node: string;
-  health: HealthConfig;
+  /** Interval, timeout and TTL; the exec is used unless `probe` is given. */
+  health: Pick<HealthConfig, "interval" | "timeout" | "ttl"> & Partial<Pick<HealthConfig, "exec" | "shell">>;
+  /** An in-process check instead of a command (e.g. the telemetry endpoint's own liveness). */
+  probe?: () => Promise<HealthResult>;
   service: ServiceConfig | undefined;
   coordinator: Coordinator | undefined;
   bus: EventBus;
@@ -120,11 +123,13 @@ export class ServiceHealth {
 
   private async runCheck(): Promise<HealthResult> {
     if (this.opts.processUp() === false) return { status: "critical", output: `job ${this.opts.jobName} is not running`, durationMs: 0 };
+    if (this.opts.probe) return this.opts.probe();
     const h = this.opts.health;
+    if (!h.exec) return { status: "critical", output: "no health check configured", durationMs: 0 };
     try {
       this.current = new RunningProcess({
         name: `${this.opts.jobName}.health`,
-        argv: toArgv(h.exec, h.shell),
+        argv: toArgv(h.exec, h.shell ?? false),
         env: this.opts.env(),
         output: "capture",
         logger: this.opts.logger,

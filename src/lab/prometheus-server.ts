@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findBinary } from "./binaries.js";
@@ -28,6 +28,7 @@ export class PrometheusServer {
   async start(timeoutMs = 30_000): Promise<this> {
     if (this.proc?.running) return this;
     this.port ||= await freePort();
+    mkdirSync(this.dir, { recursive: true });
     const configFile = join(this.dir, "prometheus.yml");
     writeFileSync(configFile, this.configYaml);
     this.proc = await ManagedProcess.start(

@@ -10,6 +10,7 @@ import { ConsulCoordinator } from "../discovery/consul/coordinator.js";
 import { ServiceHealth, type HealthResult } from "../discovery/service-health.js";
 import { ServiceWatch, type WatchStatus } from "../discovery/watch.js";
 import { resolveConsulConnection } from "../discovery/consul/connection.js";
+import type { RequestObserver } from "../discovery/consul/client.js";
 import { Job, type JobStatus } from "./job.js";
 import type { ExitStatus } from "./process-runner.js";
 
@@ -39,6 +40,8 @@ export interface SupervisorOptions {
   /** Replaces the Consul coordinator (an etcd one, later). */
   coordinator?: Coordinator;
   observer?: SupervisorObserver;
+  /** Every Consul request, for latency and error metrics. */
+  onConsulRequest?: RequestObserver;
 }
 
 function jobKey(j: JobConfig): string {
@@ -58,6 +61,8 @@ export class Supervisor {
   private readonly jobs = new Map<string, Job>();
   private readonly health = new Map<string, ServiceHealth>();
   private readonly watches = new Map<string, ServiceWatch>();
+  /** Registrations owned by other parts (the telemetry endpoint), deregistered at shutdown. */
+  private readonly extraHealth: ServiceHealth[] = [];
   private readonly runtimeEnv = new Map<string, string | undefined>();
   private maintenance = false;
   private shuttingDown: Promise<number> | undefined;
@@ -84,12 +89,16 @@ export class Supervisor {
   }
 
   private needsCoordinator(config: Config): boolean {
-    return config.watches.length > 0 || config.jobs.some((j) => j.service);
+    return config.watches.length > 0 || config.jobs.some((j) => j.service) || config.telemetry?.register === true;
   }
 
   /** The coordination store, created on first use so a config without Consul needs no Consul. */
   coordination(): Coordinator {
-    this.coordinator ??= new ConsulCoordinator(resolveConsulConnection(this.config.consul, process.env));
+    if (!this.coordinator) {
+      const c = new ConsulCoordinator(resolveConsulConnection(this.config.consul, process.env));
+      c.client.observer = this.opts.onConsulRequest;
+      this.coordinator = c;
+    }
     return this.coordinator;
   }
 
@@ -231,7 +240,8 @@ export class Supervisor {
         if (job.config.main && st && this.mainExitCode === undefined) this.mainExitCode = st.code;
       }));
     }
-    await Promise.all([...this.health.values()].map((h) => h.stop(true)));
+    await Promise.all([...this.health.values(), ...this.extraHealth].map((h) => h.stop(true)));
+    for (const hook of this.shutdownHooks) await hook();
     clearTimeout(deadline);
     await this.bus.drain();
     this.coordinator?.close();
@@ -239,6 +249,19 @@ export class Supervisor {
     this.logger.info({ code, durationMs: Math.round(performance.now() - started) }, "statepilot stopped");
     this.resolveExited(code);
     return code;
+  }
+
+  private readonly shutdownHooks: Array<() => Promise<void> | void> = [];
+
+  /** Runs after jobs stopped and services were deregistered, before the process exits. */
+  onShutdown(hook: () => Promise<void> | void): void {
+    this.shutdownHooks.push(hook);
+  }
+
+  /** A service registration owned elsewhere that lives and dies with the supervisor. */
+  adoptServiceHealth(h: ServiceHealth): void {
+    this.extraHealth.push(h);
+    h.start();
   }
 
   async setMaintenance(enable: boolean, reason = "statepilot maintenance"): Promise<void> {

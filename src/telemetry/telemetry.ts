@@ -1,0 +1,84 @@
+import type { TelemetryConfig } from "../config/schema.js";
+import { formatDuration } from "../config/duration.js";
+import type { Logger } from "../log.js";
+import { ServiceHealth } from "../discovery/service-health.js";
+import type { Supervisor } from "../supervisor/supervisor.js";
+import { HttpError } from "../control/server.js";
+import { problemsFromZod } from "../config/load.js";
+import { Metrics, MetricUpdateError, MetricUpdates } from "./metrics.js";
+import { Sensors } from "./sensors.js";
+import { TelemetryServer } from "./server.js";
+
+/** The telemetry part: metrics registry, HTTP endpoint, sensors, and the endpoint's Consul registration. */
+export class Telemetry {
+  readonly server: TelemetryServer;
+  private readonly sensors: Sensors;
+
+  constructor(
+    readonly config: TelemetryConfig,
+    readonly metrics: Metrics,
+    private readonly supervisor: Supervisor,
+    private readonly logger: Logger,
+  ) {
+    this.server = new TelemetryServer(metrics, () => supervisor.status(), logger);
+    this.sensors = new Sensors(config.sensors, metrics, logger, () => supervisor.env());
+  }
+
+  async start(): Promise<void> {
+    await this.server.start(this.config.bind, this.config.port);
+    this.metrics.info.set({ version: this.supervisor.status().version, node: this.supervisor.node }, 1);
+    this.supervisor.bus.onPublish = (e) => this.metrics.event(e);
+    this.sensors.start();
+    if (this.config.register) {
+      const port = this.server.port;
+      const health = new ServiceHealth({
+        jobName: "telemetry",
+        node: this.supervisor.node,
+        health: { interval: this.config.interval, ttl: this.config.ttl, timeout: this.config.interval },
+        probe: async () => ({ status: "passing", output: `serving /metrics on port ${port}`, durationMs: 0 }),
+        service: {
+          name: this.config.serviceName,
+          port,
+          interfaces: this.config.interfaces,
+          tags: this.config.tags,
+          meta: { metrics_path: "/metrics" },
+          enableTagOverride: false,
+          initialStatus: "passing",
+          deregisterCriticalServiceAfter: undefined,
+        },
+        coordinator: this.supervisor.coordination(),
+        bus: this.supervisor.bus,
+        logger: this.logger,
+        env: () => this.supervisor.env(),
+        processUp: () => undefined,
+      });
+      this.supervisor.adoptServiceHealth(health);
+      this.logger.debug({ service: this.config.serviceName, ttl: formatDuration(this.config.ttl) }, "telemetry registered for discovery");
+    }
+    this.supervisor.onShutdown(() => this.stop());
+  }
+
+  /** POST /v1/metric: one update or an array; every problem is a 400 naming the field. */
+  putMetric(body: unknown): void {
+    const parsed = MetricUpdates.safeParse(body);
+    if (!parsed.success) {
+      this.metrics.metricUpdateErrors.inc();
+      const problems = problemsFromZod(parsed.error, body);
+      throw new HttpError(400, problems.map((p) => `${p.path}: ${p.message}${p.value !== undefined ? ` (got ${p.value})` : ""}`).join("; "), { problems });
+    }
+    const updates = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+    for (const [i, u] of updates.entries()) {
+      try {
+        this.metrics.put(u);
+      } catch (err) {
+        if (err instanceof MetricUpdateError) throw new HttpError(400, `${Array.isArray(parsed.data) ? `[${i}].` : ""}${err.message}`);
+        throw err;
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.sensors.stop();
+    await this.server.stop();
+  }
+}
