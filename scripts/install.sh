@@ -9,7 +9,7 @@ CONSUL_VERSION="${STATEPILOT_CONSUL_VERSION:-v1.22.0}"
 # MinIO publishes no semver tags as Go module versions; this is the pseudo-version of a master commit.
 MINIO_VERSION="${STATEPILOT_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 # Debian's prometheus is built without consul_sd_configs, which discovery through Consul needs.
-PROMETHEUS_VERSION="${STATEPILOT_PROMETHEUS_VERSION:-v0.316.0}"
+PROMETHEUS_VERSION="${STATEPILOT_PROMETHEUS_VERSION:-v0.305.1}"
 CACHE="${STATEPILOT_CACHE:-$HOME/.cache/statepilot}"
 BIN="$CACHE/bin"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -48,10 +48,11 @@ install_apt() {
 }
 
 # Builds a Go main package through a throwaway wrapper module, so that directives the target's
-# own go.mod carries (exclude lines, pinned sibling modules) are honoured; `go install pkg@v`
+# own go.mod carries (exclude lines, replaces by other remote modules, pinned sibling modules)
+# are honoured; `go install pkg@v`
 # refuses modules with replace directives.
-go_build_wrapped() { # name module version out [extra-require-lines] [exclude-lines]
-  local name=$1 module=$2 version=$3 out=$4 requires=$5 excludes=$6
+go_build_wrapped() { # name module version out [extra-require-lines] [exclude-lines] [replace-lines]
+  local name=$1 module=$2 version=$3 out=$4 requires=$5 excludes=$6 replaces=${7:-}
   local work; work=$(mktemp -d "${TMPDIR:-/tmp}/statepilot-$name-build.XXXXXX")
   {
     echo "module local/${name}build"
@@ -61,12 +62,13 @@ go_build_wrapped() { # name module version out [extra-require-lines] [exclude-li
     echo "require $module $version"
     [ -n "$requires" ] && printf 'require (\n%s\n)\n' "$requires"
     [ -n "$excludes" ] && printf 'exclude (\n%s\n)\n' "$excludes"
+    [ -n "$replaces" ] && printf 'replace (\n%s\n)\n' "$replaces"
     echo
   } > "$work/go.mod"
   local pkg="${GO_MAIN_PACKAGE:-$module}"
   printf 'package tools\n\nimport _ "%s"\n' "$pkg" > "$work/tools.go"
   echo "    wrapper module: $work/go.mod"
-  ( cd "$work" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go mod tidy >"$work/tidy.log" 2>&1 ) \
+  ( cd "$work" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go mod tidy -e >"$work/tidy.log" 2>&1 ) \
     || { tail -30 "$work/tidy.log" >&2; die "go mod tidy for $module@$version failed (log: $work/tidy.log)"; }
   ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >"$work/build.log" 2>&1 ) \
     || { tail -30 "$work/build.log" >&2; die "go build $module@$version failed (log: $work/build.log)"; }
@@ -118,8 +120,11 @@ install_prometheus() {
   modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   [ -f "$modfile" ] || die "could not download the go.mod of github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
   excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
+  # Replaces that point at other remote modules apply only in the main module: copy them.
+  local replaces
+  replaces=$(sed -n 's/^replace \(.* => [^.\/].*\)$/\1/p' "$modfile")
   GO_MAIN_PACKAGE=github.com/prometheus/prometheus/cmd/prometheus \
-    go_build_wrapped prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" "$out" "" "$excludes"
+    go_build_wrapped prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" "$out" "" "$excludes" "$replaces"
   ln -sf "$(basename "$out")" "$BIN/prometheus"
   done_step "$("$out" --version 2>&1 | head -1)"
 }

@@ -55,8 +55,9 @@ function expectArgs(args: ParsedArgs, count: number, usage: string): void {
 async function callControl(args: ParsedArgs, method: "GET" | "POST", path: string, body?: unknown): Promise<number> {
   const res = await controlRequest(socketPath(args), method, path, body);
   const ok = res.status >= 200 && res.status < 300;
-  const out = typeof res.body === "string" ? res.body : JSON.stringify(res.body, null, 2);
-  (ok ? process.stdout : process.stderr).write(`${out}\n`);
+  const error = !ok && res.body && typeof res.body === "object" ? (res.body as { error?: unknown }).error : undefined;
+  if (typeof error === "string") process.stderr.write(`statepilot: ${error}\n`);
+  else (ok ? process.stdout : process.stderr).write(`${typeof res.body === "string" ? res.body : JSON.stringify(res.body, null, 2)}\n`);
   return ok ? 0 : res.status === 400 ? 2 : 1;
 }
 

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { signalGroup } from "../supervisor/signal-group.js";
 import { openSync, closeSync, readFileSync } from "node:fs";
 
 /** Every process the lab starts, so that none outlives the run even when a test fails. */
@@ -85,15 +86,7 @@ export class ManagedProcess {
 
   signal(sig: NodeJS.Signals): void {
     if (!this.running) return;
-    try {
-      process.kill(-this.pid, sig);
-    } catch {
-      try {
-        process.kill(this.pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
+    signalGroup(this.pid, sig);
   }
 
   /** SIGTERM (or the given signal), then SIGKILL after the timeout; resolves once the process is gone. */

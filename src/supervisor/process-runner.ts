@@ -2,6 +2,7 @@ import { createInterface } from "node:readline";
 import { constants } from "node:os";
 import { execa, type ResultPromise } from "execa";
 import type { Logger } from "../log.js";
+import { signalGroup } from "./signal-group.js";
 
 export type OutputMode = "raw" | "wrapped" | "capture";
 
@@ -102,15 +103,7 @@ export class RunningProcess {
   /** Sends a signal to the whole process group. */
   signal(sig: NodeJS.Signals): void {
     if (this.exited || this.pid === undefined) return;
-    try {
-      process.kill(-this.pid, sig);
-    } catch {
-      try {
-        process.kill(this.pid, sig);
-      } catch {
-        /* gone */
-      }
-    }
+    signalGroup(this.pid, sig);
   }
 
   /** stop signal to the group, SIGKILL after graceMs; resolves when it exited. */

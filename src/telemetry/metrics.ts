@@ -24,15 +24,16 @@ export class MetricUpdateError extends Error {
  * All of statepilot's Prometheus metrics in one registry: process metrics, the built-ins (every
  * label set bounded by config: job, watch, endpoint, event code) and the metrics users declare.
  */
+// Labels never use `job` or `instance`: Prometheus sets those on every target.
 export class Metrics {
   readonly registry = new Registry();
   private readonly user = new Map<string, UserMetric>();
 
-  readonly jobStarts = new Counter({ name: "statepilot_job_starts_total", help: "Job processes started.", labelNames: ["job"], registers: [this.registry] });
-  readonly jobExits = new Counter({ name: "statepilot_job_exits_total", help: "Job processes that exited, by outcome (success, failure, signal).", labelNames: ["job", "outcome"], registers: [this.registry] });
-  readonly jobRestarts = new Counter({ name: "statepilot_job_restarts_total", help: "Restarts scheduled under the job's restart policy.", labelNames: ["job"], registers: [this.registry] });
-  readonly healthDuration = new Histogram({ name: "statepilot_health_check_duration_seconds", help: "Duration of health checks.", labelNames: ["job"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
-  readonly healthResults = new Counter({ name: "statepilot_health_checks_total", help: "Health check results.", labelNames: ["job", "status"], registers: [this.registry] });
+  readonly jobStarts = new Counter({ name: "statepilot_job_starts_total", help: "Job processes started.", labelNames: ["job_name"], registers: [this.registry] });
+  readonly jobExits = new Counter({ name: "statepilot_job_exits_total", help: "Job processes that exited, by outcome (success, failure, signal).", labelNames: ["job_name", "outcome"], registers: [this.registry] });
+  readonly jobRestarts = new Counter({ name: "statepilot_job_restarts_total", help: "Restarts scheduled under the job's restart policy.", labelNames: ["job_name"], registers: [this.registry] });
+  readonly healthDuration = new Histogram({ name: "statepilot_health_check_duration_seconds", help: "Duration of health checks.", labelNames: ["job_name"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
+  readonly healthResults = new Counter({ name: "statepilot_health_checks_total", help: "Health check results.", labelNames: ["job_name", "status"], registers: [this.registry] });
   readonly consulDuration = new Histogram({ name: "statepilot_consul_request_duration_seconds", help: "Consul HTTP API request latency by endpoint (blocking queries included).", labelNames: ["endpoint"], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 60], registers: [this.registry] });
   readonly consulErrors = new Counter({ name: "statepilot_consul_request_errors_total", help: "Consul HTTP API requests that failed, by endpoint.", labelNames: ["endpoint"], registers: [this.registry] });
   readonly watchChanges = new Counter({ name: "statepilot_watch_changes_total", help: "Changes seen by a watch.", labelNames: ["watch"], registers: [this.registry] });
@@ -45,6 +46,8 @@ export class Metrics {
 
   constructor(userMetrics: UserMetricConfig[] = []) {
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names these gauges *_total, which promtool rejects for non-counters.
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) this.registry.removeSingleMetric(name);
     for (const m of userMetrics) this.declare(m);
   }
 
@@ -90,14 +93,14 @@ export class Metrics {
   /** The supervisor's hooks, feeding the built-ins. */
   observer(): SupervisorObserver {
     return {
-      jobStarted: (job) => this.jobStarts.inc({ job }),
+      jobStarted: (job) => this.jobStarts.inc({ job_name: job }),
       jobExited: (job, status, restarting) => {
-        this.jobExits.inc({ job, outcome: status.signal ? "signal" : status.code === 0 ? "success" : "failure" });
-        if (restarting) this.jobRestarts.inc({ job });
+        this.jobExits.inc({ job_name: job, outcome: status.signal ? "signal" : status.code === 0 ? "success" : "failure" });
+        if (restarting) this.jobRestarts.inc({ job_name: job });
       },
       healthChecked: (job, r) => {
-        this.healthDuration.observe({ job }, r.durationMs / 1000);
-        this.healthResults.inc({ job, status: r.status });
+        this.healthDuration.observe({ job_name: job }, r.durationMs / 1000);
+        this.healthResults.inc({ job_name: job, status: r.status });
       },
       watchChanged: (watch, instances, healthy) => {
         this.watchChanges.inc({ watch });

@@ -41,6 +41,7 @@ describe("telemetry discovered and scraped by a real Prometheus through Consul",
       jobs: [{ name: "app", main: true, exec: ["sleep", "1000"] }],
     });
     run = startCli(["--config", cfg]);
+    await waitFor(async () => (await runCli(["ping", "--socket", socket])).code === 0, { timeoutMs: 15_000, what: "statepilot's control socket", detail: () => run.output() });
     const [host, cport] = agent.address.replace("http://", "").split(":");
     prom = new PrometheusServer(
       [
@@ -82,7 +83,7 @@ describe("telemetry discovered and scraped by a real Prometheus through Consul",
     }, { timeoutMs: 30_000, intervalMs: 250, what: "prometheus to discover statepilot via Consul and scrape the user metric", detail: () => run.output() });
     expect(user[0]?.value[1]).toBe("42");
     expect(user[0]?.metric.job).toBe("statepilot");
-    const builtin = await prom.query('statepilot_job_starts_total{job="app"}');
+    const builtin = await prom.query('statepilot_job_starts_total{job_name="app"}');
     expect(Number(builtin[0]?.value[1])).toBeGreaterThanOrEqual(1);
     const targets = await prom.activeTargets();
     expect(targets.some((t) => t.scrapeUrl === `http://127.0.0.1:${port}/metrics` && t.health === "up")).toBe(true);
