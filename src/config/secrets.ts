@@ -23,21 +23,3 @@ export function maskSecrets<T>(value: T): T {
   };
   return walk(value, "") as T;
 }
-
-/** Secret values to scrub from free text (error messages, command lines shown in logs). */
-export function secretValues(tree: unknown): string[] {
-  const found: string[] = [];
-  const walk = (v: unknown, key: string): void => {
-    if (Array.isArray(v)) v.forEach((x) => walk(x, key));
-    else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, k);
-    else if (typeof v === "string" && v.length >= 4 && isSecretKey(key)) found.push(v);
-  };
-  walk(tree, "");
-  return found;
-}
-
-export function scrub(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const s of secrets) out = out.split(s).join(MASK);
-  return out;
-}

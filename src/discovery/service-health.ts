@@ -48,8 +48,6 @@ export class ServiceHealth {
   private inMaintenance = false;
   private current: RunningProcess | undefined;
   private readonly log: Logger;
-  /** Extra tags set at run time (e.g. role tags), on top of the configured ones. */
-  private extraTags: string[] = [];
 
   constructor(private readonly opts: ServiceHealthOptions) {
     this.log = opts.logger.child({ job: opts.jobName, component: "health" });
@@ -75,7 +73,7 @@ export class ServiceHealth {
       name: s.name,
       address: resolveAddress(s.interfaces),
       port: s.port,
-      tags: [...new Set([...s.tags, ...this.extraTags])],
+      tags: s.tags,
       meta: { ...s.meta, "statepilot-node": this.opts.node },
       enableTagOverride: s.enableTagOverride,
       checkId: this.checkId,
@@ -184,13 +182,6 @@ export class ServiceHealth {
   async processExited(description: string): Promise<void> {
     this.current?.signal("SIGKILL");
     await this.report({ status: "critical", output: description, durationMs: 0 });
-  }
-
-  /** Replaces the run-time tags (e.g. primary/replica) and re-registers if they changed. */
-  async setTags(tags: string[]): Promise<void> {
-    const same = tags.length === this.extraTags.length && tags.every((t, i) => t === this.extraTags[i]);
-    this.extraTags = [...tags];
-    if (!same && this.registered) await this.register();
   }
 
   async setMaintenance(enable: boolean, reason: string): Promise<void> {

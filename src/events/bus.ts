@@ -25,8 +25,6 @@ export interface Subscription {
  */
 export class EventBus {
   private readonly subs = new Set<QueueSubscriber>();
-  /** Counts of published events by code, for metrics. */
-  readonly published = new Map<string, number>();
   onPublish: ((event: BusEvent) => void) | undefined;
   onHandlerError: ((subscriber: string, event: BusEvent, error: unknown) => void) | undefined;
 
@@ -51,7 +49,6 @@ export class EventBus {
   }
 
   publish(event: BusEvent): void {
-    this.published.set(event.code, (this.published.get(event.code) ?? 0) + 1);
     this.onPublish?.(event);
     for (const s of this.subs) s.offer(event);
   }

@@ -105,8 +105,3 @@ export class ManagedProcess {
     this.signal("SIGKILL");
   }
 }
-
-/** Stops every process the lab started in this Node process. */
-export async function stopAllProcesses(): Promise<void> {
-  await Promise.all([...live].map((p) => p.stop()));
-}

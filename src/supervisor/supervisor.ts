@@ -1,5 +1,4 @@
 import { hostname } from "node:os";
-import { constants } from "node:os";
 import type { Config, JobConfig, WatchConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
 import { encodeConfig } from "../config/load.js";
@@ -326,14 +325,6 @@ export class Supervisor {
     return { restarted, added, removed, unchanged };
   }
 
-  job(name: string): Job | undefined {
-    return this.jobs.get(name);
-  }
-
-  serviceHealth(name: string): ServiceHealth | undefined {
-    return this.health.get(name);
-  }
-
   status(): SupervisorStatus {
     return {
       node: this.node,
@@ -352,9 +343,4 @@ export class Supervisor {
 
 export class ReloadRefused extends Error {
   override name = "ReloadRefused";
-}
-
-/** Exit code for a process killed by a signal, as shells report it. */
-export function signalExitCode(sig: NodeJS.Signals): number {
-  return 128 + (constants.signals[sig] ?? 0);
 }

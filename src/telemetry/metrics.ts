@@ -86,10 +86,6 @@ export class Metrics {
     }
   }
 
-  userMetric(name: string): UserMetricConfig | undefined {
-    return this.user.get(name)?.config;
-  }
-
   /** The supervisor's hooks, feeding the built-ins. */
   observer(): SupervisorObserver {
     return {

@@ -235,19 +235,6 @@ export class ConsulClient {
     return wait ? parseDurationMs(wait) * 1.0625 + 5_000 : this.timeoutMs;
   }
 
-  // --- status -------------------------------------------------------------------------------
-
-  async leader(): Promise<string> {
-    const res = await this.request("GET", "status.leader", { path: "/status/leader" });
-    return String(res.body ?? "");
-  }
-
-  async agentNodeName(): Promise<string> {
-    const res = await this.request("GET", "agent.self", { path: "/agent/self" });
-    const body = res.body as { Config?: { NodeName?: string } };
-    return body.Config?.NodeName ?? "";
-  }
-
   // --- services and checks ------------------------------------------------------------------
 
   async registerService(reg: ServiceRegistration): Promise<void> {
@@ -416,9 +403,5 @@ export class ConsulClient {
   /** Release is a write: the value given replaces the stored one. */
   async kvRelease(key: string, value: string, sessionId: string): Promise<boolean> {
     return this.kvWrite("kv.release", key, value, { release: sessionId });
-  }
-
-  async kvDelete(key: string, opts: { recurse?: boolean } = {}): Promise<void> {
-    await this.consul.kv.del({ key, ...(opts.recurse ? { recurse: true } : {}) });
   }
 }
