@@ -13,6 +13,11 @@ export interface ConfigProblem {
   value?: string;
 }
 
+/** One line per problem: `path: message (got value)`. */
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.path}: ${p.message}${p.value !== undefined ? ` (got ${p.value})` : ""}`;
+}
+
 /** Invalid configuration: every problem names its path. The CLI exits 2 on it. */
 export class ConfigError extends Error {
   readonly exitCode = 2;
@@ -20,7 +25,7 @@ export class ConfigError extends Error {
     readonly source: string,
     readonly problems: ConfigProblem[],
   ) {
-    super(`invalid configuration (${source}):\n${problems.map((p) => `  ${p.path}: ${p.message}${p.value !== undefined ? ` (got ${p.value})` : ""}`).join("\n")}`);
+    super(`invalid configuration (${source}):\n${problems.map((p) => `  ${formatProblem(p)}`).join("\n")}`);
     this.name = "ConfigError";
   }
 }

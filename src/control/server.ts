@@ -3,7 +3,7 @@ import { chmodSync, existsSync, unlinkSync } from "node:fs";
 import { connect } from "node:net";
 import { z } from "zod";
 import type { Logger } from "../log.js";
-import { ConfigError, problemsFromZod } from "../config/load.js";
+import { ConfigError, formatProblem, problemsFromZod } from "../config/load.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -31,11 +31,12 @@ export interface ControlApi {
 export const MaintenanceBody = z.strictObject({ enabled: z.boolean(), reason: z.string().max(500).optional() });
 export const EnvBody = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected an environment variable name" }), z.string().nullable());
 
-function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+/** Validates a request body; a 400 naming every bad field otherwise. */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body);
   if (!r.success) {
     const problems = problemsFromZod(r.error, body);
-    throw new HttpError(400, problems.map((p) => `${p.path}: ${p.message}${p.value !== undefined ? ` (got ${p.value})` : ""}`).join("; "), { problems });
+    throw new HttpError(400, problems.map(formatProblem).join("; "), { problems });
   }
   return r.data;
 }

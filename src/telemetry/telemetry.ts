@@ -3,8 +3,7 @@ import { formatDuration } from "../config/duration.js";
 import type { Logger } from "../log.js";
 import { ServiceHealth } from "../discovery/service-health.js";
 import type { Supervisor } from "../supervisor/supervisor.js";
-import { HttpError } from "../control/server.js";
-import { problemsFromZod } from "../config/load.js";
+import { HttpError, parseBody } from "../control/server.js";
 import { Metrics, MetricUpdateError, MetricUpdates } from "./metrics.js";
 import { Sensors } from "./sensors.js";
 import { TelemetryServer } from "./server.js";
@@ -60,18 +59,19 @@ export class Telemetry {
 
   /** POST /v1/metric: one update or an array; every problem is a 400 naming the field. */
   putMetric(body: unknown): void {
-    const parsed = MetricUpdates.safeParse(body);
-    if (!parsed.success) {
+    let parsed;
+    try {
+      parsed = parseBody(MetricUpdates, body);
+    } catch (err) {
       this.metrics.metricUpdateErrors.inc();
-      const problems = problemsFromZod(parsed.error, body);
-      throw new HttpError(400, problems.map((p) => `${p.path}: ${p.message}${p.value !== undefined ? ` (got ${p.value})` : ""}`).join("; "), { problems });
+      throw err;
     }
-    const updates = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+    const updates = Array.isArray(parsed) ? parsed : [parsed];
     for (const [i, u] of updates.entries()) {
       try {
         this.metrics.put(u);
       } catch (err) {
-        if (err instanceof MetricUpdateError) throw new HttpError(400, `${Array.isArray(parsed.data) ? `[${i}].` : ""}${err.message}`);
+        if (err instanceof MetricUpdateError) throw new HttpError(400, `${Array.isArray(parsed) ? `[${i}].` : ""}${err.message}`);
         throw err;
       }
     }

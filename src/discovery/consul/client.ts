@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import Consul from "consul";
+import { parseDuration } from "../../config/duration.js";
 
 /** How to reach a Consul agent; mirrors the standard CONSUL_* variables. */
 export interface ConsulConnection {
@@ -140,13 +141,6 @@ interface PapiError {
   message: string;
 }
 
-function parseDurationMs(d: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
-  if (!m) throw new Error(`invalid duration ${JSON.stringify(d)}`);
-  const n = Number(m[1]);
-  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[m[2] as "ms" | "s" | "m" | "h"];
-}
-
 function decodeBase64(v: unknown): string | null {
   return typeof v === "string" ? Buffer.from(v, "base64").toString("utf8") : null;
 }
@@ -232,7 +226,10 @@ export class ConsulClient {
 
   private blockingTimeout(wait: string | undefined): number {
     // The server adds up to wait/16 of jitter.
-    return wait ? parseDurationMs(wait) * 1.0625 + 5_000 : this.timeoutMs;
+    if (!wait) return this.timeoutMs;
+    const ms = parseDuration(wait);
+    if (ms === undefined) throw new Error(`invalid blocking wait ${JSON.stringify(wait)}`);
+    return ms * 1.0625 + 5_000;
   }
 
   // --- services and checks ------------------------------------------------------------------
