@@ -47,86 +47,65 @@ install_apt() {
   done_step "installed ${missing[*]}"
 }
 
-# Builds a Go main package through a throwaway wrapper module, so that directives the target's
-# own go.mod carries (exclude lines, replaces by other remote modules, pinned sibling modules)
-# are honoured; `go install pkg@v`
-# refuses modules with replace directives.
-go_build_wrapped() { # name module version out [extra-require-lines] [exclude-lines] [replace-lines]
-  local name=$1 module=$2 version=$3 out=$4 requires=$5 excludes=$6 replaces=${7:-}
-  local work; work=$(mktemp -d "${TMPDIR:-/tmp}/statepilot-$name-build.XXXXXX")
-  {
-    echo "module local/${name}build"
-    echo
-    echo "go $(go env GOVERSION | sed 's/^go//; s/\([0-9]*\.[0-9]*\).*/\1/')"
-    echo
-    echo "require $module $version"
-    [ -n "$requires" ] && printf 'require (\n%s\n)\n' "$requires"
-    [ -n "$excludes" ] && printf 'exclude (\n%s\n)\n' "$excludes"
-    [ -n "$replaces" ] && printf 'replace (\n%s\n)\n' "$replaces"
-    echo
-  } > "$work/go.mod"
-  local pkg="${GO_MAIN_PACKAGE:-$module}"
-  printf 'package tools\n\nimport _ "%s"\n' "$pkg" > "$work/tools.go"
-  echo "    wrapper module: $work/go.mod"
-  ( cd "$work" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go mod tidy -e >"$work/tidy.log" 2>&1 ) \
-    || { tail -30 "$work/tidy.log" >&2; die "go mod tidy for $module@$version failed (log: $work/tidy.log)"; }
-  ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >"$work/build.log" 2>&1 ) \
-    || { tail -30 "$work/build.log" >&2; die "go build $module@$version failed (log: $work/build.log)"; }
-  mv "$out.tmp" "$out"
-  rm -rf "$work"
+# Builds a Go main package from the module proxy through a throwaway wrapper module and caches
+# the binary as $BIN/NAME-VERSION (linked as $BIN/NAME). `go install pkg@v` refuses modules whose
+# go.mod has replace directives, and exclude/replace lines only apply in the main module, so the
+# wrapper copies what the target's go.mod says: the exact versions of its sibling modules
+# (MODULE/...; its own tree replaces them with local directories), its exclude block, and its
+# replaces by other remote modules.
+#   install_go_tool NAME MODULE VERSION MAIN_PACKAGE VERSION_ARG [NOTE]
+install_go_tool() {
+  local name=$1 module=$2 version=$3 pkg=$4 version_arg=$5 note=${6:-}
+  local out="$BIN/$name-${version#v}"
+  step "$name $version${note:+ ($note)} from the Go module proxy"
+  if [ ! -x "$out" ]; then
+    need go "install Go >= 1.22; GOTOOLCHAIN fetches the version a module needs"
+    local modfile requires excludes replaces
+    modfile=$(GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [ -f "$modfile" ] || die "could not download the go.mod of $module@$version"
+    requires=$(grep -E "^\s*${module//./\\.}/\S+ v" "$modfile" | sed 's,//.*,,' || true)
+    excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
+    replaces=$(sed -n 's/^replace \(.* => [^.\/].*\)$/\1/p' "$modfile")
+    [ -n "$requires" ] && echo "    pinned siblings: $(echo "$requires" | awk '{printf "%s@%s ", $1, $2}' | sed "s,$module/,,g")"
+    local work; work=$(mktemp -d "${TMPDIR:-/tmp}/statepilot-$name-build.XXXXXX")
+    {
+      echo "module local/${name}build"
+      echo
+      echo "go $(go env GOVERSION | sed 's/^go//; s/\([0-9]*\.[0-9]*\).*/\1/')"
+      echo
+      echo "require $module $version"
+      [ -n "$requires" ] && printf 'require (\n%s\n)\n' "$requires"
+      [ -n "$excludes" ] && printf 'exclude (\n%s\n)\n' "$excludes"
+      [ -n "$replaces" ] && printf 'replace (\n%s\n)\n' "$replaces"
+      echo
+    } > "$work/go.mod"
+    printf 'package tools\n\nimport _ "%s"\n' "$pkg" > "$work/tools.go"
+    echo "    wrapper module: $work/go.mod"
+    ( cd "$work" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go mod tidy -e >"$work/tidy.log" 2>&1 ) \
+      || { tail -30 "$work/tidy.log" >&2; die "go mod tidy for $module@$version failed (log: $work/tidy.log)"; }
+    ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >"$work/build.log" 2>&1 ) \
+      || { tail -30 "$work/build.log" >&2; die "go build $pkg from $module@$version failed (log: $work/build.log)"; }
+    mv "$out.tmp" "$out"
+    rm -rf "$work"
+  fi
+  ln -sf "$(basename "$out")" "$BIN/$name"
+  done_step "$out: $("$out" "$version_arg" 2>&1 | head -1)"
 }
 
 install_consul() {
-  local out="$BIN/consul-${CONSUL_VERSION#v}"
-  step "Consul $CONSUL_VERSION from the Go module proxy"
-  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/consul"; done_step "cached: $out, $("$out" version | head -1)"; return; fi
-  need go "install Go >= 1.22; GOTOOLCHAIN fetches the version Consul needs"
-  local modfile
-  modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/consul@$CONSUL_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  [ -f "$modfile" ] || die "could not download the go.mod of github.com/hashicorp/consul@$CONSUL_VERSION"
-  # The exact sibling-module versions and the exclude block that this Consul tag's go.mod lists.
-  local requires excludes
-  requires=$(grep -E '^\s*github.com/hashicorp/consul/(api|sdk|proto-public|envoyextensions|troubleshoot) v' "$modfile" | sed 's,//.*,,')
-  excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
-  echo "    pinned siblings: $(echo "$requires" | awk '{printf "%s@%s ", $1, $2}' | sed 's,github.com/hashicorp/consul/,,g')"
   # The checksum database reachable here answers 404 for some of Consul's sibling modules
   # (envoyextensions, proto-public, troubleshoot); the module proxy still serves them.
   GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/hashicorp/consul" \
-    go_build_wrapped consul github.com/hashicorp/consul "$CONSUL_VERSION" "$out" "$requires" "$excludes"
-  ln -sf "$(basename "$out")" "$BIN/consul"
-  done_step "$("$out" version | head -1)"
+    install_go_tool consul github.com/hashicorp/consul "$CONSUL_VERSION" github.com/hashicorp/consul version
 }
 
 install_minio() {
-  local out="$BIN/minio-${MINIO_VERSION#v}"
-  step "MinIO $MINIO_VERSION from the Go module proxy"
-  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/minio"; done_step "cached: $out"; return; fi
-  need go "install Go >= 1.22"
-  local modfile excludes
-  modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/minio/minio@$MINIO_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  [ -f "$modfile" ] || die "could not download the go.mod of github.com/minio/minio@$MINIO_VERSION"
-  excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
-  go_build_wrapped minio github.com/minio/minio "$MINIO_VERSION" "$out" "" "$excludes"
-  ln -sf "$(basename "$out")" "$BIN/minio"
-  done_step "$("$out" --version 2>/dev/null | head -1)"
+  install_go_tool minio github.com/minio/minio "$MINIO_VERSION" github.com/minio/minio --version
 }
 
 install_prometheus() {
-  local out="$BIN/prometheus-${PROMETHEUS_VERSION#v}"
-  step "Prometheus $PROMETHEUS_VERSION (with Consul service discovery) from the Go module proxy"
-  if [ -x "$out" ]; then ln -sf "$(basename "$out")" "$BIN/prometheus"; done_step "cached: $out"; return; fi
-  need go "install Go >= 1.22"
-  local modfile excludes
-  modfile=$(GOFLAGS=-mod=mod go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  [ -f "$modfile" ] || die "could not download the go.mod of github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
-  excludes=$(awk '/^exclude \(/{f=1;next} f&&/^\)/{f=0} f{sub(/\/\/.*/,""); print}' "$modfile")
-  # Replaces that point at other remote modules apply only in the main module: copy them.
-  local replaces
-  replaces=$(sed -n 's/^replace \(.* => [^.\/].*\)$/\1/p' "$modfile")
-  GO_MAIN_PACKAGE=github.com/prometheus/prometheus/cmd/prometheus \
-    go_build_wrapped prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" "$out" "" "$excludes" "$replaces"
-  ln -sf "$(basename "$out")" "$BIN/prometheus"
-  done_step "$("$out" --version 2>&1 | head -1)"
+  install_go_tool prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+    github.com/prometheus/prometheus/cmd/prometheus --version "with Consul service discovery"
 }
 
 install_node() {
