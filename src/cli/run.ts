@@ -1,9 +1,8 @@
 import { ConfigError, encodeConfig, loadConfigFile, validateConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { createLogger, type Logger } from "../log.js";
-import { ControlServer } from "../control/server.js";
+import { ControlServer, HttpError } from "../control/server.js";
 import { Supervisor, ReloadRefused } from "../supervisor/supervisor.js";
-import { HttpError } from "../control/server.js";
 import { Metrics } from "../telemetry/metrics.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 

@@ -2,7 +2,30 @@
  * What statepilot needs from a coordination store. Consul implements it (consul/); a later etcd
  * backend implements the same interface (lease ≈ session, txn on create_revision ≈ acquire).
  */
-import type { CheckStatus, ServiceInstance } from "./consul/client.js";
+
+export type CheckStatus = "passing" | "warning" | "critical";
+
+export interface HealthCheckInfo {
+  checkId: string;
+  name: string;
+  status: CheckStatus;
+  output: string;
+  serviceId: string;
+}
+
+/** One instance of a service as the store reports it. */
+export interface ServiceInstance {
+  node: string;
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  tags: string[];
+  meta: Record<string, string>;
+  checks: HealthCheckInfo[];
+  /** All checks (node and service) pass. */
+  healthy: boolean;
+}
 
 export interface ServiceSpec {
   id: string;

@@ -4,8 +4,7 @@ import { formatDuration } from "../config/duration.js";
 import type { Logger } from "../log.js";
 import { RunningProcess } from "../supervisor/process-runner.js";
 import { toArgv } from "../supervisor/argv.js";
-import type { Coordinator, ServiceSpec } from "./coordination.js";
-import type { CheckStatus } from "./consul/client.js";
+import type { CheckStatus, Coordinator, ServiceSpec } from "./coordination.js";
 import { resolveAddress } from "./address.js";
 
 export interface HealthResult {

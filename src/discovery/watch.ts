@@ -2,8 +2,7 @@ import type { EventBus } from "../events/bus.js";
 import type { WatchConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
 import type { Logger } from "../log.js";
-import type { Coordinator } from "./coordination.js";
-import type { ServiceInstance } from "./consul/client.js";
+import type { Coordinator, ServiceInstance } from "./coordination.js";
 
 export interface WatchStatus {
   name: string;

@@ -12,8 +12,6 @@ export interface ConsulAgentOptions {
   dir?: string;
   host?: string;
   nodeName?: string;
-  /** Reuse an HTTP port, e.g. to restart an agent where clients expect it. */
-  httpPort?: number;
 }
 
 /** A real `consul agent -dev` on loopback, on free ports, with DNS and gRPC off. */
@@ -22,8 +20,8 @@ export class ConsulAgent {
   readonly host: string;
   readonly dir: string;
   private readonly ownsDir: boolean;
-  httpPort = 0;
-  private otherPorts: number[] = [];
+  /** http, serf LAN, serf WAN, server RPC: picked once, so a restart comes back where clients expect it. */
+  private ports: number[] = [];
 
   constructor(private readonly opts: ConsulAgentOptions = {}) {
     this.host = opts.host ?? "127.0.0.1";
@@ -34,6 +32,10 @@ export class ConsulAgent {
   static version(): string {
     const out = execFileSync(findBinary("consul"), ["version"], { encoding: "utf8" });
     return out.split("\n")[0] ?? out;
+  }
+
+  get httpPort(): number {
+    return this.ports[0] ?? 0;
   }
 
   get address(): string {
@@ -50,14 +52,8 @@ export class ConsulAgent {
 
   async start(timeoutMs = 30_000): Promise<this> {
     if (this.proc?.running) return this;
-    if (!this.httpPort) {
-      const ports = await freePorts(4, this.host);
-      this.httpPort = this.opts.httpPort ?? ports[0]!;
-      this.otherPorts = ports.slice(1);
-    } else if (this.otherPorts.length === 0) {
-      this.otherPorts = await freePorts(3, this.host);
-    }
-    const [serfLan, serfWan, server] = this.otherPorts;
+    if (!this.ports.length) this.ports = await freePorts(4, this.host);
+    const [, serfLan, serfWan, server] = this.ports;
     const args = [
       "agent", "-dev",
       `-node=${this.nodeName}`,

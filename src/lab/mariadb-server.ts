@@ -40,7 +40,8 @@ async function makeTemplateDatadir(): Promise<string> {
   const { stdout } = await execFileP(findBinary("mariadbd"), ["--version"]);
   const version = /Ver (\S+)/.exec(stdout)?.[1] ?? "unknown";
   const template = join(cacheDir(), `mariadb-datadir-${version}`);
-  if (existsSync(join(template, "mysql", "user.frm")) || existsSync(join(template, "mysql", "global_priv.frm"))) return template;
+  // The template only ever appears complete: it is made under another name and renamed.
+  if (existsSync(template)) return template;
   const tmp = `${template}.tmp-${process.pid}-${Date.now()}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });

@@ -83,8 +83,8 @@ export class Supervisor {
     this.bus.onHandlerError = (sub, e, err) => this.logger.error({ subscriber: sub, event: e.code, source: e.source, err }, "event handler failed");
   }
 
-  get currentConfig(): Config {
-    return this.config;
+  get version(): string {
+    return this.opts.version ?? "";
   }
 
   private needsCoordinator(config: Config): boolean {
@@ -285,32 +285,32 @@ export class Supervisor {
    * restarted. Settings that need a new process (consul, control, node) are refused.
    */
   async reload(next: Config): Promise<{ restarted: string[]; added: string[]; removed: string[]; unchanged: string[] }> {
-    const fixed = ["consul", "control", "node"] as const;
-    const changedFixed = fixed.filter((k) => JSON.stringify(encodeConfig(next)[k]) !== JSON.stringify(encodeConfig(this.config)[k]));
+    const [now, then] = [encodeConfig(this.config), encodeConfig(next)];
+    const changedFixed = (["consul", "control", "node"] as const).filter((k) => JSON.stringify(now[k]) !== JSON.stringify(then[k]));
     if (changedFixed.length) throw new ReloadRefused(`${changedFixed.join(", ")} cannot change while running; restart statepilot`);
-    const before = new Map(this.config.jobs.map((j) => [j.name, jobKey(j)]));
-    const after = new Map(next.jobs.map((j) => [j.name, jobKey(j)]));
+    const before = new Map(this.config.jobs.map((j) => [j.name, j]));
+    const after = new Map(next.jobs.map((j) => [j.name, j]));
     const removed = [...before.keys()].filter((n) => !after.has(n));
     const added = [...after.keys()].filter((n) => !before.has(n));
-    const restarted = [...after.keys()].filter((n) => before.has(n) && before.get(n) !== after.get(n));
-    const unchanged = [...after.keys()].filter((n) => before.get(n) === after.get(n));
+    const restarted = [...after.keys()].filter((n) => before.has(n) && jobKey(before.get(n)!) !== jobKey(after.get(n)!));
+    const unchanged = [...after.keys()].filter((n) => before.has(n) && !restarted.includes(n));
     this.config = next;
     this.logger.level = next.logging.level;
     for (const n of [...removed, ...restarted]) {
       await this.jobs.get(n)?.stop("reload");
-      await this.health.get(n)?.stop(removed.includes(n) || JSON.stringify(this.health.get(n)?.spec()?.name) !== JSON.stringify(next.jobs.find((j) => j.name === n)?.service?.name));
+      // Keep the Consul registration when the same service comes back right away.
+      await this.health.get(n)?.stop(before.get(n)?.service?.name !== after.get(n)?.service?.name);
       this.jobs.delete(n);
       this.health.delete(n);
     }
     for (const n of [...added, ...restarted]) {
-      this.createJob(next.jobs.find((j) => j.name === n)!);
+      this.createJob(after.get(n)!);
       this.jobs.get(n)!.activate();
       this.health.get(n)?.start();
     }
-    const wBefore = new Map([...this.watches].map(([n, w]) => [n, JSON.stringify(w.config)]));
+    const nextWatches = new Map(next.watches.map((w) => [w.name, JSON.stringify(w)]));
     for (const [n, w] of this.watches) {
-      const cfg = next.watches.find((x) => x.name === n);
-      if (!cfg || JSON.stringify(cfg) !== wBefore.get(n)) {
+      if (nextWatches.get(n) !== JSON.stringify(w.config)) {
         w.stop();
         this.watches.delete(n);
       }
@@ -328,7 +328,7 @@ export class Supervisor {
   status(): SupervisorStatus {
     return {
       node: this.node,
-      version: this.opts.version ?? "",
+      version: this.version,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       maintenance: this.maintenance,
       shuttingDown: this.shuttingDown !== undefined,

@@ -25,7 +25,7 @@ export class Telemetry {
 
   async start(): Promise<void> {
     await this.server.start(this.config.bind, this.config.port);
-    this.metrics.info.set({ version: this.supervisor.status().version, node: this.supervisor.node }, 1);
+    this.metrics.info.set({ version: this.supervisor.version, node: this.supervisor.node }, 1);
     this.supervisor.bus.onPublish = (e) => this.metrics.event(e);
     this.sensors.start();
     if (this.config.register) {

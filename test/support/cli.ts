@@ -15,10 +15,10 @@ process.on("exit", () => {
   for (const c of running) c.kill("SIGKILL");
 });
 
-/** Starts the compiled CLI as a real process (the way a container runs it). */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []): CliRun {
-  const [cmd, ...pre] = prefix.length ? prefix : [process.execPath];
-  const child = spawn(cmd!, [...pre, ...(prefix.length ? [process.execPath] : []), CLI, ...args], {
+/** Starts the compiled CLI as a real process (the way a container runs it), optionally under a wrapper such as tini. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, wrapper: string[] = []): CliRun {
+  const [cmd, ...rest] = [...wrapper, process.execPath, CLI, ...args];
+  const child = spawn(cmd!, rest, {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

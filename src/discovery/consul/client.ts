@@ -4,6 +4,9 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import Consul from "consul";
 import { parseDuration } from "../../config/duration.js";
+import type { CheckStatus, ServiceInstance } from "../coordination.js";
+
+export type { CheckStatus, HealthCheckInfo, ServiceInstance } from "../coordination.js";
 
 /** How to reach a Consul agent; mirrors the standard CONSUL_* variables. */
 export interface ConsulConnection {
@@ -17,8 +20,6 @@ export interface ConsulConnection {
   /** Per-request timeout for non-blocking calls. */
   timeoutMs?: number | undefined;
 }
-
-export type CheckStatus = "passing" | "warning" | "critical";
 
 export interface TtlCheck {
   checkId: string;
@@ -62,27 +63,6 @@ export interface KvEntry {
   modifyIndex: number;
   createIndex: number;
   flags: number;
-}
-
-export interface HealthCheckInfo {
-  checkId: string;
-  name: string;
-  status: CheckStatus;
-  output: string;
-  serviceId: string;
-}
-
-export interface ServiceInstance {
-  node: string;
-  id: string;
-  name: string;
-  address: string;
-  port: number;
-  tags: string[];
-  meta: Record<string, string>;
-  checks: HealthCheckInfo[];
-  /** All checks (node and service) pass. */
-  healthy: boolean;
 }
 
 export interface BlockingOptions {
@@ -159,9 +139,10 @@ function toKvEntry(raw: Record<string, unknown>): KvEntry {
 
 /**
  * Our typed face of Consul. Requests go through the `consul` package's transport (keep-alive agent,
- * token, TLS); we add what the package drops: session ServiceChecks/NodeChecks and a numeric
- * lock-delay, check updates with output in the body, replace-existing-checks and
- * EnableTagOverride on registration, and X-Consul-Index plus Session on reads.
+ * TLS, error decoding) with our token and datacenter; we add what the package drops: session
+ * ServiceChecks/NodeChecks and a numeric lock-delay, check updates with output in the body,
+ * replace-existing-checks and EnableTagOverride on registration, and X-Consul-Index plus
+ * Session on reads.
  */
 export class ConsulClient {
   private readonly consul: Consul;
@@ -184,7 +165,6 @@ export class ConsulClient {
       port: Number(url.port || (secure ? 443 : 80)),
       secure,
       agent,
-      defaults: { ...(connection.token ? { token: connection.token } : {}), ...(connection.datacenter ? { dc: connection.datacenter } : {}) },
     });
     this.transport = this.consul as unknown as PapiTransport;
   }
@@ -199,7 +179,9 @@ export class ConsulClient {
     const onAbort = () => ctx.emit("cancel");
     signal?.addEventListener("abort", onAbort, { once: true });
     const headers = { ...(req.headers ?? {}), ...(this.token ? { "x-consul-token": this.token } : {}) };
-    const query = { ...(req.query ?? {}), ...(this.connection.datacenter && req.path.startsWith("/kv") ? { dc: this.connection.datacenter } : {}) };
+    const query = { ...(req.query ?? {}) };
+    // Agent endpoints are local to the agent; everything else can target the configured datacenter.
+    if (this.connection.datacenter && query.dc === undefined && !req.path.startsWith("/agent/")) query.dc = this.connection.datacenter;
     try {
       const full: PapiRequest = { ...req, name: endpoint, headers, query, ctx, timeout: req.timeout ?? this.timeoutMs };
       const res = method === "GET" ? await this.transport._get(full) : await this.transport._put(full);

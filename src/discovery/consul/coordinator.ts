@@ -1,5 +1,5 @@
-import type { Coordinator, LockEntry, ServiceSpec } from "../coordination.js";
-import { ConsulClient, type CheckStatus, type ConsulConnection } from "./client.js";
+import type { CheckStatus, Coordinator, LockEntry, ServiceSpec } from "../coordination.js";
+import { ConsulClient, type ConsulConnection } from "./client.js";
 
 /** The Coordinator on Consul: TTL checks, sessions linked to them, KV locks, blocking queries. */
 export class ConsulCoordinator implements Coordinator {
