@@ -13,27 +13,26 @@ export interface HealthCheckInfo {
   serviceId: string;
 }
 
-/** One instance of a service as the store reports it. */
-export interface ServiceInstance {
-  node: string;
+/** What identifies a service instance and where it is reached. */
+export interface ServiceEndpoint {
   id: string;
   name: string;
   address: string;
   port: number;
   tags: string[];
   meta: Record<string, string>;
+}
+
+/** One instance of a service as the store reports it. */
+export interface ServiceInstance extends ServiceEndpoint {
+  node: string;
   checks: HealthCheckInfo[];
   /** All checks (node and service) pass. */
   healthy: boolean;
 }
 
-export interface ServiceSpec {
-  id: string;
-  name: string;
-  address: string;
-  port: number;
-  tags: string[];
-  meta: Record<string, string>;
+/** A registration this node makes, with its one TTL check. */
+export interface ServiceSpec extends ServiceEndpoint {
   enableTagOverride: boolean;
   checkId: string;
   ttl: string;
