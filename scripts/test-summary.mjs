@@ -1,8 +1,10 @@
 // Prints the suite's closing line, "tests: N passed, N failed[, N skipped]", from vitest's JSON report.
-// A test file that failed without a failing test (an error in a hook or at import) counts as one failure.
+// A test file that failed without a failing test (an error in a hook or at import) counts as one
+// failure, and so does a non-zero vitest exit with no failed test (e.g. an unhandled rejection).
 import { readFileSync } from "node:fs";
 
 const file = process.argv[2];
+const vitestExit = Number(process.argv[3] ?? 0);
 let report;
 try {
   report = JSON.parse(readFileSync(file, "utf8"));
@@ -23,6 +25,10 @@ for (const suite of report.testResults ?? []) {
     failed += 1;
     console.log(`failed outside a test: ${suite.name}: ${String(suite.message ?? "").split("\n")[0]}`);
   }
+}
+if (vitestExit !== 0 && failed === 0) {
+  failed += 1;
+  console.log(`vitest exited with code ${vitestExit} although no test failed (unhandled errors are reported above)`);
 }
 console.log(`tests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
 process.exit(failed > 0 || passed === 0 ? 1 : 0);

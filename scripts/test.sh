@@ -16,7 +16,7 @@ rm -f .test-results/vitest.json
 echo "==> vitest"
 NO_COLOR=1 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json "$@"
 rc=$?
-node scripts/test-summary.mjs .test-results/vitest.json || rc=1
+node scripts/test-summary.mjs .test-results/vitest.json "$rc" || rc=1
 leftover=$(comm -13 <(echo "$before") <(servers) | tr '\n' ' ')
 if [ -n "${leftover// /}" ]; then
   echo "test: processes started by the suite are still running: $leftover" >&2

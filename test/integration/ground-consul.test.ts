@@ -71,8 +71,10 @@ describe("real Consul dev agent", () => {
     const first = await consul.kvGet("ground/blocking");
     const started = performance.now();
     const pending = consul.kvGet("ground/blocking", { index: first.index, wait: "5s" });
-    setTimeout(() => void consul.kvPut("ground/blocking", "b"), 200);
-    const next = await pending;
+    // The write's own response can arrive after the blocked read returns: wait for both.
+    const write = new Promise<boolean>((resolve, reject) => setTimeout(() => consul.kvPut("ground/blocking", "b").then(resolve, reject), 200));
+    const [next, written] = await Promise.all([pending, write]);
+    expect(written).toBe(true);
     expect(next.value?.value).toBe("b");
     expect(next.index).toBeGreaterThan(first.index);
     expect(performance.now() - started).toBeGreaterThanOrEqual(150);
