@@ -4,6 +4,7 @@ import { maskSecrets } from "../config/secrets.js";
 import { controlRequest } from "../control/client.js";
 import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js";
 import { resolveConfig, runSupervisor } from "./run.js";
+import { labCommand, mysqlCommand } from "./cluster-commands.js";
 import { packageVersion } from "./version.js";
 
 const HELP = `statepilot ${packageVersion()}: an in-container supervisor with Consul discovery
@@ -22,6 +23,18 @@ Usage:
   statepilot putmetric NAME=VALUE... [--labels k=v,k2=v2] [--op set|inc|observe]
                                                update metrics declared in telemetry.metrics
 
+MySQL cluster (any node's --config names Consul and the cluster):
+  statepilot mysql status [--json] --config FILE       the lock holder and every member's position
+  statepilot mysql switchover [--to NODE] [--timeout 30s] --config FILE
+                                               hand the primary role over with no transaction lost
+
+Local lab (real Consul + N statepilot/mariadbd nodes on 127.0.10.<i>:3306):
+  statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
+  statepilot lab status --dir DIR [--json]
+  statepilot lab kill NODE --dir DIR [--signal SIGKILL] [--only mysqld|statepilot]
+  statepilot lab start NODE --dir DIR
+  statepilot lab down --dir DIR [--keep]
+
 Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)
   --node NAME     this node's name (default: config node, then the hostname)
@@ -32,7 +45,10 @@ Options:
 
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
-const SPEC = { values: ["config", "node", "socket", "reason", "labels", "op"], flags: ["help", "version", "json"] } as const;
+const SPEC = {
+  values: ["config", "node", "socket", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout"],
+  flags: ["help", "version", "json", "lossless", "fresh", "keep"],
+} as const;
 
 function configPath(args: ParsedArgs): string | undefined {
   return optionString(args, "config") ?? process.env.STATEPILOT_CONFIG ?? undefined;
@@ -151,6 +167,10 @@ async function main(argv: string[]): Promise<number> {
       });
       return callControl(args, "POST", "/v1/metric", updates.length === 1 ? updates[0] : updates);
     }
+    case "lab":
+      return labCommand(args);
+    case "mysql":
+      return mysqlCommand(args, configPath(args));
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see statepilot --help)`);
   }

@@ -5,6 +5,7 @@ import { ControlServer, HttpError } from "../control/server.js";
 import { Supervisor, ReloadRefused } from "../supervisor/supervisor.js";
 import { Metrics } from "../telemetry/metrics.js";
 import { Telemetry } from "../telemetry/telemetry.js";
+import { MysqlAutopilot } from "../mysql/autopilot.js";
 
 export interface RunOptions {
   configPath: string | undefined;
@@ -47,6 +48,8 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     ...(metrics ? { observer: metrics.observer(), onConsulRequest: (ep: string, ms: number, outcome: "ok" | "error") => metrics.consulRequest(ep, ms, outcome) } : {}),
   });
   const telemetry = config.telemetry && metrics ? new Telemetry(config.telemetry, metrics, supervisor, logger) : undefined;
+  const mysql = config.mysql ? await MysqlAutopilot.prepare(config, supervisor, { env, source: opts.configPath ?? "command line", logger, metrics }) : undefined;
+  if (mysql && telemetry) mysql.serveChecks(telemetry.server);
 
   const reload = async () => {
     if (!opts.configPath) throw new HttpError(409, "statepilot was started without --config; there is nothing to reload");
@@ -91,6 +94,7 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     }
   }
   supervisor.start();
+  mysql?.start();
   const code = await supervisor.exited;
   for (const sig of HANDLED_SIGNALS) process.off(sig, onSignal);
   await control.stop();

@@ -227,6 +227,71 @@ export const Telemetry = z
   })
   .describe("The Prometheus endpoint (/metrics, /status).");
 
+export const Credentials = z
+  .strictObject({
+    rootPassword: z.string().optional().describe("Password of root@localhost; default $MYSQL_ROOT_PASSWORD or $MARIADB_ROOT_PASSWORD. Required. Never logged."),
+    database: z.string().optional().describe("Database created on the first primary; default $MYSQL_DATABASE or $MARIADB_DATABASE."),
+    user: z.string().optional().describe("Application user with all privileges on `database`; default $MYSQL_USER or $MARIADB_USER."),
+    password: z.string().optional().describe("The application user's password; default $MYSQL_PASSWORD or $MARIADB_PASSWORD. Never logged."),
+    replUser: z.string().optional().describe('Replication (and backup) user; default $MYSQL_REPL_USER, then "repl".'),
+    replPassword: z.string().optional().describe("Its password; default $MYSQL_REPL_PASSWORD. Required. Never logged."),
+  })
+  .default({})
+  .describe("Credentials; each falls back to the official images' environment variables.");
+
+export const Lossless = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe("Semi-synchronous replication with the AFTER_SYNC wait point: a commit is acknowledged only once a replica has it."),
+    ackTimeout: Duration.prefault("1h").describe("After this long without a replica's acknowledgement the primary falls back to asynchronous replication (and logs it)."),
+  })
+  .default({ enabled: false, ackTimeout: 3_600_000 });
+
+export const Mysql = z
+  .strictObject({
+    cluster: Name.default("default").describe("Cluster name; Consul keys live under statepilot/<cluster>/."),
+    serviceName: Name.default("mysql").describe("Consul service of every node; the primary also registers <serviceName>-primary."),
+    binary: z.string().optional().describe("mysqld or mariadbd to run; default the first of mariadbd, mysqld found on PATH or in sbin."),
+    datadir: z.string().default("/var/lib/mysql"),
+    socket: z.string().optional().describe("Unix socket statepilot uses to manage the server; default <datadir>/mysqld.sock."),
+    bind: z.string().default("0.0.0.0").describe("bind-address of mysqld."),
+    port: z.number().int().min(1).max(65535).default(3306),
+    interfaces: z.union([z.string(), z.array(z.string()).min(1)]).default(["eth0", "inet"]).describe("Where the advertised address comes from (as in service.interfaces)."),
+    serverId: z.number().int().min(1).max(4294967295).optional().describe("server_id; default a number unique in the cluster, allocated in Consul once and kept in the datadir."),
+    defaultsFile: z.string().optional().describe('Option file for mysqld (--defaults-file), or "none" for --no-defaults; default the server\'s own search (my.cnf).'),
+    args: z.array(z.string()).default([]).describe("Extra mysqld arguments, e.g. [\"--innodb-buffer-pool-size=1G\"]."),
+    runAs: z.string().optional().describe("--user for mysqld when statepilot runs as root; default mysql (root in the lab)."),
+    credentials: Credentials,
+    initDir: z.string().default("/docker-entrypoint-initdb.d").describe("*.sql and *.sh files run once, on the cluster's first primary."),
+    interval: Duration.prefault("1s").describe("HA loop period: observe, decide, refresh the TTL check."),
+    checkTtl: Duration.prefault("5s").describe("TTL of the node's Consul check; the session holding the lock follows it."),
+    sessionTtl: Duration.prefault("10s").describe("Session TTL, a backstop if the check stays passing while the loop is stuck (Consul's minimum is 10s)."),
+    lockDelay: Duration.prefault("2s").describe("Consul lock-delay: after an invalidated session, nobody can take the lock for this long."),
+    fenceAfter: Duration.prefault("3s").describe("A primary that cannot confirm its lock for this long makes itself read-only. Must be shorter than min(checkTtl, sessionTtl) + lockDelay."),
+    maximumLagOnFailover: Duration.prefault("10s").describe("A replica further behind than this does not race for the lock."),
+    healthyLag: Duration.prefault("30s").describe("A replica lagging more than this is reported as warning (served by /replica only with a larger ?lag)."),
+    nofailover: z.boolean().default(false).describe("Never take the lock (a reporting or backup replica)."),
+    promoteTimeout: Duration.prefault("60s").describe("How long a new primary waits to apply its relay log before giving the lock back."),
+    switchoverTimeout: Duration.prefault("30s").describe("How long a switchover waits for the target to catch up."),
+    stopWithSupervisor: z.boolean().default(true).describe("mysqld is killed if statepilot dies (Linux parent-death signal): no writable primary is ever left without its fencing supervisor."),
+    stopTimeout: Duration.prefault("60s").describe("Time mysqld gets to shut down cleanly before SIGKILL."),
+    lossless: Lossless,
+  })
+  .superRefine((m, ctx) => {
+    const leaseFloor = Math.min(m.checkTtl, m.sessionTtl) + m.lockDelay;
+    if (m.fenceAfter >= leaseFloor) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["fenceAfter"],
+        message: `must be shorter than min(checkTtl, sessionTtl) + lockDelay = ${formatDuration(leaseFloor)}, or another node could take the lock before this one fences itself`,
+      });
+    }
+    if (m.fenceAfter < 2 * m.interval) ctx.addIssue({ code: "custom", path: ["fenceAfter"], message: `must be at least 2 × interval (${formatDuration(2 * m.interval)}), or one slow loop fences a healthy primary` });
+    if (m.checkTtl < 2 * m.interval) ctx.addIssue({ code: "custom", path: ["checkTtl"], message: `must be at least 2 × interval (${formatDuration(2 * m.interval)})` });
+    if (m.sessionTtl < 10_000 || m.sessionTtl > 86_400_000) ctx.addIssue({ code: "custom", path: ["sessionTtl"], message: "Consul accepts session TTLs from 10s to 24h" });
+    if (m.lockDelay > 60_000) ctx.addIssue({ code: "custom", path: ["lockDelay"], message: "Consul caps lock-delay at 60s" });
+  })
+  .describe("The MySQL/MariaDB autopilot: runs mysqld as the main job, elects a primary through a Consul lock, configures GTID replicas, fails over and fences.");
+
 export const Config = z
   .strictObject({
     node: Name.optional().describe("This node's name; default the hostname. Service IDs are `<service>-<node>`."),
@@ -238,6 +303,7 @@ export const Config = z
     jobs: z.array(Job).default([]),
     watches: z.array(Watch).default([]),
     telemetry: Telemetry.optional(),
+    mysql: Mysql.optional(),
   })
   .superRefine((c, ctx) => {
     const names = new Map<string, number>();
@@ -246,6 +312,7 @@ export const Config = z
       names.set(j.name, i);
     });
     const mains = c.jobs.flatMap((j, i) => (j.main ? [i] : []));
+    if (c.mysql && mains.length) ctx.addIssue({ code: "custom", path: ["jobs", mains[0]!, "main"], message: "with a mysql section, mysqld is the main job; drop main here" });
     if (mains.length > 1) ctx.addIssue({ code: "custom", path: ["jobs", mains[1]!, "main"], message: `only one job can be main (also jobs[${mains[0]}])` });
     const watchNames = new Set<string>();
     c.watches.forEach((w, i) => {
@@ -275,6 +342,7 @@ export type WatchConfig = z.output<typeof Watch>;
 export type HealthConfig = z.output<typeof Health>;
 export type ServiceConfig = z.output<typeof Service>;
 export type HookConfig = z.output<typeof Hook>;
+export type MysqlConfig = z.output<typeof Mysql>;
 export type TelemetryConfig = z.output<typeof Telemetry>;
 export type UserMetricConfig = z.output<typeof UserMetric>;
 export type EventCodeName = z.output<typeof EventCode>;

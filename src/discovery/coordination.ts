@@ -62,5 +62,10 @@ export interface Coordinator {
   release(key: string, value: string, session: string): Promise<boolean>;
   read(key: string, opts?: { index?: number; wait?: string; signal?: AbortSignal }): Promise<{ entry: LockEntry | undefined; index: number }>;
   write(key: string, value: string): Promise<void>;
+  /** Check-and-set: writes only if the key's modify index is still `index` (0: only if absent). */
+  writeCas(key: string, value: string, index: number): Promise<boolean>;
+  /** Every entry under a prefix, optionally blocking until the prefix changes past `index`. */
+  list(prefix: string, opts?: { index?: number; wait?: string; signal?: AbortSignal }): Promise<{ entries: Array<LockEntry & { key: string }>; index: number }>;
+  delete(key: string): Promise<void>;
   close(): void;
 }

@@ -45,6 +45,7 @@ export class ServiceHealth {
   private lastStatus: CheckStatus | undefined;
   private lastOutput = "";
   private inMaintenance = false;
+  private tagsOverride: string[] | undefined;
   private current: RunningProcess | undefined;
   private readonly log: Logger;
 
@@ -72,7 +73,7 @@ export class ServiceHealth {
       name: s.name,
       address: resolveAddress(s.interfaces),
       port: s.port,
-      tags: s.tags,
+      tags: this.tagsOverride ?? s.tags,
       meta: { ...s.meta, "statepilot-node": this.opts.node },
       enableTagOverride: s.enableTagOverride,
       checkId: this.checkId,
@@ -143,8 +144,14 @@ export class ServiceHealth {
     }
   }
 
-  /** Sends a result to Consul at once and publishes healthy/unhealthy on a change. */
-  async report(result: HealthResult): Promise<void> {
+  /** New tags (e.g. a role): registered again at once when already registered. */
+  setTags(tags: string[]): void {
+    this.tagsOverride = tags;
+    if (this.registered) void this.register();
+  }
+
+  /** Sends a result to Consul at once and publishes healthy/unhealthy on a change; true once Consul has it. */
+  async report(result: HealthResult): Promise<boolean> {
     this.opts.onCheck?.(result);
     const changed = result.status !== this.lastStatus;
     if (changed) {
@@ -154,14 +161,15 @@ export class ServiceHealth {
     }
     this.lastStatus = result.status;
     this.lastOutput = result.output;
-    await this.pushToConsul();
+    return this.pushToConsul();
   }
 
-  private async pushToConsul(): Promise<void> {
-    if (!this.checkId || !this.opts.coordinator || !this.lastStatus) return;
-    if (!this.registered && !(await this.register())) return;
+  private async pushToConsul(): Promise<boolean> {
+    if (!this.checkId || !this.opts.coordinator || !this.lastStatus) return false;
+    if (!this.registered && !(await this.register())) return false;
     try {
       await this.opts.coordinator.reportCheck(this.checkId, this.lastStatus, this.lastOutput);
+      return true;
     } catch (err) {
       // Any non-2xx: most often the agent restarted and lost the check. Register again, then resend.
       this.opts.onConsulError?.("check.update", err);
@@ -170,17 +178,19 @@ export class ServiceHealth {
       if (await this.register()) {
         try {
           await this.opts.coordinator.reportCheck(this.checkId, this.lastStatus, this.lastOutput);
+          return true;
         } catch (err2) {
           this.opts.onConsulError?.("check.update", err2);
         }
       }
+      return false;
     }
   }
 
   /** The job's process exited: critical at once, not after the TTL. */
   async processExited(description: string): Promise<void> {
     this.current?.signal("SIGKILL");
-    await this.report({ status: "critical", output: description, durationMs: 0 });
+    void await this.report({ status: "critical", output: description, durationMs: 0 });
   }
 
   async setMaintenance(enable: boolean, reason: string): Promise<void> {

@@ -12,6 +12,8 @@ export interface ConsulAgentOptions {
   dir?: string;
   host?: string;
   nodeName?: string;
+  /** Keep running after this process exits (the lab CLI). */
+  persistent?: boolean;
 }
 
 /** A real `consul agent -dev` on loopback, on free ports, with DNS and gRPC off. */
@@ -64,6 +66,7 @@ export class ConsulAgent {
     ];
     this.proc = await ManagedProcess.start("consul", findBinary("consul"), args, {
       logFile: join(this.dir, "consul.log"),
+      persistent: this.opts.persistent ?? false,
     });
     const proc = this.proc;
     await waitFor(

@@ -19,6 +19,8 @@ export interface StartOptions {
   cwd?: string;
   /** stdout and stderr are appended here; read back in error messages. */
   logFile: string;
+  /** Outlives this Node process (the `statepilot lab` CLI exits and leaves the cluster running). */
+  persistent?: boolean;
 }
 
 /** A server process in its own process group, stopped by PID. */
@@ -60,7 +62,8 @@ export class ManagedProcess {
         child.once("error", (err) => reject(new Error(`${name}: cannot start ${command}: ${err.message}`)));
       });
       const p = new ManagedProcess(name, child, opts.logFile);
-      live.add(p);
+      if (opts.persistent) child.unref();
+      else live.add(p);
       return p;
     } finally {
       closeSync(fd);

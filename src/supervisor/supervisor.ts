@@ -21,6 +21,7 @@ export interface SupervisorStatus {
   shuttingDown: boolean;
   jobs: Array<JobStatus & { health?: { status: string | undefined; serviceId: string | undefined; registered: boolean } }>;
   watches: WatchStatus[];
+  [part: string]: unknown;
 }
 
 /** Hooks for telemetry; the supervisor knows nothing of how they are exported. */
@@ -63,6 +64,8 @@ export class Supervisor {
   /** Registrations owned by other parts (the telemetry endpoint), deregistered at shutdown. */
   private readonly extraHealth: ServiceHealth[] = [];
   private readonly runtimeEnv = new Map<string, string | undefined>();
+  /** Jobs another part defines (mysqld for the MySQL autopilot): kept across reloads. */
+  private readonly internalJobs: JobConfig[] = [];
   private maintenance = false;
   private shuttingDown: Promise<number> | undefined;
   private mainExitCode: number | undefined;
@@ -165,6 +168,28 @@ export class Supervisor {
     }
   }
 
+  /** Adds a job defined in code rather than in the config; call before start(). */
+  addInternalJob(cfg: JobConfig): void {
+    this.internalJobs.push(cfg);
+    this.config = { ...this.config, jobs: [...this.config.jobs, cfg] };
+  }
+
+  private readonly statusParts = new Map<string, () => unknown>();
+
+  /** Adds a section to status() (the MySQL autopilot's view). */
+  addStatus(name: string, part: () => unknown): void {
+    this.statusParts.set(name, part);
+  }
+
+  jobRunning(name: string): boolean {
+    return this.jobs.get(name)?.isRunning ?? false;
+  }
+
+  /** SIGKILLs a job's process group; its restart policy applies as usual. */
+  killJob(name: string): void {
+    this.jobs.get(name)?.kill();
+  }
+
   start(): void {
     if (process.pid === 1) {
       this.logger.warn("statepilot is PID 1 without an init: orphaned processes cannot be reaped from Node; run it under tini (ENTRYPOINT [\"tini\", \"--\"])");
@@ -228,6 +253,13 @@ export class Supervisor {
     const started = performance.now();
     this.logger.info({ reason }, "shutting down");
     this.bus.publish({ code: "shutdown", source: "statepilot" });
+    for (const hook of this.stoppingHooks) {
+      try {
+        await hook();
+      } catch (err) {
+        this.logger.error({ err: err instanceof Error ? err.message : String(err) }, "stopping hook failed");
+      }
+    }
     const deadline = setTimeout(() => {
       this.logger.error({ stopTimeout: formatDuration(this.config.stopTimeout) }, "shutdown deadline reached; killing what is left");
       for (const j of this.jobs.values()) j.kill();
@@ -251,6 +283,12 @@ export class Supervisor {
   }
 
   private readonly shutdownHooks: Array<() => Promise<void> | void> = [];
+  private readonly stoppingHooks: Array<() => Promise<void> | void> = [];
+
+  /** Runs first at shutdown, before any job is stopped (a primary hands over its lock here). */
+  onStopping(hook: () => Promise<void> | void): void {
+    this.stoppingHooks.push(hook);
+  }
 
   /** Runs after jobs stopped and services were deregistered, before the process exits. */
   onShutdown(hook: () => Promise<void> | void): void {
@@ -284,9 +322,10 @@ export class Supervisor {
    * Applies a new, already validated config: only jobs and watches whose definition changed are
    * restarted. Settings that need a new process (consul, control, node) are refused.
    */
-  async reload(next: Config): Promise<{ restarted: string[]; added: string[]; removed: string[]; unchanged: string[] }> {
+  async reload(nextConfig: Config): Promise<{ restarted: string[]; added: string[]; removed: string[]; unchanged: string[] }> {
+    const next: Config = { ...nextConfig, jobs: [...nextConfig.jobs, ...this.internalJobs] };
     const [now, then] = [encodeConfig(this.config), encodeConfig(next)];
-    const changedFixed = (["consul", "control", "node"] as const).filter((k) => JSON.stringify(now[k]) !== JSON.stringify(then[k]));
+    const changedFixed = (["consul", "control", "node", "mysql"] as const).filter((k) => JSON.stringify(now[k]) !== JSON.stringify(then[k]));
     if (changedFixed.length) throw new ReloadRefused(`${changedFixed.join(", ")} cannot change while running; restart statepilot`);
     const before = new Map(this.config.jobs.map((j) => [j.name, j]));
     const after = new Map(next.jobs.map((j) => [j.name, j]));
@@ -337,6 +376,7 @@ export class Supervisor {
         return { ...j.status(), ...(h ? { health: { status: h.status, serviceId: h.serviceId, registered: h.isRegistered } } : {}) };
       }),
       watches: [...this.watches.values()].map((w) => w.status()),
+      ...Object.fromEntries([...this.statusParts].map(([k, f]) => [k, f()])),
     };
   }
 }

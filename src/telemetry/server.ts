@@ -5,10 +5,14 @@ import type { Metrics } from "./metrics.js";
 
 export type StatusSource = () => unknown;
 
+/** An extra GET route (the load-balancer checks): status code and JSON body. */
+export type RouteHandler = (query: URLSearchParams) => { status: number; body: unknown };
+
 /** The HTTP endpoint Prometheus scrapes: /metrics (text format) and /status (JSON). */
 export class TelemetryServer {
   private server: Server | undefined;
   port = 0;
+  private readonly routes = new Map<string, RouteHandler>();
 
   constructor(
     private readonly metrics: Metrics,
@@ -16,9 +20,14 @@ export class TelemetryServer {
     private readonly logger: Logger,
   ) {}
 
+  addRoute(path: string, handler: RouteHandler): void {
+    this.routes.set(path, handler);
+  }
+
   async start(bind: string, port: number): Promise<void> {
     const server = createServer((req, res) => {
-      const path = (req.url ?? "/").split("?")[0];
+      const url = new URL(req.url ?? "/", "http://localhost");
+      const path = url.pathname;
       if (req.method !== "GET" && req.method !== "HEAD") {
         res.writeHead(405, { allow: "GET, HEAD" }).end();
         return;
@@ -33,6 +42,13 @@ export class TelemetryServer {
         );
       } else if (path === "/status") {
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(this.status()));
+      } else if (this.routes.has(path)) {
+        try {
+          const r = this.routes.get(path)!(url.searchParams);
+          res.writeHead(r.status, { "content-type": "application/json" }).end(JSON.stringify(r.body));
+        } catch (err) {
+          res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }));
+        }
       } else {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics or /status\n");
       }

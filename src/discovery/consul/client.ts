@@ -112,6 +112,7 @@ interface PapiResponse {
 interface PapiTransport {
   _get(req: PapiRequest): Promise<PapiResponse>;
   _put(req: PapiRequest): Promise<PapiResponse>;
+  _delete(req: PapiRequest): Promise<PapiResponse>;
 }
 interface PapiError {
   isResponse?: boolean;
@@ -173,7 +174,7 @@ export class ConsulClient {
     this.consul.destroy();
   }
 
-  private async request(method: "GET" | "PUT", endpoint: string, req: Omit<PapiRequest, "name">, signal?: AbortSignal): Promise<PapiResponse> {
+  private async request(method: "GET" | "PUT" | "DELETE", endpoint: string, req: Omit<PapiRequest, "name">, signal?: AbortSignal): Promise<PapiResponse> {
     const started = performance.now();
     const ctx = new EventEmitter();
     const onAbort = () => ctx.emit("cancel");
@@ -184,7 +185,7 @@ export class ConsulClient {
     if (this.connection.datacenter && query.dc === undefined && !req.path.startsWith("/agent/")) query.dc = this.connection.datacenter;
     try {
       const full: PapiRequest = { ...req, name: endpoint, headers, query, ctx, timeout: req.timeout ?? this.timeoutMs };
-      const res = method === "GET" ? await this.transport._get(full) : await this.transport._put(full);
+      const res = method === "GET" ? await this.transport._get(full) : method === "PUT" ? await this.transport._put(full) : await this.transport._delete(full);
       this.observer?.(endpoint, performance.now() - started, "ok");
       return res;
     } catch (err) {
@@ -356,6 +357,27 @@ export class ConsulClient {
       }
       throw err;
     }
+  }
+
+  /** Every key under a prefix (recurse); an empty list when there is none. */
+  async kvList(prefix: string, opts: BlockingOptions = {}): Promise<Indexed<KvEntry[]>> {
+    const query: Record<string, string | number> = { recurse: "true" };
+    if (opts.index !== undefined) query.index = opts.index;
+    if (opts.wait) query.wait = opts.wait;
+    try {
+      const res = await this.request("GET", "kv.list", { path: "/kv/{key}", params: { key: prefix }, query, timeout: this.blockingTimeout(opts.wait) }, opts.signal);
+      const arr = (res.body as Array<Record<string, unknown>> | undefined) ?? [];
+      return { value: arr.map(toKvEntry), index: ConsulClient.index(res) };
+    } catch (err) {
+      if (err instanceof ConsulHttpError && err.statusCode === 404) return { value: [], index: opts.index ?? 1 };
+      throw err;
+    }
+  }
+
+  async kvDelete(key: string, opts: { cas?: number } = {}): Promise<boolean> {
+    const res = await this.request("DELETE", "kv.delete", { path: "/kv/{key}", params: { key }, query: opts.cas !== undefined ? { cas: opts.cas } : {} });
+    const body = res.body;
+    return body === true || (typeof body === "string" && body.trim() === "true") || (body instanceof Buffer && body.toString().trim() === "true");
   }
 
   private async kvWrite(endpoint: string, key: string, value: string, query: Record<string, string | number>): Promise<boolean> {

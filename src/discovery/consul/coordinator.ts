@@ -79,6 +79,22 @@ export class ConsulCoordinator implements Coordinator {
     await this.client.kvPut(key, value);
   }
 
+  writeCas(key: string, value: string, index: number): Promise<boolean> {
+    return this.client.kvPut(key, value, { cas: index });
+  }
+
+  async list(prefix: string, opts: { index?: number; wait?: string; signal?: AbortSignal } = {}) {
+    const r = await this.client.kvList(prefix, opts);
+    return {
+      entries: r.value.map((e) => ({ key: e.key, value: e.value, session: e.session, lockIndex: e.lockIndex, modifyIndex: e.modifyIndex })),
+      index: r.index,
+    };
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.kvDelete(key);
+  }
+
   close(): void {
     this.client.close();
   }

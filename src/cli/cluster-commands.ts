@@ -1,0 +1,125 @@
+import { parseDuration } from "../config/duration.js";
+import { ConsulCoordinator } from "../discovery/consul/coordinator.js";
+import { resolveConsulConnection } from "../discovery/consul/connection.js";
+import { Lab } from "../lab/cluster.js";
+import { clusterView, switchover } from "../mysql/switchover.js";
+import { optionString, UsageError, type ParsedArgs } from "./args.js";
+import { resolveConfig } from "./run.js";
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+function labDir(args: ParsedArgs): string {
+  const dir = optionString(args, "dir");
+  if (!dir) throw new UsageError("--dir DIR is required (the lab's directory)");
+  return dir;
+}
+
+function intOption(args: ParsedArgs, name: string, fallback: number): number {
+  const raw = optionString(args, name);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n)) throw new UsageError(`--${name}: expected a whole number, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const SIGNALS = ["SIGKILL", "SIGTERM", "SIGINT", "SIGSTOP", "SIGCONT", "SIGHUP", "SIGQUIT"];
+
+/** statepilot lab up|status|kill|start|down */
+export async function labCommand(args: ParsedArgs): Promise<number> {
+  const sub = args.command[1];
+  const dir = labDir(args);
+  switch (sub) {
+    case "up": {
+      const nodes = intOption(args, "nodes", 3);
+      if (nodes < 1 || nodes > 9) throw new UsageError(`--nodes: expected 1 to 9, got ${nodes}`);
+      const started = performance.now();
+      const lab = await Lab.up({ dir, nodes, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), log: out });
+      const vs = await lab.views();
+      out(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s: ${vs.map((v) => `${v.name}=${v.role}`).join(" ")}`);
+      out(`lab file: ${Lab.path(dir)}; Consul UI/API: ${lab.file.consul}`);
+      return 0;
+    }
+    case "status": {
+      const lab = Lab.open(dir);
+      const vs = await lab.views();
+      lab.save();
+      if (args.options.has("json")) {
+        out(JSON.stringify({ ...lab.file, credentials: { ...lab.file.credentials }, views: vs }, null, 2));
+        return 0;
+      }
+      out(`consul ${lab.file.consul}${lab.file.lossless ? "  (lossless)" : ""}`);
+      for (const v of vs) {
+        const n = lab.node(v.name);
+        out(`${v.name.padEnd(9)} ${`${n.mysql.host}:${n.mysql.port}`.padEnd(17)} ${v.role.padEnd(11)} ${v.health.padEnd(8)} ro=${v.readOnly === undefined ? "-" : v.readOnly ? "1" : "0"} lag=${v.lagSeconds ?? "-"} pids=${v.pids.statepilot ?? "-"}/${v.pids.mysqld ?? "-"}  ${v.reason}`);
+      }
+      return 0;
+    }
+    case "kill": {
+      const name = args.command[2];
+      if (!name) throw new UsageError("usage: statepilot lab kill NODE [--signal S] [--only mysqld|statepilot] --dir DIR");
+      const only = optionString(args, "only");
+      if (only !== undefined && only !== "mysqld" && only !== "statepilot") throw new UsageError(`--only: expected mysqld or statepilot, got ${JSON.stringify(only)}`);
+      let signal = (optionString(args, "signal") ?? "SIGKILL").toUpperCase();
+      if (!signal.startsWith("SIG")) signal = `SIG${signal}`;
+      if (!SIGNALS.includes(signal)) throw new UsageError(`--signal: expected one of ${SIGNALS.join(", ")}, got ${JSON.stringify(optionString(args, "signal"))}`);
+      const lab = Lab.open(dir);
+      const hit = await lab.kill(name, { signal: signal as NodeJS.Signals, ...(only ? { only } : {}) });
+      out(`${signal} sent to ${name}: statepilot=${hit.statepilot ?? "-"} mysqld=${hit.mysqld ?? "-"}`);
+      return 0;
+    }
+    case "start": {
+      const name = args.command[2];
+      if (!name) throw new UsageError("usage: statepilot lab start NODE --dir DIR");
+      const lab = Lab.open(dir);
+      const n = await lab.start(name);
+      out(`${n.name} started: statepilot pid ${n.pids.statepilot}`);
+      return 0;
+    }
+    case "down": {
+      const lab = Lab.open(dir);
+      await lab.down({ keep: args.options.has("keep") });
+      out(`lab in ${dir} stopped${args.options.has("keep") ? " (data kept)" : " and removed"}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`lab: expected up, status, kill, start or down, got ${JSON.stringify(sub)}`);
+  }
+}
+
+/** statepilot mysql status|switchover --config FILE: cluster-level commands, through Consul. */
+export async function mysqlCommand(args: ParsedArgs, configPath: string | undefined): Promise<number> {
+  const sub = args.command[1];
+  if (!configPath) throw new UsageError("--config FILE is required (any node's config: it names Consul and the cluster)");
+  const config = resolveConfig({ configPath, node: undefined, mainCommand: undefined });
+  if (!config.mysql) throw new UsageError(`${configPath} has no mysql section`);
+  const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, process.env));
+  try {
+    switch (sub) {
+      case "status": {
+        const v = await clusterView(coordinator, config.mysql.cluster);
+        if (args.options.has("json")) {
+          out(JSON.stringify(v, null, 2));
+          return 0;
+        }
+        out(`cluster ${config.mysql.cluster}: primary ${v.primary ? `${v.primary.node} (${v.primary.host}:${v.primary.port}, term ${v.primary.term})` : "NONE"}`);
+        for (const m of v.members.sort((a, b) => a.node.localeCompare(b.node))) {
+          out(`  ${m.node.padEnd(10)} ${m.role.padEnd(9)} up=${m.up ? 1 : 0} lag=${m.lagSeconds ?? "-"} gtid=${m.executed || "-"}${m.blocked ? `  BLOCKED: ${m.blocked}` : ""}`);
+        }
+        if (v.switchover) out(`last switchover: ${v.switchover.from ?? "?"} -> ${v.switchover.to ?? "?"} ${v.switchover.state}${v.switchover.error ? `: ${v.switchover.error}` : ""}`);
+        return 0;
+      }
+      case "switchover": {
+        const rawTimeout = optionString(args, "timeout");
+        const timeoutMs = rawTimeout === undefined ? config.mysql.switchoverTimeout : parseDuration(rawTimeout);
+        if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "30s", got ${JSON.stringify(rawTimeout)}`);
+        const r = await switchover(coordinator, config.mysql.cluster, { to: optionString(args, "to"), timeoutMs });
+        out(`switchover ${r.from} -> ${r.to} done: writes unavailable ${r.unavailableMs ?? "?"} ms (between the old primary fencing and the new one turning writable); ${r.observedMs} ms end to end`);
+        return 0;
+      }
+      default:
+        throw new UsageError(`mysql: expected status or switchover, got ${JSON.stringify(sub)}`);
+    }
+  } finally {
+    coordinator.close();
+  }
+}

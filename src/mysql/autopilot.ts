@@ -1,0 +1,176 @@
+import { Job as JobSchema, type Config, type MysqlConfig } from "../config/schema.js";
+import { formatDuration } from "../config/duration.js";
+import { resolveAddress } from "../discovery/address.js";
+import { ServiceHealth } from "../discovery/service-health.js";
+import type { Logger } from "../log.js";
+import type { Supervisor } from "../supervisor/supervisor.js";
+import type { Metrics } from "../telemetry/metrics.js";
+import type { TelemetryServer } from "../telemetry/server.js";
+import { resolveCredentials, type MysqlCredentials } from "./credentials.js";
+import { MysqlHa, type HaStatus } from "./ha.js";
+import { LocalServer } from "./local.js";
+import { MysqlMetrics } from "./metrics.js";
+import {
+  allocateServerId,
+  binaryVersion,
+  bootstrapCluster,
+  bootstrapLocal,
+  initializeDatadir,
+  mysqldArgv,
+  mysqldBinary,
+  readNodeState,
+  socketPath,
+  writeNodeState,
+  type NodeState,
+} from "./provision.js";
+
+export const MYSQLD_JOB = "mysqld";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Wires the MySQL autopilot into the supervisor: provisions the datadir, adds mysqld as the main
+ * job, runs the HA loop, and serves the load-balancer checks on the telemetry endpoint.
+ */
+export class MysqlAutopilot {
+  private ha: MysqlHa | undefined;
+
+  private constructor(
+    readonly cfg: MysqlConfig,
+    private readonly supervisor: Supervisor,
+    private readonly creds: MysqlCredentials,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Validates credentials, initialises an empty datadir and registers the mysqld job. */
+  static async prepare(config: Config, supervisor: Supervisor, opts: { env: NodeJS.ProcessEnv; source: string; logger: Logger; metrics?: Metrics | undefined }): Promise<MysqlAutopilot> {
+    const cfg = config.mysql!;
+    const creds = resolveCredentials(cfg, opts.env, opts.source);
+    const log = opts.logger.child({ component: "mysql" });
+    const ap = new MysqlAutopilot(cfg, supervisor, creds, log);
+    const binary = mysqldBinary(cfg);
+    const version = await binaryVersion(binary);
+    log.info({ binary, flavor: version.flavor, version: version.version }, "mysql server found");
+    const advertise = { host: resolveAddress(cfg.interfaces), port: cfg.port };
+
+    const fresh = await initializeDatadir(cfg, version, binary, log);
+    let state = readNodeState(cfg.datadir);
+    if (!state || state.cluster !== cfg.cluster) {
+      const serverId = cfg.serverId ?? (await ap.withConsulRetry("server_id allocation", () => allocateServerId(supervisor.coordination(), cfg.cluster, supervisor.node)));
+      // A datadir statepilot did not create already has its root password.
+      state = { cluster: cfg.cluster, serverId, bootstrapped: state?.bootstrapped ?? !fresh, createdAt: new Date().toISOString() };
+      writeNodeState(cfg.datadir, state);
+    }
+    if (cfg.serverId !== undefined && cfg.serverId !== state.serverId) {
+      state = { ...state, serverId: cfg.serverId };
+      writeNodeState(cfg.datadir, state);
+    }
+    const nodeState: NodeState = state;
+    log.info({ serverId: nodeState.serverId, advertise }, "node identity");
+
+    const argv = mysqldArgv(cfg, { binary, flavor: version.flavor, serverId: nodeState.serverId, reportHost: advertise.host });
+    supervisor.addInternalJob(
+      JobSchema.parse({ name: MYSQLD_JOB, exec: argv, main: true, restarts: "unlimited", stopTimeout: formatDuration(cfg.stopTimeout), backoff: { initial: "1s", max: "15s" } }),
+    );
+
+    const local = new LocalServer(socketPath(cfg), () => (nodeState.bootstrapped ? creds.rootPassword : ""));
+    const serviceHealth = (name: string, jobName: string, tags: string[]) =>
+      new ServiceHealth({
+        jobName,
+        node: supervisor.node,
+        health: { interval: cfg.interval, ttl: cfg.checkTtl, timeout: cfg.interval },
+        service: { name, port: cfg.port, interfaces: cfg.interfaces, tags, meta: { cluster: cfg.cluster, "server-id": String(nodeState.serverId) }, enableTagOverride: false, initialStatus: "critical", deregisterCriticalServiceAfter: undefined },
+        coordinator: supervisor.coordination(),
+        bus: supervisor.bus,
+        logger: opts.logger,
+        env: () => supervisor.env(),
+        processUp: () => undefined,
+        onConsulError: (op) => supervisor.observer.consulError?.(op),
+      });
+    const health = serviceHealth(cfg.serviceName, "mysql", ["starting"]);
+    const primaryHealth = serviceHealth(`${cfg.serviceName}-primary`, "mysql-primary", ["primary"]);
+
+    ap.ha = new MysqlHa(
+      {
+        cfg,
+        node: supervisor.node,
+        serverId: nodeState.serverId,
+        advertise,
+        creds,
+        coordinator: supervisor.coordination(),
+        local,
+        health,
+        primaryHealth,
+        logger: opts.logger,
+        metrics: opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined,
+        mysqldRunning: () => supervisor.jobRunning(MYSQLD_JOB),
+        killMysqld: () => supervisor.killJob(MYSQLD_JOB),
+        bootstrapLocal: async () => {
+          const dialect = await local.ready();
+          await bootstrapLocal(local, dialect, creds);
+          if (!nodeState.bootstrapped) {
+            nodeState.bootstrapped = true;
+            writeNodeState(cfg.datadir, nodeState);
+            log.info("root password and replication user set");
+          }
+        },
+        bootstrapCluster: async () => {
+          const r = await bootstrapCluster({ socket: socketPath(cfg), creds, initDir: cfg.initDir, logger: log });
+          log.info({ database: creds.database, user: creds.user, scripts: r.scripts.length }, "cluster bootstrapped");
+        },
+      },
+      nodeState.bootstrapped,
+    );
+    supervisor.bus.subscribe("mysql-ha", () => ap.ha?.mysqldExited(), (e) => e.source === MYSQLD_JOB && (e.code === "exitFailed" || e.code === "exitSuccess"));
+    supervisor.onStopping(() => ap.ha?.stop());
+    supervisor.addStatus("mysql", () => ap.status());
+    return ap;
+  }
+
+  private async withConsulRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (attempt >= 60) throw err;
+        this.logger.warn({ err: err instanceof Error ? err.message : String(err), attempt }, `${what}: Consul not reachable yet; retrying`);
+        await sleep(Math.min(5_000, 250 * attempt));
+      }
+    }
+  }
+
+  start(): void {
+    this.ha?.start();
+  }
+
+  status(): HaStatus | undefined {
+    return this.ha?.statusView();
+  }
+
+  /** /primary, /replica[?lag=S], /read-only, /health: 200 or 503, for HAProxy or ProxySQL. */
+  serveChecks(server: TelemetryServer): void {
+    const answer = (ok: boolean) => ({ status: ok ? 200 : 503, body: this.status() ?? {} });
+    const replicaOk = (s: HaStatus, maxLag: number) =>
+      s.role === "replica" && s.up && s.replication?.io === "Yes" && s.replication.sql && s.lagSeconds !== null && s.lagSeconds <= maxLag;
+    const primaryOk = (s: HaStatus) => s.role === "primary" && s.up && s.readOnly === false;
+    server.addRoute("/primary", () => {
+      const s = this.status();
+      return answer(!!s && primaryOk(s));
+    });
+    server.addRoute("/replica", (q) => {
+      const s = this.status();
+      const raw = q.get("lag");
+      const maxLag = raw === null ? this.cfg.healthyLag / 1000 : Number(raw);
+      if (!Number.isFinite(maxLag) || maxLag < 0) throw new Error(`lag: expected a number of seconds, got ${JSON.stringify(raw)}`);
+      return answer(!!s && replicaOk(s, maxLag));
+    });
+    server.addRoute("/read-only", () => {
+      const s = this.status();
+      return answer(!!s && (primaryOk(s) || replicaOk(s, this.cfg.healthyLag / 1000)));
+    });
+    server.addRoute("/health", () => {
+      const s = this.status();
+      return answer(!!s && s.up);
+    });
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * GTID positions of both flavors, compared as sets rather than strings.
+ *
+ * MariaDB: a position is one GTID per replication domain, `domain-server-seq`. With
+ * gtid_strict_mode sequence numbers grow monotonically within a domain, so "A has everything B has"
+ * is: for every domain of B, A's seq is at least B's. `gtid_binlog_state` adds one entry per
+ * (domain, server) pair, which is what tells a diverged tail apart (same seq, other server).
+ *
+ * MySQL: a GTID set is `uuid:1-5:7-9,...`; containment is interval containment per source UUID.
+ */
+
+export type Flavor = "mariadb" | "mysql";
+
+export interface MariaGtid {
+  domain: number;
+  server: number;
+  seq: bigint;
+}
+
+export class GtidParseError extends Error {
+  override name = "GtidParseError";
+}
+
+export function parseMariaGtidList(text: string | null | undefined): MariaGtid[] {
+  const s = (text ?? "").trim();
+  if (!s) return [];
+  return s.split(",").map((part) => {
+    const m = /^\s*(\d+)-(\d+)-(\d+)\s*$/.exec(part);
+    if (!m) throw new GtidParseError(`not a MariaDB GTID: "${part}" in "${s}"`);
+    return { domain: Number(m[1]), server: Number(m[2]), seq: BigInt(m[3]!) };
+  });
+}
+
+/** Highest seq per domain (a position; a binlog state reduces to its position this way). */
+function maxPerDomain(list: MariaGtid[]): Map<number, bigint> {
+  const m = new Map<number, bigint>();
+  for (const g of list) {
+    const cur = m.get(g.domain);
+    if (cur === undefined || g.seq > cur) m.set(g.domain, g.seq);
+  }
+  return m;
+}
+
+interface Interval {
+  start: bigint;
+  end: bigint;
+}
+
+/** MySQL GTID set: source UUID (lower case, with tag if any) → sorted, merged intervals. */
+export type MysqlGtidSet = Map<string, Interval[]>;
+
+export function parseMysqlGtidSet(text: string | null | undefined): MysqlGtidSet {
+  const set: MysqlGtidSet = new Map();
+  const s = (text ?? "").replace(/\s+/g, "");
+  if (!s) return set;
+  for (const part of s.split(",")) {
+    const [uuid, ...rest] = part.split(":");
+    if (!uuid || !/^[0-9a-fA-F-]{36}$/.test(uuid) || rest.length === 0) throw new GtidParseError(`not a MySQL GTID set member: "${part}"`);
+    let key = uuid.toLowerCase();
+    for (const r of rest) {
+      // A tag (8.3+) starts a sub-sequence of the same UUID: uuid:tag:1-5.
+      if (/^[a-z_][a-z0-9_]*$/i.test(r)) {
+        key = `${uuid.toLowerCase()}:${r.toLowerCase()}`;
+        continue;
+      }
+      const m = /^(\d+)(?:-(\d+))?$/.exec(r);
+      if (!m) throw new GtidParseError(`not a GTID interval: "${r}" in "${part}"`);
+      const start = BigInt(m[1]!);
+      const end = BigInt(m[2] ?? m[1]!);
+      if (end < start) throw new GtidParseError(`interval ends before it starts: "${r}"`);
+      set.set(key, [...(set.get(key) ?? []), { start, end }]);
+    }
+  }
+  for (const [k, list] of set) set.set(k, mergeIntervals(list));
+  return set;
+}
+
+function mergeIntervals(list: Interval[]): Interval[] {
+  const sorted = [...list].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const out: Interval[] = [];
+  for (const iv of sorted) {
+    const last = out[out.length - 1];
+    if (last && iv.start <= last.end + 1n) {
+      if (iv.end > last.end) last.end = iv.end;
+    } else out.push({ ...iv });
+  }
+  return out;
+}
+
+function mysqlSubset(a: MysqlGtidSet, b: MysqlGtidSet): boolean {
+  for (const [uuid, intervals] of a) {
+    const other = b.get(uuid) ?? [];
+    for (const iv of intervals) {
+      if (!other.some((o) => o.start <= iv.start && o.end >= iv.end)) return false;
+    }
+  }
+  return true;
+}
+
+function mysqlCount(s: MysqlGtidSet): bigint {
+  let n = 0n;
+  for (const list of s.values()) for (const iv of list) n += iv.end - iv.start + 1n;
+  return n;
+}
+
+export function formatMysqlGtidSet(s: MysqlGtidSet): string {
+  return [...s.entries()]
+    .map(([uuid, list]) => `${uuid}:${list.map((iv) => (iv.start === iv.end ? `${iv.start}` : `${iv.start}-${iv.end}`)).join(":")}`)
+    .join(",");
+}
+
+/**
+ * `a` ⊆ `b`: everything in `a` is also in `b`. For MariaDB both arguments may be positions or
+ * binlog states; with states, each (domain, server) entry of `a` must be matched by the same
+ * pair in `b` at a seq at least as high, which catches a tail written by another server.
+ */
+export function gtidSubset(flavor: Flavor, a: string, b: string): boolean {
+  if (flavor === "mysql") return mysqlSubset(parseMysqlGtidSet(a), parseMysqlGtidSet(b));
+  const la = parseMariaGtidList(a);
+  const lb = parseMariaGtidList(b);
+  const pb = maxPerDomain(lb);
+  for (const [d, seq] of maxPerDomain(la)) {
+    const other = pb.get(d);
+    if (other === undefined || other < seq) return false;
+  }
+  return true;
+}
+
+/** Like gtidSubset for MariaDB binlog states, also checking each (domain, server) pair. */
+export function mariaStateContained(a: string, b: string): { contained: boolean; missing: string[] } {
+  const lb = parseMariaGtidList(b);
+  const missing: string[] = [];
+  for (const g of parseMariaGtidList(a)) {
+    const same = lb.find((x) => x.domain === g.domain && x.server === g.server);
+    if (!same || same.seq < g.seq) missing.push(`${g.domain}-${g.server}-${g.seq}`);
+  }
+  return { contained: missing.length === 0 && gtidSubset("mariadb", a, b), missing };
+}
+
+/** Whether `a` lacks something `b` has: a is behind b in at least one domain / source. */
+export function gtidBehind(flavor: Flavor, a: string, b: string): boolean {
+  return !gtidSubset(flavor, b, a);
+}
+
+/** A rough transaction count, for logs and metrics (MariaDB: sum of per-domain seqs). */
+export function gtidCount(flavor: Flavor, s: string): bigint {
+  if (flavor === "mysql") return mysqlCount(parseMysqlGtidSet(s));
+  let n = 0n;
+  for (const seq of maxPerDomain(parseMariaGtidList(s)).values()) n += seq;
+  return n;
+}
+
+/** Union of positions: per domain the highest (MariaDB), or the set union (MySQL). */
+export function gtidUnion(flavor: Flavor, a: string, b: string): string {
+  if (flavor === "mysql") {
+    const sa = parseMysqlGtidSet(a);
+    for (const [k, list] of parseMysqlGtidSet(b)) sa.set(k, mergeIntervals([...(sa.get(k) ?? []), ...list]));
+    return formatMysqlGtidSet(sa);
+  }
+  const all = [...parseMariaGtidList(a), ...parseMariaGtidList(b)];
+  const best = new Map<number, MariaGtid>();
+  for (const g of all) {
+    const cur = best.get(g.domain);
+    if (!cur || g.seq > cur.seq) best.set(g.domain, g);
+  }
+  return [...best.values()].sort((x, y) => x.domain - y.domain).map((g) => `${g.domain}-${g.server}-${g.seq}`).join(",");
+}

@@ -1,0 +1,181 @@
+import mysql from "mysql2/promise";
+import { Dialect, parseServerVersion, type ReplicationStatus } from "./dialect.js";
+
+export interface LocalState {
+  readOnly: boolean;
+  /** MariaDB gtid_binlog_pos / MySQL gtid_executed. */
+  executed: string;
+  /** MariaDB gtid_binlog_state (per domain and server) / MySQL gtid_executed. */
+  state: string;
+  slavePos: string;
+  serverId: number;
+  replication: ReplicationStatus;
+  semiSyncPrimary: boolean;
+}
+
+type Row = Record<string, unknown>;
+
+const QUERY_TIMEOUT_MS = 5_000;
+
+/** The node's own mysqld, managed as root over its unix socket with one connection. */
+export class LocalServer {
+  private conn: mysql.Connection | undefined;
+  private connecting: Promise<mysql.Connection> | undefined;
+  dialect: Dialect | undefined;
+
+  constructor(
+    private readonly socket: string,
+    private readonly password: () => string,
+  ) {}
+
+  private async connection(): Promise<mysql.Connection> {
+    if (this.conn) return this.conn;
+    this.connecting ??= (async () => {
+      try {
+        const c = await mysql.createConnection({ socketPath: this.socket, user: "root", password: this.password(), connectTimeout: 2_000, multipleStatements: false });
+        c.on("error", () => this.drop(c));
+        if (!this.dialect) {
+          const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT VERSION() AS v");
+          this.dialect = new Dialect(parseServerVersion(String(rows[0]?.v)));
+        }
+        this.conn = c;
+        return c;
+      } finally {
+        this.connecting = undefined;
+      }
+    })();
+    return this.connecting;
+  }
+
+  private drop(c: mysql.Connection | undefined): void {
+    if (c && this.conn === c) this.conn = undefined;
+    c?.destroy();
+  }
+
+  /** Runs a statement; a connection error drops the connection so the next call reconnects. */
+  async query(sql: string, values: unknown[] = [], timeoutMs = QUERY_TIMEOUT_MS): Promise<Row[]> {
+    const c = await this.connection();
+    try {
+      const [rows] = await c.query({ sql, values, timeout: timeoutMs });
+      return Array.isArray(rows) ? (rows as Row[]) : [];
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? "";
+      const fatal = (err as { fatal?: boolean }).fatal === true;
+      if (fatal || code === "PROTOCOL_SEQUENCE_TIMEOUT" || code.startsWith("ECONN") || code === "PROTOCOL_CONNECTION_LOST") this.drop(c);
+      throw err;
+    }
+  }
+
+  async ready(): Promise<Dialect> {
+    await this.connection();
+    return this.dialect!;
+  }
+
+  async observe(): Promise<LocalState> {
+    const d = await this.ready();
+    const [pos] = await this.query(d.positions());
+    const [rs] = await this.query(d.showReplicaStatus());
+    let semi = false;
+    try {
+      const [s] = await this.query(d.semiSyncStatus());
+      semi = Number(s?.primary) === 1 || s?.primary === "ON";
+    } catch {
+      // MySQL without the semisync plugin loaded: not lossless, nothing to report.
+    }
+    return {
+      readOnly: Number(pos?.readOnly) === 1,
+      executed: String(pos?.executed ?? "").replace(/\s+/g, ""),
+      state: String(pos?.state ?? "").replace(/\s+/g, ""),
+      slavePos: String(pos?.slavePos ?? "").replace(/\s+/g, ""),
+      serverId: Number(pos?.serverId),
+      replication: d.parseReplicaStatus(rs),
+      semiSyncPrimary: semi,
+    };
+  }
+
+  async setReadOnly(on: boolean): Promise<void> {
+    const d = await this.ready();
+    for (const sql of d.setReadOnly(on)) await this.query(sql, [], 3_000);
+  }
+
+  /** Kills client connections that could still write; returns how many. */
+  async killWriters(): Promise<number> {
+    const d = await this.ready();
+    const rows = await this.query(d.writerConnections(), [], 2_000);
+    let n = 0;
+    for (const r of rows) {
+      try {
+        await this.query(`KILL CONNECTION ${Number(r.id)}`, [], 2_000);
+        n++;
+      } catch {
+        // Already gone.
+      }
+    }
+    return n;
+  }
+
+  async semiSyncPrimary(on: boolean): Promise<void> {
+    const d = await this.ready();
+    try {
+      await this.query(d.semiSyncPrimary(on));
+    } catch (err) {
+      if (on) throw err;
+    }
+  }
+
+  /** Points replication at a new source (GTID auto-positioning) and starts it. */
+  async replicateFrom(source: { host: string; port: number; user: string; password: string }, alignSlavePos: boolean): Promise<void> {
+    const d = await this.ready();
+    await this.query(d.stopReplica(), [], 10_000);
+    if (alignSlavePos && d.flavor === "mariadb") {
+      // A node that wrote as primary has those GTIDs in its binlog but not in gtid_slave_pos;
+      // without this it would ask the new primary for its own transactions again.
+      await this.query("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos");
+    }
+    await this.query(d.changeSource(), [source.host, source.port, source.user, source.password]);
+    await this.query(d.startReplica(), [], 10_000);
+  }
+
+  async startReplica(): Promise<void> {
+    const d = await this.ready();
+    await this.query(d.startReplica(), [], 10_000);
+  }
+
+  async stopReceiver(): Promise<void> {
+    const d = await this.ready();
+    await this.query(d.stopReceiver(), [], 10_000);
+  }
+
+  /** Waits until `gtids` are applied; false on timeout. */
+  async waitApplied(gtids: string, timeoutMs: number): Promise<boolean> {
+    if (!gtids) return true;
+    const d = await this.ready();
+    const [r] = await this.query(d.waitForApplied(), [gtids, Math.max(1, Math.ceil(timeoutMs / 1000))], timeoutMs + 5_000);
+    return Number(r?.r) === 0;
+  }
+
+  async resetReplication(): Promise<void> {
+    const d = await this.ready();
+    await this.query(d.stopReplica(), [], 10_000);
+    await this.query(d.resetReplicaAll());
+  }
+
+  close(): void {
+    this.drop(this.conn);
+  }
+}
+
+/** A short-lived connection to another node (as the replication user), for its GTID state. */
+export async function remoteState(
+  target: { host: string; port: number; user: string; password: string },
+  dialect: Dialect,
+): Promise<{ executed: string; state: string; readOnly: boolean }> {
+  const c = await mysql.createConnection({ host: target.host, port: target.port, user: target.user, password: target.password, connectTimeout: 2_000 });
+  try {
+    const [rows] = await c.query<mysql.RowDataPacket[]>({ sql: dialect.positions(), timeout: QUERY_TIMEOUT_MS });
+    const r = rows[0];
+    return { executed: String(r?.executed ?? "").replace(/\s+/g, ""), state: String(r?.state ?? "").replace(/\s+/g, ""), readOnly: Number(r?.readOnly) === 1 };
+  } finally {
+    c.destroy();
+  }
+}

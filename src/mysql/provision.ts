@@ -1,0 +1,212 @@
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
+import { gunzipSync } from "node:zlib";
+import mysql from "mysql2/promise";
+import type { MysqlConfig } from "../config/schema.js";
+import type { Coordinator } from "../discovery/coordination.js";
+import { findBinary } from "../lab/binaries.js";
+import type { Logger } from "../log.js";
+import type { MysqlCredentials } from "./credentials.js";
+import { parseServerVersion, replicationArgs, type Dialect, type ServerVersion } from "./dialect.js";
+import type { LocalServer } from "./local.js";
+
+const execFileP = promisify(execFile);
+
+/** What statepilot keeps about this node in the datadir. */
+export interface NodeState {
+  cluster: string;
+  serverId: number;
+  /** root password set and the replication user created (locally, outside the binlog). */
+  bootstrapped: boolean;
+  createdAt: string;
+}
+
+const STATE_FILE = "statepilot-node.json";
+const INIT_MARKER = ".statepilot-initializing";
+/** Files a fresh volume may hold that do not make a datadir "used". */
+const IGNORABLE = new Set(["lost+found", "mysqld.sock", "mysqld.sock.lock", "mysqld.pid"]);
+
+export function socketPath(cfg: MysqlConfig): string {
+  return cfg.socket ?? join(cfg.datadir, "mysqld.sock");
+}
+
+export function mysqldBinary(cfg: MysqlConfig): string {
+  if (cfg.binary) return cfg.binary;
+  for (const name of ["mariadbd", "mysqld"]) {
+    try {
+      return findBinary(name);
+    } catch {
+      // try the next
+    }
+  }
+  throw new Error("mysql.binary: neither mariadbd nor mysqld was found on PATH or in sbin; set mysql.binary");
+}
+
+export async function binaryVersion(binary: string): Promise<ServerVersion> {
+  const { stdout } = await execFileP(binary, ["--version"]);
+  return parseServerVersion(stdout);
+}
+
+export function readNodeState(datadir: string): NodeState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(datadir, STATE_FILE), "utf8")) as NodeState;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeNodeState(datadir: string, state: NodeState): void {
+  writeFileSync(join(datadir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+}
+
+export type DatadirKind = "empty" | "initialized" | "interrupted" | "foreign";
+
+export function inspectDatadir(datadir: string): DatadirKind {
+  if (!existsSync(datadir)) return "empty";
+  const entries = readdirSync(datadir).filter((e) => !IGNORABLE.has(e));
+  if (entries.includes(INIT_MARKER)) return "interrupted";
+  if (entries.length === 0) return "empty";
+  return existsSync(join(datadir, "mysql")) ? "initialized" : "foreign";
+}
+
+function runAsArgs(cfg: MysqlConfig): string[] {
+  if (process.getuid?.() !== 0) return [];
+  return [`--user=${cfg.runAs ?? "mysql"}`];
+}
+
+function defaultsArgs(cfg: MysqlConfig): string[] {
+  if (cfg.defaultsFile === "none") return ["--no-defaults"];
+  return cfg.defaultsFile ? [`--defaults-file=${cfg.defaultsFile}`] : [];
+}
+
+/** Creates the system tables in an empty datadir; an existing datadir is never touched. */
+export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion, binary: string, logger: Logger): Promise<boolean> {
+  const kind = inspectDatadir(cfg.datadir);
+  if (kind === "initialized") return false;
+  if (kind === "foreign") {
+    throw new Error(`mysql.datadir: ${cfg.datadir} holds files but no system tables (no mysql/ directory); statepilot will not initialise over them`);
+  }
+  if (kind === "interrupted") {
+    logger.warn({ datadir: cfg.datadir }, "an earlier initialisation was interrupted; starting it again");
+    for (const e of readdirSync(cfg.datadir)) if (e !== "lost+found") rmSync(join(cfg.datadir, e), { recursive: true, force: true });
+  }
+  mkdirSync(cfg.datadir, { recursive: true });
+  writeFileSync(join(cfg.datadir, INIT_MARKER), "");
+  const started = performance.now();
+  const argv =
+    version.flavor === "mariadb"
+      ? [findInstallDb(binary), ...defaultsArgs(cfg), `--datadir=${cfg.datadir}`, "--auth-root-authentication-method=normal", "--skip-test-db", ...runAsArgs(cfg)]
+      : [binary, ...defaultsArgs(cfg), "--initialize-insecure", `--datadir=${cfg.datadir}`, ...runAsArgs(cfg)];
+  logger.info({ datadir: cfg.datadir, command: argv[0] }, "initialising an empty datadir");
+  const out = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (output += b.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, output }));
+  });
+  if (out.code !== 0) throw new Error(`initialising ${cfg.datadir} failed (exit ${out.code}):\n${out.output.trim().split("\n").slice(-15).join("\n")}`);
+  rmSync(join(cfg.datadir, INIT_MARKER));
+  logger.info({ datadir: cfg.datadir, durationMs: Math.round(performance.now() - started) }, "datadir initialised");
+  return true;
+}
+
+function findInstallDb(binary: string): string {
+  const sibling = join(dirname(binary), "..", "bin", "mariadb-install-db");
+  if (existsSync(sibling)) return sibling;
+  return findBinary("mariadb-install-db");
+}
+
+/**
+ * A server_id unique in the cluster: allocated once in Consul (CAS on one JSON map), then kept in
+ * the datadir. Replaces ids derived from a few hex digits of a hostname, which collide.
+ */
+export async function allocateServerId(coordinator: Coordinator, cluster: string, node: string): Promise<number> {
+  const key = `statepilot/${cluster}/server-ids`;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const { entry } = await coordinator.read(key);
+    const map = entry?.value ? (JSON.parse(entry.value) as Record<string, number>) : {};
+    if (map[node]) return map[node];
+    const id = Math.max(0, ...Object.values(map)) + 1;
+    map[node] = id;
+    if (await coordinator.writeCas(key, JSON.stringify(map), entry?.modifyIndex ?? 0)) return id;
+  }
+  throw new Error(`could not allocate a server_id in Consul (${key}): too much contention`);
+}
+
+export function mysqldArgv(cfg: MysqlConfig, opts: { binary: string; flavor: ServerVersion["flavor"]; serverId: number; reportHost: string }): string[] {
+  const server = [
+    opts.binary,
+    ...defaultsArgs(cfg),
+    ...runAsArgs(cfg),
+    `--datadir=${cfg.datadir}`,
+    `--socket=${socketPath(cfg)}`,
+    `--pid-file=${join(cfg.datadir, "mysqld.pid")}`,
+    `--bind-address=${cfg.bind}`,
+    `--port=${cfg.port}`,
+    "--skip-name-resolve",
+    ...replicationArgs(opts.flavor, { serverId: opts.serverId, reportHost: opts.reportHost, lossless: cfg.lossless.enabled, ackTimeoutMs: cfg.lossless.ackTimeout }),
+    ...cfg.args,
+  ];
+  // The parent-death signal survives exec: if statepilot dies, so does mysqld, and no writable
+  // primary is ever left running without the process that would fence it.
+  return cfg.stopWithSupervisor ? [findBinary("setpriv"), "--pdeathsig", "KILL", "--", ...server] : server;
+}
+
+const quoteIdent = (s: string): string => `\`${s.replace(/`/g, "``")}\``;
+
+/** Once per datadir, outside the binlog: root's password and the replication user. */
+export async function bootstrapLocal(local: LocalServer, dialect: Dialect, creds: MysqlCredentials): Promise<void> {
+  await local.query("SET SESSION sql_log_bin = 0");
+  // MySQL's super_read_only stops even root; read_only stays on, so clients still cannot write.
+  const superReadOnly = dialect.flavor === "mysql" && Number((await local.query("SELECT @@GLOBAL.super_read_only AS s"))[0]?.s) === 1;
+  if (superReadOnly) await local.query("SET GLOBAL super_read_only = OFF");
+  try {
+    await local.query("ALTER USER 'root'@'localhost' IDENTIFIED BY ?", [creds.rootPassword]);
+    await local.query("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", [creds.replUser, creds.replPassword]);
+    await local.query(`GRANT ${dialect.replicationGrants()} ON *.* TO ?@'%'`, [creds.replUser]);
+  } finally {
+    if (superReadOnly) await local.query("SET GLOBAL super_read_only = ON");
+    await local.query("SET SESSION sql_log_bin = 1");
+  }
+}
+
+/**
+ * On the cluster's first primary only, in the binlog so replicas get it: the application database
+ * and user, then the init scripts.
+ */
+export async function bootstrapCluster(
+  opts: { socket: string; creds: MysqlCredentials; initDir: string; logger: Logger },
+): Promise<{ scripts: string[] }> {
+  const { creds } = opts;
+  const c = await mysql.createConnection({ socketPath: opts.socket, user: "root", password: creds.rootPassword, multipleStatements: true });
+  const scripts: string[] = [];
+  try {
+    if (creds.database) await c.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdent(creds.database)}`);
+    if (creds.user && creds.password) {
+      await c.query("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", [creds.user, creds.password]);
+      if (creds.database) await c.query(`GRANT ALL ON ${quoteIdent(creds.database)}.* TO ?@'%'`, [creds.user]);
+    }
+    if (existsSync(opts.initDir)) {
+      if (creds.database) await c.query(`USE ${quoteIdent(creds.database)}`);
+      for (const f of readdirSync(opts.initDir).sort()) {
+        const path = join(opts.initDir, f);
+        if (f.endsWith(".sql")) await c.query(readFileSync(path, "utf8"));
+        else if (f.endsWith(".sql.gz")) await c.query(gunzipSync(readFileSync(path)).toString("utf8"));
+        else if (f.endsWith(".sh")) {
+          await execFileP("/bin/sh", [path], {
+            env: { ...process.env, MYSQL_PWD: creds.rootPassword, MYSQL_UNIX_PORT: opts.socket },
+          });
+        } else continue;
+        scripts.push(f);
+        opts.logger.info({ script: f }, "init script done");
+      }
+    }
+  } finally {
+    await c.end();
+  }
+  return { scripts };
+}
