@@ -102,6 +102,8 @@ export class MysqlHa {
   private readonly log: Logger;
   private dialect: Dialect | undefined;
   private bootstrapped = false;
+  /** This process has held the primary role (a later divergence is then a former primary's tail). */
+  private wasPrimary = false;
   private readonly clusterInitializedCache = { value: false };
 
   constructor(private readonly d: HaDeps, bootstrapped: boolean) {
@@ -252,6 +254,7 @@ export class MysqlHa {
     if (role === this.role) return;
     this.log.info({ from: this.role, to: role }, "role changed");
     this.role = role;
+    if (role === "primary") this.wasPrimary = true;
     this.d.metrics?.setRole(role);
     const tag = role === "primary" ? ["primary"] : role === "replica" ? ["replica"] : [role];
     this.d.health.setTags(tag);
@@ -314,8 +317,9 @@ export class MysqlHa {
         this.d.metrics?.fencing.inc({ reason: "server_unresponsive" });
         this.log.error({ error }, "primary's server does not answer: killing it before releasing the lock");
         this.d.killMysqld();
+        for (let i = 0; i < 100 && this.d.mysqldRunning(); i++) await sleep(20);
       }
-      if (mine && entry) await this.releaseLock(entry.value ?? "");
+      if (mine && entry && !this.d.mysqldRunning()) await this.releaseLock(entry.value ?? "");
     }
     // Still starting (crash recovery, first boot) is not "down".
     if (this.role !== "starting" || !this.d.mysqldRunning()) this.setRole("down");
@@ -421,6 +425,8 @@ export class MysqlHa {
         if (state.semiSyncPrimary) await this.d.local.semiSyncPrimary(false);
         this.lastIoRunningAt = Date.now();
         this.setRole("replica");
+        // Passing only once the next look confirms both threads run.
+        health = "warning";
         reason = `replication to ${primary.node} started`;
       } else {
         this.setRole("replica");
@@ -470,8 +476,8 @@ export class MysqlHa {
     if (this.dialect.flavor === "mariadb") {
       const c = mariaStateContained(state.state, remote.state);
       if (c.contained) return "";
-      const former = c.missing.some((g) => g.split("-")[1] === String(this.d.serverId));
-      return `${former ? "diverged: this node wrote" : "errant GTIDs:"} transactions the primary does not have (${c.missing.join(", ")}); it stays read-only until rebuilt (restore a snapshot)`;
+      const former = this.wasPrimary && c.missing.some((g) => g.split("-")[1] === String(this.d.serverId));
+      return `${former ? "diverged former primary: " : ""}errant GTIDs: this node has transactions the primary does not have (${c.missing.join(", ")}); it stays read-only until rebuilt from a snapshot`;
     }
     return gtidSubset("mysql", state.executed, remote.executed) ? "" : `errant GTIDs: ${state.executed} is not contained in the primary's ${remote.executed}; it stays read-only until rebuilt`;
   }
@@ -493,7 +499,11 @@ export class MysqlHa {
     }
   }
 
-  private async whenFree(state: LocalState, lock: { entry: LockEntry | undefined; primary: PrimaryRecord | undefined; index: number }): Promise<number> {
+  private async whenFree(observed: LocalState, lock: { entry: LockEntry | undefined; primary: PrimaryRecord | undefined; index: number }): Promise<number> {
+    // Observe again now that the lock is known to be free: a position read before the old primary
+    // stopped could miss a transaction this node received (and acknowledged) just before.
+    const state = await this.d.local.observe().catch(() => observed);
+    this.lastState = state;
     if (this.role === "primary" || !state.readOnly) await this.fence(this.role === "primary" ? "lock lost" : "writable while nobody holds the lock", "lock_lost");
     this.lockFree ??= { index: lock.index, since: Date.now() };
     if (this.role === "primary" || this.role === "starting") this.setRole(this.role === "primary" ? "fenced" : "replica");
