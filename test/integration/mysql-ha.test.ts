@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
@@ -26,7 +26,7 @@ function killAllOnExit(): void {
   });
 }
 
-async function root(host: string) {
+async function replUser(host: string) {
   return mysql.createConnection({ host, port: 3306, user: lab.file.credentials.replUser, password: lab.file.credentials.replPassword });
 }
 
@@ -80,9 +80,10 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
   it("elects exactly one primary and two replicating replicas from empty datadirs in under 30 s", async () => {
     expect(upMs).toBeLessThan(30_000);
     const vs = await lab.views();
-    expect(vs.filter((v) => v.role === "primary")).toHaveLength(1);
+    const roles = vs.map((v) => `${v.name}=${v.role} (${v.reason})`).join(", ");
+    expect(vs.filter((v) => v.role === "primary"), roles).toHaveLength(1);
     const replicas = vs.filter((v) => v.role === "replica");
-    expect(replicas).toHaveLength(2);
+    expect(replicas, roles).toHaveLength(2);
     for (const r of replicas) {
       const st = await replicaStatus(r.name);
       expect(st.Slave_IO_Running).toBe("Yes");
@@ -91,7 +92,7 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     }
     const ids = new Set<number>();
     for (const n of lab.file.nodes) {
-      const c = await root(n.mysql.host);
+      const c = await replUser(n.mysql.host);
       const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT @@server_id AS id, @@rpl_semi_sync_master_wait_point AS wp");
       ids.add(Number(rows[0]!.id));
       expect(rows[0]!.wp).toBe("AFTER_SYNC");
@@ -188,6 +189,43 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     expect(await writer.missingOn(lab.node(next.name).mysql.host, 3306)).toEqual([]);
     // Repointed at the new primary, the stopped replica replicates again and catches up.
     await converged();
+  });
+
+  it("a crashed primary's unacknowledged binlog tail is rolled back at restart, so it rejoins instead of diverging", async () => {
+    const p = await primaryView();
+    const replicas = (await lab.views()).filter((v) => v.role === "replica");
+    for (const r of replicas) {
+      const c = await mysql.createConnection({ socketPath: join(lab.node(r.name).dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword });
+      await c.query("STOP SLAVE");
+      c.destroy();
+    }
+    const before = await replUser(lab.node(p.name).mysql.host);
+    const [[pos0]] = await before.query<mysql.RowDataPacket[]>("SELECT @@gtid_binlog_pos AS p");
+    // No replica is connected: the commit is written to the binlog, then waits for an ack forever.
+    const app = await mysql.createConnection({ host: lab.node(p.name).mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: lab.file.credentials.database });
+    app.on("error", () => undefined);
+    const pending = app.query("INSERT INTO writes (id, node) VALUES (20000000, 'unacked')").then(() => "acknowledged", () => "failed");
+    const tail = await waitFor(async () => {
+      const [[pos]] = await before.query<mysql.RowDataPacket[]>("SELECT @@gtid_binlog_pos AS p");
+      return pos!.p !== pos0!.p ? String(pos!.p) : undefined;
+    }, { timeoutMs: 5_000, what: "the unacknowledged transaction in the primary's binlog" });
+    before.destroy();
+    await lab.kill(p.name, { only: "mysqld" });
+    expect(await pending).toBe("failed");
+    const next = await waitFor(async () => {
+      const v = await lab.primary();
+      return v && v.name !== p.name ? v : undefined;
+    }, { timeoutMs: 30_000, what: "a new primary" });
+    const vs = await converged();
+    expect(vs.find((v) => v.name === p.name)?.role).toBe("replica");
+    const c = await mysql.createConnection({ host: lab.node(next.name).mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: lab.file.credentials.database });
+    const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT COUNT(*) AS n FROM writes WHERE id = 20000000");
+    c.destroy();
+    expect(Number(rows[0]!.n)).toBe(0);
+    const recovery = readFileSync(join(lab.node(p.name).dir, "statepilot.log"), "utf8").split("\n").filter((l) => /truncat/i.test(l));
+    expect(recovery.length).toBeGreaterThan(0);
+    console.log(recovery.slice(0, 3).join("\n"));
+    console.log(`unacknowledged tail ${tail} was rolled back on ${p.name}; it rejoined under ${next.name}`);
   });
 
   it("errant GTIDs on a replica are detected, reported, and keep it read-only and out of elections", async () => {
