@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, encodeConfig, parseConfigText } from "../../src/config/load.js";
 import { maskSecrets } from "../../src/config/secrets.js";
+import { resolveCredentials } from "../../src/mysql/credentials.js";
 
 const env = { HOME: "/root", PORT: "3306", EMPTY: "", SECRET_TOKEN: "tok-123456" };
 
@@ -54,7 +55,39 @@ const BROKEN: Array<[string, string, string]> = [
   ["{ node: '${not valid}' }", "node", "invalid interpolation"],
   ["{ jobs: [ }", "line 1, column 11", "not valid JSON5"],
   ["[1, 2]", "(root)", "expected an object"],
+  ["{ mysql: { fenceAfter: '10s' } }", "mysql.fenceAfter", "shorter than min(checkTtl, sessionTtl) + lockDelay = 7s"],
+  ["{ mysql: { checkTtl: '20s', lockDelay: '0s', fenceAfter: '12s' } }", "mysql.fenceAfter", "= 10s"],
+  ["{ mysql: { interval: '2s', fenceAfter: '3s' } }", "mysql.fenceAfter", "at least 2 × interval"],
+  ["{ mysql: { sessionTtl: '5s' } }", "mysql.sessionTtl", "10s to 24h"],
+  ["{ mysql: { lockDelay: '2m', fenceAfter: '3s' } }", "mysql.lockDelay", "60s"],
+  ["{ mysql: { port: 0 } }", "mysql.port", ">=1"],
+  ["{ mysql: { lossless: { enabled: 'yes' } } }", "mysql.lossless.enabled", "boolean"],
+  ["{ mysql: { cluster: 'my cluster' } }", "mysql.cluster", "letters, digits"],
+  ["{ mysql: {}, jobs: [ { name: 'x', exec: 'true', main: true } ] }", "jobs[0].main", "mysqld is the main job"],
 ];
+
+describe("mysql credentials", () => {
+  const cfg = () => parseConfigText("{ mysql: {} }", {}).mysql!;
+
+  it("fall back to the official images' variables", () => {
+    const c = resolveCredentials(cfg(), { MARIADB_ROOT_PASSWORD: "r00t", MYSQL_REPL_PASSWORD: "rep", MYSQL_USER: "app", MARIADB_PASSWORD: "pw", MYSQL_DATABASE: "db" }, "env");
+    expect(c).toEqual({ rootPassword: "r00t", database: "db", user: "app", password: "pw", replUser: "repl", replPassword: "rep" });
+  });
+
+  it("name every missing field and never the values", () => {
+    let err: unknown;
+    try {
+      resolveCredentials(cfg(), { MYSQL_USER: "app", MYSQL_REPL_PASSWORD: "s3cr3t-value" }, "env");
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const e = err as ConfigError;
+    expect(e.problems.map((p) => p.path).sort()).toEqual(["mysql.credentials.password", "mysql.credentials.rootPassword"]);
+    expect(e.message).toContain("MYSQL_ROOT_PASSWORD");
+    expect(e.message).not.toContain("s3cr3t-value");
+  });
+});
 
 describe("config validation", () => {
   it.each(BROKEN)("rejects %s at the path it names", (text, path, message) => {

@@ -1,0 +1,58 @@
+import { describe, expect, it } from "vitest";
+import { decideRace, type MemberRecord, type Peer, type RaceInput } from "../../src/mysql/election.js";
+
+const member = (node: string, extra: Partial<MemberRecord> = {}): MemberRecord => ({
+  node, serverId: 1, host: "10.0.0.1", port: 3306, role: "replica", up: true,
+  executed: "0-1-100", received: "0-1-100", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", ...extra,
+});
+const peer = (r: MemberRecord, extra: Partial<Peer> = {}): Peer => ({ record: r, modifyIndex: 50, alive: true, ...extra });
+const input = (self: MemberRecord, peers: Peer[], extra: Partial<RaceInput> = {}): RaceInput => ({
+  flavor: "mariadb", self, peers, freeIndex: 40, freeForMs: 100, peerWaitMs: 6000, maximumLagSeconds: 10,
+  lastPrimary: undefined, clusterInitialized: true, switchoverTarget: undefined, ...extra,
+});
+
+describe("decideRace", () => {
+  it("races when healthy and not behind any live candidate", () => {
+    expect(decideRace(input(member("a"), [peer(member("b"))])).race).toBe(true);
+  });
+
+  it("counts the relay log: a node that received more wins even if it applied less", () => {
+    const a = member("a", { executed: "0-1-90", received: "0-1-101" });
+    const b = member("b", { executed: "0-1-100", received: "0-1-100" });
+    expect(decideRace(input(a, [peer(b)])).race).toBe(true);
+    expect(decideRace(input(b, [peer(a)]))).toMatchObject({ race: false, reason: expect.stringContaining("a has received more") });
+  });
+
+  it("waits for peers that have not published since the lock was freed, then stops waiting", () => {
+    const stale = peer(member("b"), { modifyIndex: 30 });
+    expect(decideRace(input(member("a"), [stale]))).toMatchObject({ race: false, wait: true });
+    expect(decideRace(input(member("a"), [stale], { freeForMs: 7000 })).race).toBe(true);
+  });
+
+  it("ignores dead, blocked and nofailover peers when comparing", () => {
+    const ahead = { executed: "0-1-200", received: "0-1-200" };
+    for (const p of [peer(member("b", ahead), { alive: false }), peer(member("b", { ...ahead, nofailover: true })), peer(member("b", { ...ahead, blocked: "errant" })), peer(member("b", { ...ahead, up: false }))]) {
+      expect(decideRace(input(member("a"), [p])).race).toBe(true);
+    }
+  });
+
+  it("keeps out a node that is down, nofailover, blocked, broken or lagging", () => {
+    expect(decideRace(input(member("a", { up: false }), [])).race).toBe(false);
+    expect(decideRace(input(member("a", { nofailover: true }), [])).race).toBe(false);
+    expect(decideRace(input(member("a", { blocked: "errant GTIDs" }), [])).race).toBe(false);
+    expect(decideRace(input(member("a", { sqlError: "dup key" }), [])).race).toBe(false);
+    expect(decideRace(input(member("a", { lagSeconds: 11 }), []))).toMatchObject({ race: false, reason: expect.stringContaining("maximumLagOnFailover") });
+  });
+
+  it("never lets an empty server win an initialised cluster, nor one missing the last primary's start position", () => {
+    expect(decideRace(input(member("a", { executed: "", received: "" }), [])).race).toBe(false);
+    expect(decideRace(input(member("a", { executed: "", received: "" }), [], { clusterInitialized: false })).race).toBe(true);
+    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-9-150", term: 3, promotedAt: "" };
+    expect(decideRace(input(member("a"), [], { lastPrimary: last })).race).toBe(false);
+  });
+
+  it("during a switchover only the target races", () => {
+    expect(decideRace(input(member("a"), [], { switchoverTarget: "a" })).race).toBe(true);
+    expect(decideRace(input(member("b"), [], { switchoverTarget: "a" }))).toMatchObject({ race: false, wait: true });
+  });
+});
