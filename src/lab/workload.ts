@@ -30,7 +30,8 @@ export interface Outage {
 export class Writer {
   readonly acked: number[] = [];
   readonly outages: Outage[] = [];
-  private nextId = 1;
+  /** Ids never repeat across writers on the same table (microseconds since the epoch). */
+  private nextId = Date.now() * 1000;
   private running = false;
   private done: Promise<void> | undefined;
   private conns = new Map<string, mysql.Connection>();

@@ -150,12 +150,13 @@ export class MysqlHa {
     if (index === undefined || ms < 200) return sleep(ms, signal);
     const started = Date.now();
     try {
+      // Returns when the lock key changes (or the wait ends): a released lock is seen at once.
       await this.d.coordinator.read(this.keys.lock, { index, wait: formatDuration(ms), signal });
     } catch {
-      // Aborted or Consul unreachable: fall back to sleeping out the rest.
+      // Consul unreachable (or woken by a local event): do not spin; sleep out the rest.
+      const left = ms - (Date.now() - started);
+      if (left > 0 && !signal.aborted) await sleep(left, signal);
     }
-    const left = ms - (Date.now() - started);
-    if (left > 20 && !signal.aborted && Date.now() - started < 50) await sleep(left, signal);
   }
 
   // ---- observing ------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+/**
+ * Failover benchmark on a real 3-node lab (Consul + statepilot + mariadbd, lossless mode unless
+ * --async): TRIALS (default 10) kills of the primary's mysqld and TRIALS kills of the whole primary
+ * node, each timed from the kill to the first write accepted by the new primary, with a writer
+ * running throughout; then SWITCHOVERS (default 5) switchovers, timed by the writer's outage.
+ * Baseline from the same run: how long the killed mysqld itself takes to answer again (what a
+ * client would wait without failover).
+ * Last line: failover: kill_mysqld_p50_ms=N kill_mysqld_max_ms=N kill_node_p50_ms=N kill_node_max_ms=N switchover_unavailable_ms=N
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mysql from "mysql2/promise";
+import { Lab } from "../src/lab/cluster.js";
+import { waitFor } from "../src/lab/wait.js";
+import { ReadOnlySampler, Writer } from "../src/lab/workload.js";
+import { switchover } from "../src/mysql/switchover.js";
+import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
+
+const argv = process.argv.slice(2);
+const opt = (name: string, fallback: number) => {
+  const i = argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(argv[i + 1]) : fallback;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name}: expected a positive whole number, got ${argv[i + 1]}`);
+  return v;
+};
+const TRIALS = opt("trials", 10);
+const SWITCHOVERS = opt("switchovers", 5);
+const lossless = !argv.includes("--async");
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const max = (xs: number[]) => Math.max(...xs);
+
+async function answers(host: string, lab: Lab): Promise<boolean> {
+  try {
+    const c = await mysql.createConnection({ host, port: 3306, user: lab.file.credentials.replUser, password: lab.file.credentials.replPassword, connectTimeout: 200 });
+    c.destroy();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function settle(lab: Lab): Promise<string> {
+  const vs = await lab.waitHealthy(120_000);
+  let last = "";
+  await waitFor(async () => {
+    const now = await lab.views();
+    last = now.map((v) => `${v.name} ${v.role} ${v.executed} ${v.reason}`).join("; ");
+    const p = now.find((v) => v.role === "primary");
+    return p && now.every((v) => v.executed === p.executed) ? true : undefined;
+  }, { timeoutMs: 60_000, what: "replicas to catch up", intervalMs: 100, detail: () => last });
+  return vs.find((v) => v.role === "primary")!.name;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "statepilot-bench-failover-"));
+  const lab = await Lab.up({ dir, nodes: 3, subnet: "127.0.31", lossless, log: (l) => console.log(l) });
+  const sampler = new ReadOnlySampler(lab.file, 100);
+  try {
+    await Writer.prepare(lab.file, "bench");
+    sampler.start();
+    const killMysqld: number[] = [];
+    const restartBaseline: number[] = [];
+    const killNode: number[] = [];
+    let lost = 0;
+    for (const kind of ["mysqld", "node"] as const) {
+      for (let t = 1; t <= TRIALS; t++) {
+        const primary = await settle(lab);
+        const writer = new Writer(lab.file, "bench", 2);
+        writer.start();
+        await waitFor(async () => writer.acked.length > 20, { timeoutMs: 10_000, what: "writes before the fault" });
+        const killedAt = Date.now();
+        await lab.kill(primary, kind === "mysqld" ? { only: "mysqld" } : {});
+        const outage = await writer.waitForWriteElsewhere(primary, 60_000);
+        const ms = outage.recoveredAt! - killedAt;
+        let baseline = NaN;
+        if (kind === "mysqld") {
+          await waitFor(async () => (await answers(lab.node(primary).mysql.host, lab)) || undefined, { timeoutMs: 60_000, what: "the killed mysqld to answer again", intervalMs: 10 });
+          baseline = Date.now() - killedAt;
+          restartBaseline.push(baseline);
+          killMysqld.push(ms);
+        } else {
+          killNode.push(ms);
+          await lab.start(primary);
+        }
+        await writer.stop();
+        const p = (await lab.primary())!;
+        const missing = await writer.missingOn(lab.node(p.name).mysql.host, 3306);
+        lost += missing.length;
+        console.log(`kill ${kind} #${t}: ${primary} -> ${outage.node}: first write after ${ms} ms${kind === "mysqld" ? ` (the killed mysqld answered again after ${baseline} ms)` : ""}; acknowledged writes missing: ${missing.length}`);
+      }
+    }
+    const coordinator = new ConsulCoordinator({ address: lab.file.consul });
+    const switchovers: number[] = [];
+    try {
+      for (let t = 1; t <= SWITCHOVERS; t++) {
+        const primary = await settle(lab);
+        const writer = new Writer(lab.file, "bench", 1);
+        writer.start();
+        await waitFor(async () => writer.acked.length > 20, { timeoutMs: 10_000, what: "writes before the switchover" });
+        const r = await switchover(coordinator, lab.file.cluster, { timeoutMs: 30_000 });
+        const outage = await writer.waitForWriteElsewhere(primary, 30_000);
+        await writer.stop();
+        const measured = outage.recoveredAt! - outage.failedAt;
+        const missing = await writer.missingOn(lab.node(r.to!).mysql.host, 3306);
+        lost += missing.length;
+        switchovers.push(measured);
+        console.log(`switchover #${t}: ${r.from} -> ${r.to}: writer saw ${measured} ms without writes (statepilot reports ${r.unavailableMs} ms fenced-to-writable); missing: ${missing.length}`);
+      }
+    } finally {
+      coordinator.close();
+    }
+    await sampler.stop();
+    const cfgFloor = 5000 + 2000; // default checkTtl + lockDelay: the earliest a silent node's lock can move
+    console.log(`baseline: the killed mysqld answered again after p50 ${median(restartBaseline)} ms; failover p50 is ${(median(killMysqld) / median(restartBaseline)).toFixed(2)}x that`);
+    console.log(`kill node p50 ${median(killNode)} ms = ${(median(killNode) / cfgFloor).toFixed(2)}x the configured floor checkTtl + lockDelay (${cfgFloor} ms)`);
+    console.log(`mode ${lossless ? "lossless" : "async"}; acknowledged writes lost: ${lost}; read_only samples: ${sampler.rounds}, rounds with two writable nodes: ${sampler.violations.length}`);
+    console.log(
+      `failover: kill_mysqld_p50_ms=${median(killMysqld)} kill_mysqld_max_ms=${max(killMysqld)} kill_node_p50_ms=${median(killNode)} kill_node_max_ms=${max(killNode)} switchover_unavailable_ms=${median(switchovers)}`,
+    );
+  } finally {
+    await sampler.stop();
+    await lab.down();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.stack : String(err));
+    process.exit(1);
+  },
+);
