@@ -2,6 +2,7 @@ import { parseDuration } from "../config/duration.js";
 import { ConsulCoordinator } from "../discovery/consul/coordinator.js";
 import { resolveConsulConnection } from "../discovery/consul/connection.js";
 import { Lab } from "../lab/cluster.js";
+import { runDemo } from "../lab/demo.js";
 import { clusterView, switchover } from "../mysql/switchover.js";
 import { optionString, UsageError, type ParsedArgs } from "./args.js";
 import { resolveConfig } from "./run.js";
@@ -75,6 +76,9 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       out(`${n.name} started: statepilot pid ${n.pids.statepilot}`);
       return 0;
     }
+    case "demo":
+      await runDemo(dir, out);
+      return 0;
     case "down": {
       const lab = Lab.open(dir);
       await lab.down({ keep: args.options.has("keep") });
@@ -82,7 +86,7 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`lab: expected up, status, kill, start or down, got ${JSON.stringify(sub)}`);
+      throw new UsageError(`lab: expected up, status, kill, start, down or demo, got ${JSON.stringify(sub)}`);
   }
 }
 

@@ -34,6 +34,7 @@ Local lab (real Consul + N statepilot/mariadbd nodes on 127.0.10.<i>:3306):
   statepilot lab kill NODE --dir DIR [--signal SIGKILL] [--only mysqld|statepilot]
   statepilot lab start NODE --dir DIR
   statepilot lab down --dir DIR [--keep]
+  statepilot lab demo --dir DIR                 up, writes, primary killed, failover timed
 
 Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)
