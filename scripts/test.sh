@@ -9,7 +9,9 @@ bash scripts/install.sh || exit 1
 echo "==> build and type check"
 npm run --silent build || exit 1
 npm run --silent typecheck || exit 1
-servers() { pgrep -x 'consul|mariadbd|minio|prometheus|tini' | sort; }
+# Process names are matched one at a time (pgrep matches at most 15 characters of a name), plus
+# the statepilot nodes the lab starts.
+servers() { { for n in consul mariadbd minio prometheus tini; do pgrep -x "$n"; done; pgrep -f 'dist/src/cli/main.js run'; } | sort; }
 before=$(servers)
 mkdir -p .test-results
 rm -f .test-results/vitest.json
