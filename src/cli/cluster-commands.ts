@@ -4,6 +4,9 @@ import { resolveConsulConnection } from "../discovery/consul/connection.js";
 import { Lab } from "../lab/cluster.js";
 import { runDemo } from "../lab/demo.js";
 import { clusterView, switchover } from "../mysql/switchover.js";
+import { createStore } from "../snapshot/store.js";
+import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
+import { requestSnapshot } from "../snapshot/request.js";
 import { optionString, UsageError, type ParsedArgs } from "./args.js";
 import { resolveConfig } from "./run.js";
 
@@ -76,6 +79,13 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       out(`${n.name} started: statepilot pid ${n.pids.statepilot}`);
       return 0;
     }
+    case "add": {
+      const lab = Lab.open(dir);
+      const started = performance.now();
+      const n = await lab.add();
+      out(`${n.name} joined as a replica on ${n.mysql.host}:${n.mysql.port} in ${((performance.now() - started) / 1000).toFixed(1)} s (lab.json updated)`);
+      return 0;
+    }
     case "demo":
       await runDemo(dir, out);
       return 0;
@@ -86,7 +96,7 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`lab: expected up, status, kill, start, down or demo, got ${JSON.stringify(sub)}`);
+      throw new UsageError(`lab: expected up, status, kill, start, add, down or demo, got ${JSON.stringify(sub)}`);
   }
 }
 
@@ -125,5 +135,58 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
     }
   } finally {
     coordinator.close();
+  }
+}
+
+/** statepilot snapshot list|create|restore --config FILE */
+export async function snapshotCommand(args: ParsedArgs, configPath: string | undefined): Promise<number> {
+  const sub = args.command[1];
+  if (!configPath) throw new UsageError("--config FILE is required (a node's config: it names the store, Consul and the cluster)");
+  const config = resolveConfig({ configPath, node: undefined, mainCommand: undefined });
+  if (!config.mysql) throw new UsageError(`${configPath} has no mysql section`);
+  const m = config.mysql;
+  const store = await createStore(m.snapshots.store);
+  try {
+    switch (sub) {
+      case "list": {
+        const all = await listSnapshots(store, m.cluster);
+        if (args.options.has("json")) {
+          out(JSON.stringify(all, null, 2));
+          return 0;
+        }
+        out(`${all.length} snapshots of cluster ${m.cluster} in ${store.description}`);
+        for (const s of all) out(`  ${s.id}  ${s.createdAt}  ${s.node.padEnd(10)} ${(s.size / 1048576).toFixed(1).padStart(9)} MiB  gtid=${s.gtid}  ${s.compression}  ${(s.durationMs / 1000).toFixed(1)} s`);
+        return 0;
+      }
+      case "create": {
+        const rawTimeout = optionString(args, "timeout");
+        const timeoutMs = rawTimeout === undefined ? 3_600_000 : parseDuration(rawTimeout);
+        if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "30m", got ${JSON.stringify(rawTimeout)}`);
+        const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, process.env));
+        try {
+          const r = await requestSnapshot(coordinator, m.cluster, timeoutMs);
+          out(`snapshot ${r.id} taken by ${r.node}: ${(r.size / 1048576).toFixed(1)} MiB in ${(r.durationMs / 1000).toFixed(1)} s, gtid ${r.gtid}, sha256 ${r.sha256}`);
+          return 0;
+        } finally {
+          coordinator.close();
+        }
+      }
+      case "restore": {
+        const datadir = optionString(args, "datadir");
+        if (!datadir) throw new UsageError("--datadir DIR is required (an empty directory)");
+        const id = optionString(args, "id");
+        const all = await listSnapshots(store, m.cluster);
+        const manifest = id ? all.find((s) => s.id === id) : all[0];
+        if (!manifest) throw new UsageError(id ? `--id: no snapshot ${JSON.stringify(id)} in ${store.description} (see statepilot snapshot list)` : `no snapshot of cluster ${m.cluster} in ${store.description}`);
+        const { createLogger } = await import("../log.js");
+        const r = await restoreSnapshot({ store, manifest, datadir, logger: createLogger(config.logging), runAs: m.runAs });
+        out(`restored ${manifest.id} into ${datadir} in ${(r.durationMs / 1000).toFixed(1)} s; replicate from GTID ${r.gtid} (MariaDB: SET GLOBAL gtid_slave_pos = '${r.gtid}')`);
+        return 0;
+      }
+      default:
+        throw new UsageError(`snapshot: expected list, create or restore, got ${JSON.stringify(sub)}`);
+    }
+  } finally {
+    store.close();
   }
 }

@@ -4,7 +4,7 @@ import { maskSecrets } from "../config/secrets.js";
 import { controlRequest } from "../control/client.js";
 import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js";
 import { resolveConfig, runSupervisor } from "./run.js";
-import { labCommand, mysqlCommand } from "./cluster-commands.js";
+import { labCommand, mysqlCommand, snapshotCommand } from "./cluster-commands.js";
 import { packageVersion } from "./version.js";
 
 const HELP = `statepilot ${packageVersion()}: an in-container supervisor with Consul discovery
@@ -28,11 +28,17 @@ MySQL cluster (any node's --config names Consul and the cluster):
   statepilot mysql switchover [--to NODE] [--timeout 30s] --config FILE
                                                hand the primary role over with no transaction lost
 
+Snapshots (mysql.snapshots: a local directory by default, or S3):
+  statepilot snapshot list [--json] --config FILE
+  statepilot snapshot create [--timeout 1h] --config FILE   one node takes it (a healthy replica if any)
+  statepilot snapshot restore [--id ID] --datadir DIR --config FILE   into an empty directory
+
 Local lab (real Consul + N statepilot/mariadbd nodes on 127.0.10.<i>:3306):
   statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
   statepilot lab status --dir DIR [--json]
   statepilot lab kill NODE --dir DIR [--signal SIGKILL] [--only mysqld|statepilot]
   statepilot lab start NODE --dir DIR
+  statepilot lab add --dir DIR                  one more node; it restores the latest snapshot
   statepilot lab down --dir DIR [--keep]
   statepilot lab demo --dir DIR                 up, writes, primary killed, failover timed
 
@@ -47,7 +53,7 @@ Options:
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout"],
+  values: ["config", "node", "socket", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id"],
   flags: ["help", "version", "json", "lossless", "fresh", "keep"],
 } as const;
 
@@ -172,6 +178,8 @@ async function main(argv: string[]): Promise<number> {
       return labCommand(args);
     case "mysql":
       return mysqlCommand(args, configPath(args));
+    case "snapshot":
+      return snapshotCommand(args, configPath(args));
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see statepilot --help)`);
   }

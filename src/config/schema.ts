@@ -246,6 +246,47 @@ export const Lossless = z
   })
   .default({ enabled: false, ackTimeout: 3_600_000 });
 
+export const LocalStore = z
+  .strictObject({
+    type: z.literal("local"),
+    path: z.string().default("/var/lib/statepilot/snapshots").describe("Directory (a shared volume, for other nodes to restore from)."),
+  })
+  .describe("Snapshots in a local directory: the embedded default.");
+
+export const S3Store = z
+  .strictObject({
+    type: z.literal("s3"),
+    bucket: z.string().min(3),
+    prefix: z.string().default("statepilot").describe("Key prefix; snapshots live under <prefix>/<cluster>/<id>/."),
+    region: z.string().default("us-east-1"),
+    endpoint: z.string().optional().describe("For S3-compatible stores such as MinIO, e.g. http://minio:9000."),
+    forcePathStyle: z.boolean().default(false).describe("Path-style addressing (MinIO needs it)."),
+    accessKeyId: z.string().optional().describe("Default: the AWS SDK's provider chain (AWS_ACCESS_KEY_ID, profiles, instance roles)."),
+    secretAccessKey: z.string().optional().describe("Never logged."),
+    serverSideEncryption: z.enum(["AES256", "aws:kms"]).optional(),
+    kmsKeyId: z.string().optional(),
+  })
+  .superRefine((s, ctx) => {
+    if ((s.accessKeyId === undefined) !== (s.secretAccessKey === undefined)) ctx.addIssue({ code: "custom", path: ["secretAccessKey"], message: "accessKeyId and secretAccessKey go together" });
+    if (s.kmsKeyId && s.serverSideEncryption !== "aws:kms") ctx.addIssue({ code: "custom", path: ["kmsKeyId"], message: 'applies only with serverSideEncryption "aws:kms"' });
+  })
+  .describe("Snapshots in S3 or an S3-compatible store, as multipart uploads.");
+
+export const Snapshots = z
+  .strictObject({
+    store: z.discriminatedUnion("type", [LocalStore, S3Store], { error: 'expected a store with type "local" or "s3"' }).default({ type: "local", path: "/var/lib/statepilot/snapshots" }),
+    interval: Duration.optional().describe("Take a snapshot when the latest is older than this (cluster-wide, one at a time). None when omitted."),
+    afterBinlogRotations: z.number().int().min(1).optional().describe("Also take one after this many binlog rotations on the snapshotting node since the latest."),
+    afterBinlogBytes: z.number().int().min(1).optional().describe("Also take one after this many binlog bytes since the latest."),
+    compression: z.enum(["none", "gzip"]).default("none"),
+    keepLast: z.number().int().min(1).default(7).describe("Retention: keep at least the newest N snapshots."),
+    keepDays: z.number().positive().optional().describe("Retention: also keep every snapshot newer than this many days; older ones beyond keepLast are pruned."),
+    restoreOnEmpty: z.boolean().default(true).describe("A node starting with an empty datadir in an initialised cluster restores the latest snapshot instead of replicating everything."),
+    partSize: z.number().int().min(5 * 1024 * 1024).optional().describe("Multipart part size in bytes; default from the datadir's size so a backup stays under 10,000 parts."),
+    checkEvery: Duration.prefault("10s").describe("How often a node checks whether a snapshot is due."),
+  })
+  .describe("Hot backups streamed to a store (mariabackup --stream=xbstream), and restores of new nodes from them.");
+
 export const Mysql = z
   .strictObject({
     cluster: Name.default("default").describe("Cluster name; Consul keys live under statepilot/<cluster>/."),
@@ -275,6 +316,7 @@ export const Mysql = z
     stopWithSupervisor: z.boolean().default(true).describe("mysqld is killed if statepilot dies (Linux parent-death signal): no writable primary is ever left without its fencing supervisor."),
     stopTimeout: Duration.prefault("60s").describe("Time mysqld gets to shut down cleanly before SIGKILL."),
     lossless: Lossless,
+    snapshots: Snapshots.prefault({}),
   })
   .superRefine((m, ctx) => {
     const leaseFloor = Math.min(m.checkTtl, m.sessionTtl) + m.lockDelay;
@@ -343,6 +385,8 @@ export type HealthConfig = z.output<typeof Health>;
 export type ServiceConfig = z.output<typeof Service>;
 export type HookConfig = z.output<typeof Hook>;
 export type MysqlConfig = z.output<typeof Mysql>;
+export type SnapshotsConfig = z.output<typeof Snapshots>;
+export type StoreConfig = SnapshotsConfig["store"];
 export type TelemetryConfig = z.output<typeof Telemetry>;
 export type UserMetricConfig = z.output<typeof UserMetric>;
 export type EventCodeName = z.output<typeof EventCode>;

@@ -23,6 +23,8 @@ export interface LabFile {
   credentials: { user: string; password: string; database: string; rootPassword: string; replUser: string; replPassword: string };
   lossless: boolean;
   subnet: string;
+  /** Merged into every node's mysql section, including nodes added later. */
+  mysql: Record<string, unknown>;
   nodes: LabNode[];
 }
 
@@ -135,12 +137,13 @@ export class Lab {
       credentials: { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret() },
       lossless: opts.lossless ?? false,
       subnet,
+      mysql: opts.mysql ?? {},
       nodes: [],
     };
     const lab = new Lab(dir, file);
     lab.save();
     try {
-      for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i, opts.mysql ?? {});
+      for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();
       log(`starting ${opts.nodes} statepilot nodes with mariadbd on ${subnet}.1-${opts.nodes}:3306 ...`);
       for (const n of file.nodes) await lab.spawnNode(n);
@@ -155,7 +158,7 @@ export class Lab {
   }
 
   /** Writes node i's config and directory; the node is not started. */
-  defineNode(i: number, mysqlOverrides: Record<string, unknown>): LabNode {
+  defineNode(i: number): LabNode {
     const name = `mysql-${i}`;
     const host = `${this.file.subnet}.${i}`;
     const ndir = join(this.dir, "nodes", name);
@@ -179,7 +182,9 @@ export class Lab {
         initDir: join(ndir, "initdb.d"),
         args: ["--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF", "--max-connections=200", "--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"],
         lossless: { enabled: this.file.lossless },
-        ...mysqlOverrides,
+        // One directory shared by every node: the local store works across the lab.
+        snapshots: { store: { type: "local", path: join(this.dir, "snapshots") } },
+        ...this.file.mysql,
       },
     };
     const configPath = join(ndir, "statepilot.json");
@@ -187,6 +192,26 @@ export class Lab {
     const node: LabNode = { name, mysql: { host, port: 3306 }, http: `http://${host}:${HTTP_PORT}`, pids: { statepilot: null, mysqld: null }, config: configPath, dir: ndir };
     this.file.nodes = [...this.file.nodes.filter((n) => n.name !== name), node];
     return node;
+  }
+
+  /** A new node (the next address) joins the running cluster; resolves once it replicates. */
+  async add(timeoutMs = 180_000): Promise<LabNode> {
+    const i = Math.max(0, ...this.file.nodes.map((n) => Number(n.name.split("-")[1]))) + 1;
+    if (i > 9) throw new Error("the lab holds at most 9 nodes");
+    const n = this.defineNode(i);
+    this.save();
+    await this.spawnNode(n);
+    this.save();
+    await waitFor(
+      async () => {
+        const v = await this.view(n);
+        return v.role === "replica" && v.health === "passing" ? v : undefined;
+      },
+      { timeoutMs, intervalMs: 250, what: `${n.name} to join as a replicating replica`, detail: () => this.logTail(n, 15), abortIf: () => (alive(n.pids.statepilot) ? undefined : `${n.name}'s statepilot exited`) },
+    );
+    await this.views();
+    this.save();
+    return n;
   }
 
   node(name: string): LabNode {

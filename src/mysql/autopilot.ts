@@ -1,6 +1,7 @@
 import { Job as JobSchema, type Config, type MysqlConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
 import { resolveAddress } from "../discovery/address.js";
+import type { Coordinator } from "../discovery/coordination.js";
 import { ServiceHealth } from "../discovery/service-health.js";
 import type { Logger } from "../log.js";
 import type { Supervisor } from "../supervisor/supervisor.js";
@@ -10,8 +11,12 @@ import { resolveCredentials, type MysqlCredentials } from "./credentials.js";
 import { MysqlHa, type HaStatus } from "./ha.js";
 import { LocalServer } from "./local.js";
 import { MysqlMetrics } from "./metrics.js";
+import { createStore, type SnapshotStore } from "../snapshot/store.js";
+import { restoreSnapshot, SnapshotError, listSnapshots, type Manifest } from "../snapshot/snapshot.js";
+import { SnapshotMetrics, SnapshotScheduler, snapshotKeys } from "../snapshot/scheduler.js";
 import {
   allocateServerId,
+  inspectDatadir,
   binaryVersion,
   bootstrapCluster,
   bootstrapLocal,
@@ -34,6 +39,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export class MysqlAutopilot {
   private ha: MysqlHa | undefined;
+  private scheduler: SnapshotScheduler | undefined;
 
   private constructor(
     readonly cfg: MysqlConfig,
@@ -53,12 +59,25 @@ export class MysqlAutopilot {
     log.info({ binary, flavor: version.flavor, version: version.version }, "mysql server found");
     const advertise = { host: resolveAddress(cfg.interfaces), port: cfg.port };
 
-    const fresh = await initializeDatadir(cfg, version, binary, log);
+    const coordinator = supervisor.coordination();
+    const store = await createStore(cfg.snapshots.store);
+    const snapshotMetrics = opts.metrics ? new SnapshotMetrics(opts.metrics.registry) : undefined;
+    const source = inspectDatadir(cfg.datadir) === "empty" && cfg.snapshots.restoreOnEmpty
+      ? await ap.withConsulRetry("looking for a snapshot to restore", () => latestSnapshot(cfg, store, coordinator))
+      : undefined;
+    const restored = source ? await restore({ cfg, store, manifest: source, logger: log, metrics: snapshotMetrics }) : undefined;
+    const fresh = restored ? false : await initializeDatadir(cfg, version, binary, log);
     let state = readNodeState(cfg.datadir);
     if (!state || state.cluster !== cfg.cluster) {
       const serverId = cfg.serverId ?? (await ap.withConsulRetry("server_id allocation", () => allocateServerId(supervisor.coordination(), cfg.cluster, supervisor.node)));
       // A datadir statepilot did not create already has its root password.
-      state = { cluster: cfg.cluster, serverId, bootstrapped: state?.bootstrapped ?? !fresh, createdAt: new Date().toISOString() };
+      state = {
+        cluster: cfg.cluster,
+        serverId,
+        bootstrapped: state?.bootstrapped ?? !fresh,
+        createdAt: new Date().toISOString(),
+        ...(restored ? { restoredFrom: { id: restored.id, gtid: restored.gtid, pending: true } } : {}),
+      };
       writeNodeState(cfg.datadir, state);
     }
     if (cfg.serverId !== undefined && cfg.serverId !== state.serverId) {
@@ -118,11 +137,35 @@ export class MysqlAutopilot {
           const r = await bootstrapCluster({ socket: socketPath(cfg), creds, initDir: cfg.initDir, logger: log });
           log.info({ database: creds.database, user: creds.user, scripts: r.scripts.length }, "cluster bootstrapped");
         },
+        restoredGtid: () => (nodeState.restoredFrom?.pending ? nodeState.restoredFrom.gtid : undefined),
+        restoredGtidApplied: () => {
+          if (!nodeState.restoredFrom) return;
+          nodeState.restoredFrom = { ...nodeState.restoredFrom, pending: false };
+          writeNodeState(cfg.datadir, nodeState);
+        },
       },
       nodeState.bootstrapped,
     );
     supervisor.bus.subscribe("mysql-ha", () => ap.ha?.mysqldExited(), (e) => e.source === MYSQLD_JOB && (e.code === "exitFailed" || e.code === "exitSuccess"));
-    supervisor.onStopping(() => ap.ha?.stop());
+    ap.scheduler = new SnapshotScheduler({
+      cfg: cfg.snapshots,
+      cluster: cfg.cluster,
+      serviceName: cfg.serviceName,
+      node: supervisor.node,
+      coordinator,
+      store,
+      local,
+      backup: { socket: socketPath(cfg), datadir: cfg.datadir, user: creds.replUser, password: creds.replPassword },
+      server: () => ap.ha?.serverVersion,
+      ha: () => ap.ha!.view,
+      logger: opts.logger,
+      metrics: snapshotMetrics,
+    });
+    supervisor.onStopping(async () => {
+      await ap.scheduler?.stop();
+      await ap.ha?.stop();
+      store.close();
+    });
     supervisor.addStatus("mysql", () => ap.status());
     return ap;
   }
@@ -141,6 +184,7 @@ export class MysqlAutopilot {
 
   start(): void {
     this.ha?.start();
+    this.scheduler?.start();
   }
 
   status(): HaStatus | undefined {
@@ -172,5 +216,34 @@ export class MysqlAutopilot {
       const s = this.status();
       return answer(!!s && s.up);
     });
+  }
+}
+
+/** The snapshot an empty datadir in an initialised cluster starts from: Consul's latest, else the store's newest. */
+async function latestSnapshot(cfg: MysqlConfig, store: SnapshotStore, coordinator: Coordinator): Promise<Manifest | undefined> {
+  const { entry: initialized } = await coordinator.read(`statepilot/${cfg.cluster}/initialized`);
+  if (!initialized) return undefined;
+  const { entry } = await coordinator.read(snapshotKeys(cfg.cluster).latest);
+  try {
+    if (entry?.value) return JSON.parse(entry.value) as Manifest;
+  } catch {
+    // fall back to listing the store
+  }
+  return (await listSnapshots(store, cfg.cluster))[0];
+}
+
+/** Restores into the empty datadir; a failure stops start-up with the reason (the datadir is left empty). */
+async function restore(o: { cfg: MysqlConfig; store: SnapshotStore; manifest: Manifest; logger: Logger; metrics: SnapshotMetrics | undefined }): Promise<{ id: string; gtid: string }> {
+  const { manifest } = o;
+  o.logger.info({ id: manifest.id, gtid: manifest.gtid, sizeBytes: manifest.size, store: o.store.description }, "empty datadir: restoring the latest snapshot");
+  try {
+    const r = await restoreSnapshot({ store: o.store, manifest, datadir: o.cfg.datadir, logger: o.logger, runAs: process.getuid?.() === 0 ? (o.cfg.runAs ?? "mysql") : undefined });
+    o.metrics?.restores.inc();
+    o.metrics?.throughput.set({ operation: "restore" }, manifest.rawSize / Math.max(0.001, r.durationMs / 1000));
+    o.logger.info({ id: manifest.id, gtid: r.gtid, bytes: r.bytes, durationMs: r.durationMs, mbPerSecond: +(manifest.rawSize / 1048576 / Math.max(0.001, r.durationMs / 1000)).toFixed(1) }, "restore done");
+    return { id: manifest.id, gtid: r.gtid };
+  } catch (err) {
+    o.metrics?.failures.inc({ stage: err instanceof SnapshotError ? err.stage : "restore" });
+    throw err;
   }
 }

@@ -61,6 +61,9 @@ export interface HaDeps {
   bootstrapLocal: () => Promise<void>;
   /** On the cluster's first primary, before it turns writable. */
   bootstrapCluster: () => Promise<void>;
+  /** The GTID a node restored from a snapshot replicates from, until it has done so once. */
+  restoredGtid: () => string | undefined;
+  restoredGtidApplied: () => void;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -115,6 +118,15 @@ export class MysqlHa {
 
   get currentRole(): Role {
     return this.role;
+  }
+
+  /** What the snapshot scheduler needs: role, health, and the session its lock can use. */
+  get view(): { role: Role; health: string; session: string | undefined } {
+    return { role: this.role, health: this.status.health, session: this.session };
+  }
+
+  get serverVersion(): { flavor: "mariadb" | "mysql"; version: string } | undefined {
+    return this.dialect ? { flavor: this.dialect.flavor, version: this.dialect.server.version } : undefined;
   }
 
   start(): void {
@@ -420,9 +432,11 @@ export class MysqlHa {
         return this.d.cfg.interval;
       }
       if (!pointsThere) {
-        const alignSlavePos = this.dialect?.flavor === "mariadb" && !gtidSubset("mariadb", state.executed, state.slavePos);
-        this.log.info({ primary: primary.node, host: primary.host, port: primary.port, alignSlavePos }, "replicating from the primary");
-        await this.d.local.replicateFrom(source, alignSlavePos);
+        const restored = this.d.restoredGtid();
+        const slavePos = restored ?? (this.dialect?.flavor === "mariadb" && !gtidSubset("mariadb", state.binlogPos, state.slavePos) ? "binlog" : undefined);
+        this.log.info({ primary: primary.node, host: primary.host, port: primary.port, slavePos }, "replicating from the primary");
+        await this.d.local.replicateFrom(source, slavePos);
+        if (restored) this.d.restoredGtidApplied();
         if (state.semiSyncPrimary) await this.d.local.semiSyncPrimary(false);
         this.lastIoRunningAt = Date.now();
         this.setRole("replica");

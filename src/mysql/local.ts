@@ -1,10 +1,13 @@
 import mysql from "mysql2/promise";
 import { Dialect, parseServerVersion, type ReplicationStatus } from "./dialect.js";
+import { gtidUnion } from "./gtid.js";
 
 export interface LocalState {
   readOnly: boolean;
-  /** MariaDB gtid_binlog_pos / MySQL gtid_executed. */
+  /** What this server has applied: MariaDB gtid_binlog_pos ∪ gtid_slave_pos (a restored node has no binlog yet) / MySQL gtid_executed. */
   executed: string;
+  /** MariaDB gtid_binlog_pos alone (MySQL: gtid_executed). */
+  binlogPos: string;
   /** MariaDB gtid_binlog_state (per domain and server) / MySQL gtid_executed. */
   state: string;
   slavePos: string;
@@ -82,9 +85,12 @@ export class LocalServer {
     } catch {
       // MySQL without the semisync plugin loaded: not lossless, nothing to report.
     }
+    const binlogPos = String(pos?.executed ?? "").replace(/\s+/g, "");
+    const slavePos = String(pos?.slavePos ?? "").replace(/\s+/g, "");
     return {
       readOnly: Number(pos?.readOnly) === 1,
-      executed: String(pos?.executed ?? "").replace(/\s+/g, ""),
+      executed: d.flavor === "mariadb" ? gtidUnion("mariadb", binlogPos, slavePos) : binlogPos,
+      binlogPos,
       state: String(pos?.state ?? "").replace(/\s+/g, ""),
       slavePos: String(pos?.slavePos ?? "").replace(/\s+/g, ""),
       serverId: Number(pos?.serverId),
@@ -124,13 +130,17 @@ export class LocalServer {
   }
 
   /** Points replication at a new source (GTID auto-positioning) and starts it. */
-  async replicateFrom(source: { host: string; port: number; user: string; password: string }, alignSlavePos: boolean): Promise<void> {
+  /**
+   * `slavePos`: "binlog" aligns gtid_slave_pos with the binlog (a node that wrote as primary has
+   * those GTIDs in its binlog only, and would otherwise ask for them again); a position string sets
+   * it (a node restored from a snapshot starts from the backup's GTID). MariaDB only.
+   */
+  async replicateFrom(source: { host: string; port: number; user: string; password: string }, slavePos: "binlog" | string | undefined): Promise<void> {
     const d = await this.ready();
     await this.query(d.stopReplica(), [], 10_000);
-    if (alignSlavePos && d.flavor === "mariadb") {
-      // A node that wrote as primary has those GTIDs in its binlog but not in gtid_slave_pos;
-      // without this it would ask the new primary for its own transactions again.
-      await this.query("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos");
+    if (slavePos && d.flavor === "mariadb") {
+      if (slavePos === "binlog") await this.query("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos");
+      else await this.query("SET GLOBAL gtid_slave_pos = ?", [slavePos]);
     }
     await this.query(d.changeSource(), [source.host, source.port, source.user, source.password]);
     await this.query(d.startReplica(), [], 10_000);

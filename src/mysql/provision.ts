@@ -20,6 +20,8 @@ export interface NodeState {
   serverId: number;
   /** root password set and the replication user created (locally, outside the binlog). */
   bootstrapped: boolean;
+  /** Restored from this snapshot; replication starts from its GTID (cleared once configured). */
+  restoredFrom?: { id: string; gtid: string; pending: boolean };
   createdAt: string;
 }
 

@@ -1,0 +1,89 @@
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { SnapshotStore, StoredObject } from "./store.js";
+
+/** Snapshots as files under a directory; a partial upload is a `.partial` file, renamed when complete. */
+export class LocalStore implements SnapshotStore {
+  constructor(readonly root: string) {}
+
+  get description(): string {
+    return `local:${this.root}`;
+  }
+
+  private path(key: string): string {
+    if (key.split("/").includes("..")) throw new Error(`invalid key ${JSON.stringify(key)}`);
+    return join(this.root, key);
+  }
+
+  async upload(key: string, body: Readable, opts: { signal?: AbortSignal }): Promise<{ bytes: number }> {
+    const target = this.path(key);
+    mkdirSync(dirname(target), { recursive: true });
+    const partial = `${target}.partial`;
+    let bytes = 0;
+    body.on("data", (chunk: Buffer) => (bytes += chunk.length));
+    try {
+      await pipeline(body, createWriteStream(partial), opts.signal ? { signal: opts.signal } : {});
+      renameSync(partial, target);
+      return { bytes };
+    } catch (err) {
+      rmSync(partial, { force: true });
+      throw err;
+    }
+  }
+
+  async download(key: string): Promise<Readable> {
+    const p = this.path(key);
+    if (!existsSync(p)) throw new Error(`${this.description}: no object ${key}`);
+    return createReadStream(p, { highWaterMark: 1 << 20 });
+  }
+
+  async putText(key: string, text: string): Promise<void> {
+    const p = this.path(key);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(`${p}.partial`, text);
+    renameSync(`${p}.partial`, p);
+  }
+
+  async getText(key: string): Promise<string | undefined> {
+    try {
+      return readFileSync(this.path(key), "utf8");
+    } catch {
+      return undefined;
+    }
+  }
+
+  async list(prefix: string): Promise<StoredObject[]> {
+    const out: StoredObject[] = [];
+    const walk = (dir: string) => {
+      if (!existsSync(dir)) return;
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (!e.name.endsWith(".partial")) {
+          const key = relative(this.root, p);
+          if (key.startsWith(prefix)) {
+            const st = statSync(p);
+            out.push({ key, size: st.size, modified: st.mtime });
+          }
+        }
+      }
+    };
+    walk(this.root);
+    return out;
+  }
+
+  async delete(key: string): Promise<void> {
+    rmSync(this.path(key), { force: true });
+    // Remove the snapshot's directory once empty.
+    try {
+      const d = dirname(this.path(key));
+      if (readdirSync(d).length === 0) rmSync(d, { recursive: true });
+    } catch {
+      // already gone
+    }
+  }
+
+  close(): void {}
+}

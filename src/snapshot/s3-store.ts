@@ -1,0 +1,99 @@
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, NoSuchKey, PutObjectCommand, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import type { Readable } from "node:stream";
+import type { StoreConfig } from "../config/schema.js";
+import type { SnapshotStore, StoredObject } from "./store.js";
+
+type S3Config = Extract<StoreConfig, { type: "s3" }>;
+
+/** S3 (or MinIO): snapshots as multipart uploads that are aborted, not left behind, on failure. */
+export class S3Store implements SnapshotStore {
+  private readonly client: S3Client;
+
+  constructor(private readonly cfg: S3Config) {
+    const conf: S3ClientConfig = { region: cfg.region, forcePathStyle: cfg.forcePathStyle, maxAttempts: 3 };
+    if (cfg.endpoint) conf.endpoint = cfg.endpoint;
+    if (cfg.accessKeyId && cfg.secretAccessKey) conf.credentials = { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey };
+    this.client = new S3Client(conf);
+  }
+
+  get description(): string {
+    return `s3://${this.cfg.bucket}/${this.cfg.prefix}${this.cfg.endpoint ? ` at ${this.cfg.endpoint}` : ""}`;
+  }
+
+  private key(k: string): string {
+    return this.cfg.prefix ? `${this.cfg.prefix.replace(/\/+$/, "")}/${k}` : k;
+  }
+
+  private encryption(): { ServerSideEncryption?: "AES256" | "aws:kms"; SSEKMSKeyId?: string } {
+    return {
+      ...(this.cfg.serverSideEncryption ? { ServerSideEncryption: this.cfg.serverSideEncryption } : {}),
+      ...(this.cfg.kmsKeyId ? { SSEKMSKeyId: this.cfg.kmsKeyId } : {}),
+    };
+  }
+
+  async upload(key: string, body: Readable, opts: { partSize: number; signal?: AbortSignal }): Promise<{ bytes: number }> {
+    let bytes = 0;
+    body.on("data", (chunk: Buffer) => (bytes += chunk.length));
+    // Memory is bounded by partSize × queueSize whatever the backup's size.
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.cfg.bucket, Key: this.key(key), Body: body, ...this.encryption() },
+      partSize: opts.partSize,
+      queueSize: 2,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => void upload.abort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    // A failing source must fail the upload (lib-storage would otherwise wait on a dead stream).
+    const sourceFailed = new Promise<never>((_, reject) => body.once("error", reject));
+    try {
+      await Promise.race([upload.done(), sourceFailed]);
+      return { bytes };
+    } catch (err) {
+      await upload.abort().catch(() => undefined);
+      throw err;
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async download(key: string): Promise<Readable> {
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.cfg.bucket, Key: this.key(key) }));
+    return res.Body as Readable;
+  }
+
+  async putText(key: string, text: string): Promise<void> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.cfg.bucket, Key: this.key(key), Body: text, ContentType: "application/json", ...this.encryption() }));
+  }
+
+  async getText(key: string): Promise<string | undefined> {
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.cfg.bucket, Key: this.key(key) }));
+      return await res.Body!.transformToString();
+    } catch (err) {
+      if (err instanceof NoSuchKey || (err as { name?: string }).name === "NoSuchKey") return undefined;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<StoredObject[]> {
+    const out: StoredObject[] = [];
+    let token: string | undefined;
+    const base = this.key("");
+    do {
+      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.cfg.bucket, Prefix: this.key(prefix), ContinuationToken: token }));
+      for (const o of res.Contents ?? []) out.push({ key: (o.Key ?? "").slice(base.length), size: o.Size ?? 0, modified: o.LastModified ?? new Date(0) });
+      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.cfg.bucket, Key: this.key(key) }));
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}

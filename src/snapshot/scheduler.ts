@@ -1,0 +1,215 @@
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { SnapshotsConfig } from "../config/schema.js";
+import { formatDuration } from "../config/duration.js";
+import type { Coordinator } from "../discovery/coordination.js";
+import type { Logger } from "../log.js";
+import type { Flavor } from "../mysql/gtid.js";
+import type { LocalServer } from "../mysql/local.js";
+import type { Role } from "../mysql/metrics.js";
+import { pruneSnapshots, SnapshotError, takeSnapshot, type Manifest } from "./snapshot.js";
+import type { SnapshotStore } from "./store.js";
+
+export class SnapshotMetrics {
+  readonly duration: Histogram;
+  readonly size: Gauge;
+  readonly throughput: Gauge;
+  readonly latestAge: Gauge;
+  readonly failures: Counter;
+  readonly taken: Counter;
+  readonly restores: Counter;
+  latestCreatedAt: number | undefined;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.duration = new Histogram({ name: "statepilot_snapshot_duration_seconds", help: "Duration of snapshots this node took.", buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600], registers });
+    this.size = new Gauge({ name: "statepilot_snapshot_size_bytes", help: "Stored size of the last snapshot this node took.", registers });
+    this.throughput = new Gauge({ name: "statepilot_snapshot_throughput_bytes_per_second", help: "Backup stream rate of the last snapshot (or restore) on this node.", labelNames: ["operation"], registers });
+    const self = this;
+    this.latestAge = new Gauge({
+      name: "statepilot_snapshot_latest_age_seconds",
+      help: "Age of the cluster's latest good snapshot as this node last saw it; NaN when there is none.",
+      registers,
+      collect() {
+        this.set(self.latestCreatedAt === undefined ? Number.NaN : (Date.now() - self.latestCreatedAt) / 1000);
+      },
+    });
+    this.failures = new Counter({ name: "statepilot_snapshot_failures_total", help: "Failed snapshots and restores, by stage.", labelNames: ["stage"], registers });
+    this.taken = new Counter({ name: "statepilot_snapshots_total", help: "Snapshots this node completed.", registers });
+    this.restores = new Counter({ name: "statepilot_snapshot_restores_total", help: "Restores of this node from a snapshot.", registers });
+  }
+}
+
+export interface SnapshotRequest {
+  id: string;
+  requestedAt: string;
+  state: "requested" | "running" | "done" | "failed";
+  node?: string;
+  snapshotId?: string;
+  error?: string;
+}
+
+export function snapshotKeys(cluster: string) {
+  const base = `statepilot/${cluster}/snapshots`;
+  return { latest: `${base}/latest`, lock: `${base}/lock`, request: `${base}/request` };
+}
+
+export interface SchedulerDeps {
+  cfg: SnapshotsConfig;
+  cluster: string;
+  serviceName: string;
+  node: string;
+  coordinator: Coordinator;
+  store: SnapshotStore;
+  local: LocalServer;
+  backup: { socket: string; datadir: string; user: string; password: string };
+  server: () => { flavor: Flavor; version: string } | undefined;
+  ha: () => { role: Role; health: string; session: string | undefined };
+  logger: Logger;
+  metrics: SnapshotMetrics | undefined;
+}
+
+/**
+ * Decides when this node takes the cluster's snapshot: when one is requested, when the latest is
+ * older than `interval`, or after enough binlog since; only a healthy replica does it (the primary
+ * only when no healthy replica exists), and only the holder of the cluster's snapshot lock.
+ */
+export class SnapshotScheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly log: Logger;
+  private binlogBaseline: { latestId: string | undefined; file: string; bytes: number } | undefined;
+  private readonly keys: ReturnType<typeof snapshotKeys>;
+  private stopped = false;
+
+  constructor(private readonly d: SchedulerDeps) {
+    this.log = d.logger.child({ component: "snapshot" });
+    this.keys = snapshotKeys(d.cluster);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.running ??= this.tick()
+        .then(() => undefined)
+        .catch((err: unknown) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "snapshot check failed"))
+        .finally(() => (this.running = undefined));
+    }, this.d.cfg.checkEvery);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  private async readJson<T>(key: string): Promise<{ value: T | undefined; modifyIndex: number }> {
+    const { entry } = await this.d.coordinator.read(key);
+    try {
+      return { value: entry?.value ? (JSON.parse(entry.value) as T) : undefined, modifyIndex: entry?.modifyIndex ?? 0 };
+    } catch {
+      return { value: undefined, modifyIndex: entry?.modifyIndex ?? 0 };
+    }
+  }
+
+  /** Binlog files and bytes on this node since it first saw the current latest snapshot. */
+  private async binlogSince(latestId: string | undefined): Promise<{ rotations: number; bytes: number }> {
+    const rows = await this.d.local.query("SHOW BINARY LOGS");
+    const files = rows.map((r) => ({ name: String(r.Log_name), size: Number(r.File_size) }));
+    const total = files.reduce((a, f) => a + f.size, 0);
+    const last = files[files.length - 1]?.name ?? "";
+    if (!this.binlogBaseline || this.binlogBaseline.latestId !== latestId) this.binlogBaseline = { latestId, file: last, bytes: total };
+    const base = this.binlogBaseline;
+    return { rotations: files.filter((f) => f.name > base.file).length, bytes: Math.max(0, total - base.bytes) };
+  }
+
+  private async due(latest: Manifest | undefined, request: SnapshotRequest | undefined): Promise<string | undefined> {
+    if (request?.state === "requested") return `requested (${request.id})`;
+    const c = this.d.cfg;
+    if (c.interval !== undefined) {
+      if (!latest) return "no snapshot yet";
+      const age = Date.now() - Date.parse(latest.createdAt);
+      if (age >= c.interval) return `latest is ${formatDuration(age)} old (interval ${formatDuration(c.interval)})`;
+    }
+    if (c.afterBinlogRotations !== undefined || c.afterBinlogBytes !== undefined) {
+      const since = await this.binlogSince(latest?.id);
+      if (c.afterBinlogRotations !== undefined && since.rotations >= c.afterBinlogRotations) return `${since.rotations} binlog rotations since the latest`;
+      if (c.afterBinlogBytes !== undefined && since.bytes >= c.afterBinlogBytes) return `${since.bytes} binlog bytes since the latest`;
+    }
+    return undefined;
+  }
+
+  /** A healthy replica takes snapshots; the primary only when there is none. */
+  private async eligible(): Promise<boolean> {
+    const ha = this.d.ha();
+    if (ha.health !== "passing") return false;
+    if (ha.role === "replica") return true;
+    if (ha.role !== "primary") return false;
+    const { instances } = await this.d.coordinator.watchService(this.d.serviceName, { index: 0, wait: "1s" });
+    return !instances.some((i) => i.healthy && i.tags.includes("replica"));
+  }
+
+  async tick(): Promise<Manifest | undefined> {
+    if (this.stopped) return undefined;
+    const [{ value: latest }, { value: request, modifyIndex: requestIndex }] = await Promise.all([
+      this.readJson<Manifest>(this.keys.latest),
+      this.readJson<SnapshotRequest>(this.keys.request),
+    ]);
+    if (latest) this.d.metrics && (this.d.metrics.latestCreatedAt = Date.parse(latest.createdAt));
+    const reason = await this.due(latest, request);
+    if (!reason || !(await this.eligible())) return undefined;
+    const session = this.d.ha().session;
+    const server = this.d.server();
+    if (!session || !server) return undefined;
+    if (!(await this.d.coordinator.acquire(this.keys.lock, JSON.stringify({ node: this.d.node, startedAt: new Date().toISOString() }), session))) return undefined;
+    try {
+      if (request?.state === "requested") {
+        await this.d.coordinator.writeCas(this.keys.request, JSON.stringify({ ...request, state: "running", node: this.d.node }), requestIndex);
+      }
+      this.log.info({ reason, store: this.d.store.description }, "taking a snapshot");
+      let manifest: Manifest;
+      try {
+        manifest = await takeSnapshot({
+          store: this.d.store,
+          cluster: this.d.cluster,
+          node: this.d.node,
+          flavor: server.flavor,
+          version: server.version,
+          ...this.d.backup,
+          compression: this.d.cfg.compression,
+          partSize: this.d.cfg.partSize,
+          logger: this.log,
+        });
+      } catch (err) {
+        const stage = err instanceof SnapshotError ? err.stage : "backup";
+        const message = err instanceof Error ? err.message : String(err);
+        this.d.metrics?.failures.inc({ stage });
+        this.log.error({ stage, err: message }, "snapshot failed");
+        if (request?.state === "requested") await this.d.coordinator.write(this.keys.request, JSON.stringify({ ...request, state: "failed", node: this.d.node, error: message }));
+        return undefined;
+      }
+      await this.d.coordinator.write(this.keys.latest, JSON.stringify(manifest));
+      const m = this.d.metrics;
+      if (m) {
+        m.taken.inc();
+        m.duration.observe(manifest.durationMs / 1000);
+        m.size.set(manifest.size);
+        m.throughput.set({ operation: "backup" }, manifest.rawSize / Math.max(0.001, manifest.durationMs / 1000));
+        m.latestCreatedAt = Date.parse(manifest.createdAt);
+      }
+      if (request?.state === "requested") await this.d.coordinator.write(this.keys.request, JSON.stringify({ ...request, state: "done", node: this.d.node, snapshotId: manifest.id }));
+      let pruned: string[] = [];
+      try {
+        pruned = await pruneSnapshots(this.d.store, this.d.cluster, this.d.cfg.keepLast, this.d.cfg.keepDays);
+      } catch (err) {
+        this.d.metrics?.failures.inc({ stage: "prune" });
+        this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "pruning old snapshots failed");
+      }
+      this.log.info(
+        { id: manifest.id, gtid: manifest.gtid, sizeBytes: manifest.size, rawBytes: manifest.rawSize, durationMs: manifest.durationMs, mbPerSecond: +(manifest.rawSize / 1048576 / Math.max(0.001, manifest.durationMs / 1000)).toFixed(1), sha256: manifest.sha256, pruned },
+        "snapshot done",
+      );
+      return manifest;
+    } finally {
+      await this.d.coordinator.release(this.keys.lock, "", session).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,294 @@
+import { spawn, execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { pipeline, Transform, type Readable } from "node:stream";
+import { createGunzip, createGzip } from "node:zlib";
+import { findBinary } from "../lab/binaries.js";
+import type { Logger } from "../log.js";
+import type { Flavor } from "../mysql/gtid.js";
+import type { SnapshotStore } from "./store.js";
+
+/** Stored next to each snapshot as manifest.json. */
+export interface Manifest {
+  id: string;
+  cluster: string;
+  createdAt: string;
+  node: string;
+  flavor: Flavor;
+  version: string;
+  /** GTID position of the backup: a restored node replicates from here. */
+  gtid: string;
+  /** Key of the xbstream object in the store. */
+  key: string;
+  compression: "none" | "gzip";
+  /** Bytes stored (after compression) and streamed by the backup tool (before). */
+  size: number;
+  rawSize: number;
+  sha256: string;
+  durationMs: number;
+  binlogFile: string;
+}
+
+export class SnapshotError extends Error {
+  override name = "SnapshotError";
+  constructor(
+    readonly stage: "backup" | "upload" | "manifest" | "download" | "extract" | "checksum" | "prepare" | "prune",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function snapshotId(now = new Date()): string {
+  return `${now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}-${randomBytes(3).toString("hex")}`;
+}
+
+export const manifestKey = (cluster: string, id: string) => `${cluster}/${id}/manifest.json`;
+
+/** Bytes under a directory: the backup stream is about this large before compression. */
+export function directorySize(dir: string): number {
+  let total = 0;
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) total += statSync(p).size;
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return total;
+}
+
+/** S3 allows 10,000 parts: size parts so that the datadir, with margin, fits in 9,000. */
+export function choosePartSize(expectedBytes: number, configured?: number): number {
+  if (configured) return configured;
+  const MiB = 1024 * 1024;
+  return Math.max(8 * MiB, Math.ceil((expectedBytes * 1.5) / 9000 / MiB) * MiB);
+}
+
+function tools(flavor: Flavor): { backup: string; extract: string } {
+  return flavor === "mariadb" ? { backup: findBinary("mariabackup"), extract: findBinary("mbstream") } : { backup: findBinary("xtrabackup"), extract: findBinary("xbstream") };
+}
+
+/** The last `max` bytes of a stream's text, for error messages. */
+function tail(stream: Readable, max = 16_384): () => string {
+  let buf = "";
+  stream.on("data", (b: Buffer) => {
+    buf = (buf + b.toString()).slice(-max);
+  });
+  return () => buf;
+}
+
+function lastLines(text: string, n = 12): string {
+  return text.trimEnd().split("\n").slice(-n).join("\n");
+}
+
+export interface TakeOptions {
+  store: SnapshotStore;
+  cluster: string;
+  node: string;
+  flavor: Flavor;
+  version: string;
+  socket: string;
+  datadir: string;
+  user: string;
+  password: string;
+  compression: "none" | "gzip";
+  partSize?: number | undefined;
+  logger: Logger;
+  signal?: AbortSignal;
+}
+
+/**
+ * mariabackup (xtrabackup for MySQL) streamed as xbstream straight into the store: no temporary
+ * file, memory bounded by the upload's parts, a sha256 taken on the way. A failure on either side
+ * of the pipe fails the whole snapshot and removes what was uploaded; the manifest is written
+ * only when both sides succeeded.
+ */
+export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
+  const started = performance.now();
+  const id = snapshotId();
+  const key = `${o.cluster}/${id}/backup.xbstream${o.compression === "gzip" ? ".gz" : ""}`;
+  const { backup } = tools(o.flavor);
+  // Scratch space, if the tool needs any, stays in the datadir (not /tmp); a directory there
+  // would be taken for a database, so the datadir itself is used.
+  const args = ["--backup", "--stream=xbstream", `--user=${o.user}`, `--socket=${o.socket}`, `--datadir=${o.datadir}`, `--target-dir=${o.datadir}`, `--tmpdir=${o.datadir}`];
+  const child = spawn(backup, args, { env: { ...process.env, MYSQL_PWD: o.password, TMPDIR: o.datadir }, stdio: ["ignore", "pipe", "pipe"] });
+  const stderr = tail(child.stderr, 1 << 16);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
+  child.once("error", (err) => child.stdout.destroy(err));
+  const hash = createHash("sha256");
+  let rawSize = 0;
+  child.stdout.on("data", (b: Buffer) => (rawSize += b.length));
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const stages: NodeJS.ReadWriteStream[] = o.compression === "gzip" ? [createGzip({ level: 1 }), hasher] : [hasher];
+  const body = pipeline([child.stdout, ...stages] as unknown as [Readable, Transform], (err) => {
+    if (err) hasher.destroy(err);
+  }) as unknown as Readable;
+  const partSize = choosePartSize(directorySize(o.datadir), o.partSize);
+  let backupError: SnapshotError | undefined;
+  const backupDone = exited.then((st) => {
+    if (st.code !== 0) {
+      backupError = new SnapshotError("backup", `${backup} failed (exit ${st.code ?? st.signal}):\n${lastLines(stderr())}`);
+      // Fail the upload before its last part is completed.
+      hasher.destroy(backupError);
+      throw backupError;
+    }
+  });
+  const upload = o.store.upload(key, body, { partSize, ...(o.signal ? { signal: o.signal } : {}) }).catch((err: unknown) => {
+    throw new SnapshotError("upload", `upload to ${o.store.description} failed: ${err instanceof Error ? err.message : String(err)}`);
+  });
+  backupDone.catch(() => undefined);
+  upload.catch(() => undefined);
+  let uploaded: { bytes: number };
+  try {
+    [uploaded] = await Promise.all([upload, backupDone]);
+  } catch (err) {
+    const killedByUs = child.exitCode === null && child.signalCode === null;
+    child.kill("SIGKILL");
+    await exited;
+    await o.store.delete(key).catch(() => undefined);
+    // When the backup itself died, that is the cause, not the upload it broke.
+    throw !killedByUs && backupError ? backupError : err;
+  }
+  const gtid = /GTID of the last change '([^']*)'/.exec(stderr())?.[1] ?? "";
+  const binlogFile = /filename '([^']*)'/.exec(stderr())?.[1] ?? "";
+  const manifest: Manifest = {
+    id,
+    cluster: o.cluster,
+    createdAt: new Date().toISOString(),
+    node: o.node,
+    flavor: o.flavor,
+    version: o.version,
+    gtid,
+    key,
+    compression: o.compression,
+    size: uploaded.bytes,
+    rawSize,
+    sha256: hash.digest("hex"),
+    durationMs: Math.round(performance.now() - started),
+    binlogFile,
+  };
+  try {
+    await o.store.putText(manifestKey(o.cluster, id), `${JSON.stringify(manifest, null, 2)}\n`);
+  } catch (err) {
+    await o.store.delete(key).catch(() => undefined);
+    throw new SnapshotError("manifest", `writing the manifest failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return manifest;
+}
+
+/** Every snapshot with a readable manifest, newest first. */
+export async function listSnapshots(store: SnapshotStore, cluster: string): Promise<Manifest[]> {
+  const objects = await store.list(`${cluster}/`);
+  const manifests: Manifest[] = [];
+  for (const o of objects.filter((x) => x.key.endsWith("/manifest.json"))) {
+    const text = await store.getText(o.key);
+    if (!text) continue;
+    try {
+      manifests.push(JSON.parse(text) as Manifest);
+    } catch {
+      // an unreadable manifest is not a snapshot
+    }
+  }
+  return manifests.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+}
+
+/** Keeps the newest `keepLast`, and any newer than `keepDays`; deletes the rest. Returns what was deleted. */
+export async function pruneSnapshots(store: SnapshotStore, cluster: string, keepLast: number, keepDays: number | undefined, now = Date.now()): Promise<string[]> {
+  const all = await listSnapshots(store, cluster);
+  const deleted: string[] = [];
+  for (const [i, m] of all.entries()) {
+    if (i < keepLast) continue;
+    if (keepDays !== undefined && now - Date.parse(m.createdAt) < keepDays * 86_400_000) continue;
+    await store.delete(m.key);
+    await store.delete(manifestKey(cluster, m.id));
+    deleted.push(m.id);
+  }
+  return deleted;
+}
+
+export interface RestoreResult {
+  gtid: string;
+  bytes: number;
+  durationMs: number;
+}
+
+/**
+ * Streams a snapshot into an empty datadir: download → sha256 → (gunzip) → mbstream -x, then
+ * mariabackup --prepare. A checksum mismatch empties the datadir again and fails with the reason.
+ */
+export async function restoreSnapshot(o: { store: SnapshotStore; manifest: Manifest; datadir: string; logger: Logger; runAs?: string | undefined }): Promise<RestoreResult> {
+  const started = performance.now();
+  const m = o.manifest;
+  mkdirSync(o.datadir, { recursive: true });
+  const leftovers = readdirSync(o.datadir).filter((e) => e !== "lost+found");
+  if (leftovers.length) throw new SnapshotError("extract", `restore needs an empty datadir; ${o.datadir} holds ${leftovers.slice(0, 5).join(", ")}`);
+  const { backup, extract } = tools(m.flavor);
+  const wipe = () => {
+    for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
+  };
+  let source: Readable;
+  try {
+    source = await o.store.download(m.key);
+  } catch (err) {
+    throw new SnapshotError("download", `cannot read ${m.key} from ${o.store.description}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const hash = createHash("sha256");
+  let bytes = 0;
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const child = spawn(extract, ["-x", "-C", o.datadir], { stdio: ["pipe", "ignore", "pipe"] });
+  const stderr = tail(child.stderr);
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  const streams = [source, hasher, ...(m.compression === "gzip" ? [createGunzip()] : []), child.stdin];
+  const piped = new Promise<void>((resolve, reject) => pipeline(streams as unknown as [Readable, NodeJS.WritableStream], (err) => (err ? reject(err) : resolve())));
+  try {
+    await piped;
+  } catch (err) {
+    child.kill("SIGKILL");
+    await exited;
+    wipe();
+    throw new SnapshotError("download", `streaming ${m.key} failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const code = await exited;
+  if (code !== 0) {
+    wipe();
+    throw new SnapshotError("extract", `${extract} failed (exit ${code}):\n${lastLines(stderr())}`);
+  }
+  const digest = hash.digest("hex");
+  if (digest !== m.sha256) {
+    wipe();
+    throw new SnapshotError("checksum", `snapshot ${m.id} is corrupt: sha256 ${digest} of ${bytes} bytes read does not match the manifest's ${m.sha256} (${m.size} bytes); the datadir was emptied again`);
+  }
+  const prep = spawn(backup, ["--prepare", `--target-dir=${o.datadir}`], { stdio: ["ignore", "ignore", "pipe"] });
+  const prepErr = tail(prep.stderr);
+  const prepCode = await new Promise<number | null>((resolve) => prep.once("close", resolve));
+  if (prepCode !== 0) {
+    wipe();
+    throw new SnapshotError("prepare", `${backup} --prepare failed (exit ${prepCode}):\n${lastLines(prepErr())}`);
+  }
+  let gtid = m.gtid;
+  for (const f of ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"]) {
+    const p = join(o.datadir, f);
+    if (existsSync(p)) {
+      const fields = readFileSync(p, "utf8").trim().split(/\s+/);
+      if (fields[2]) gtid = fields.slice(2).join("").replace(/\s+/g, "");
+    }
+  }
+  // The source node's identity is not ours.
+  rmSync(join(o.datadir, "statepilot-node.json"), { force: true });
+  if (process.getuid?.() === 0 && o.runAs && o.runAs !== "root") execFileSync("chown", ["-R", `${o.runAs}:${o.runAs}`, o.datadir]);
+  return { gtid, bytes, durationMs: Math.round(performance.now() - started) };
+}

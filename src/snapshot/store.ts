@@ -1,0 +1,30 @@
+import type { Readable } from "node:stream";
+import type { StoreConfig } from "../config/schema.js";
+
+export interface StoredObject {
+  key: string;
+  size: number;
+  modified: Date;
+}
+
+/** Where snapshots live. Keys are relative ("<cluster>/<id>/manifest.json"). */
+export interface SnapshotStore {
+  readonly description: string;
+  /** Streams `body` to `key`; nothing is visible under `key` unless the whole stream arrived. */
+  upload(key: string, body: Readable, opts: { partSize: number; signal?: AbortSignal }): Promise<{ bytes: number }>;
+  download(key: string): Promise<Readable>;
+  putText(key: string, text: string): Promise<void>;
+  getText(key: string): Promise<string | undefined>;
+  list(prefix: string): Promise<StoredObject[]>;
+  delete(key: string): Promise<void>;
+  close(): void;
+}
+
+export async function createStore(cfg: StoreConfig): Promise<SnapshotStore> {
+  if (cfg.type === "local") {
+    const { LocalStore } = await import("./local-store.js");
+    return new LocalStore(cfg.path);
+  }
+  const { S3Store } = await import("./s3-store.js");
+  return new S3Store(cfg);
+}
