@@ -17,16 +17,13 @@ export class LocalStore implements SnapshotStore {
     return join(this.root, key);
   }
 
-  async upload(key: string, body: Readable, opts: { signal?: AbortSignal }): Promise<{ bytes: number }> {
+  async upload(key: string, body: Readable, opts: { signal?: AbortSignal }): Promise<void> {
     const target = this.path(key);
     mkdirSync(dirname(target), { recursive: true });
     const partial = `${target}.partial`;
-    let bytes = 0;
-    body.on("data", (chunk: Buffer) => (bytes += chunk.length));
     try {
       await pipeline(body, createWriteStream(partial), opts.signal ? { signal: opts.signal } : {});
       renameSync(partial, target);
-      return { bytes };
     } catch (err) {
       rmSync(partial, { force: true });
       throw err;
@@ -83,6 +80,23 @@ export class LocalStore implements SnapshotStore {
     } catch {
       // already gone
     }
+  }
+
+  async abortIncomplete(prefix: string): Promise<number> {
+    let n = 0;
+    const walk = (dir: string) => {
+      if (!existsSync(dir)) return;
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith(".partial") && relative(this.root, p).startsWith(prefix)) {
+          rmSync(p, { force: true });
+          n++;
+        }
+      }
+    };
+    walk(this.root);
+    return n;
   }
 
   close(): void {}

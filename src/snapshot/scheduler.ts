@@ -80,6 +80,9 @@ export class SnapshotScheduler {
   private binlogBaseline: { latestId: string | undefined; file: string; bytes: number } | undefined;
   private readonly keys: ReturnType<typeof snapshotKeys>;
   private stopped = false;
+  /** After a failure, scheduled snapshots wait (checkEvery × 2^n, at most 5 min) before trying again. */
+  private failures = 0;
+  private retryAfter = 0;
 
   constructor(private readonly d: SchedulerDeps) {
     this.log = d.logger.child({ component: "snapshot" });
@@ -156,6 +159,7 @@ export class SnapshotScheduler {
     if (latest) this.d.metrics && (this.d.metrics.latestCreatedAt = Date.parse(latest.createdAt));
     const reason = await this.due(latest, request);
     if (!reason || !(await this.eligible())) return undefined;
+    if (request?.state !== "requested" && Date.now() < this.retryAfter) return undefined;
     const session = this.d.ha().session;
     const server = this.d.server();
     if (!session || !server) return undefined;
@@ -165,6 +169,10 @@ export class SnapshotScheduler {
         await this.d.coordinator.writeCas(this.keys.request, JSON.stringify({ ...request, state: "running", node: this.d.node }), requestIndex);
       }
       this.log.info({ reason, store: this.d.store.description }, "taking a snapshot");
+      // Holding the cluster's snapshot lock, no other upload can be running: leftovers of one that
+      // could not be aborted (the store was down) are removed now.
+      const stale = await this.d.store.abortIncomplete(`${this.d.cluster}/`).catch(() => 0);
+      if (stale) this.log.info({ aborted: stale }, "removed incomplete uploads of earlier failed snapshots");
       let manifest: Manifest;
       try {
         manifest = await takeSnapshot({
@@ -182,10 +190,15 @@ export class SnapshotScheduler {
         const stage = err instanceof SnapshotError ? err.stage : "backup";
         const message = err instanceof Error ? err.message : String(err);
         this.d.metrics?.failures.inc({ stage });
-        this.log.error({ stage, err: message }, "snapshot failed");
+        this.failures++;
+        const backoff = Math.min(300_000, this.d.cfg.checkEvery * 2 ** this.failures);
+        this.retryAfter = Date.now() + backoff;
+        this.log.error({ stage, err: message, retryIn: formatDuration(backoff) }, "snapshot failed; the database keeps serving");
         if (request?.state === "requested") await this.d.coordinator.write(this.keys.request, JSON.stringify({ ...request, state: "failed", node: this.d.node, error: message }));
         return undefined;
       }
+      this.failures = 0;
+      this.retryAfter = 0;
       await this.d.coordinator.write(this.keys.latest, JSON.stringify(manifest));
       const m = this.d.metrics;
       if (m) {

@@ -60,11 +60,14 @@ export function directorySize(dir: string): number {
   return total;
 }
 
-/** S3 allows 10,000 parts: size parts so that the datadir, with margin, fits in 9,000. */
+/**
+ * S3 allows 10,000 parts of at least 5 MiB: size parts so that the datadir, with margin, fits in
+ * 9,000. Memory is about partSize × (queue + 1), so parts stay as small as that allows.
+ */
 export function choosePartSize(expectedBytes: number, configured?: number): number {
   if (configured) return configured;
   const MiB = 1024 * 1024;
-  return Math.max(8 * MiB, Math.ceil((expectedBytes * 1.5) / 9000 / MiB) * MiB);
+  return Math.max(5 * MiB, Math.ceil((expectedBytes * 1.5) / 9000 / MiB) * MiB);
 }
 
 function tools(flavor: Flavor): { backup: string; extract: string } {
@@ -120,14 +123,22 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
   child.once("error", (err) => child.stdout.destroy(err));
   const hash = createHash("sha256");
   let rawSize = 0;
-  child.stdout.on("data", (b: Buffer) => (rawSize += b.length));
-  const hasher = new Transform({
+  let storedSize = 0;
+  // Counting in transforms, not 'data' listeners, keeps backpressure (and memory) intact.
+  const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
+      rawSize += chunk.length;
       cb(null, chunk);
     },
   });
-  const stages: NodeJS.ReadWriteStream[] = o.compression === "gzip" ? [createGzip({ level: 1 }), hasher] : [hasher];
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      storedSize += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const stages: NodeJS.ReadWriteStream[] = o.compression === "gzip" ? [counter, createGzip({ level: 1 }), hasher] : [counter, hasher];
   const body = pipeline([child.stdout, ...stages] as unknown as [Readable, Transform], (err) => {
     if (err) hasher.destroy(err);
   }) as unknown as Readable;
@@ -146,9 +157,8 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
   });
   backupDone.catch(() => undefined);
   upload.catch(() => undefined);
-  let uploaded: { bytes: number };
   try {
-    [uploaded] = await Promise.all([upload, backupDone]);
+    await Promise.all([upload, backupDone]);
   } catch (err) {
     const killedByUs = child.exitCode === null && child.signalCode === null;
     child.kill("SIGKILL");
@@ -169,7 +179,7 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
     gtid,
     key,
     compression: o.compression,
-    size: uploaded.bytes,
+    size: storedSize,
     rawSize,
     sha256: hash.digest("hex"),
     durationMs: Math.round(performance.now() - started),
@@ -242,35 +252,42 @@ export async function restoreSnapshot(o: { store: SnapshotStore; manifest: Manif
   }
   const hash = createHash("sha256");
   let bytes = 0;
-  const hasher = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      cb(null, chunk);
-    },
-  });
   const child = spawn(extract, ["-x", "-C", o.datadir], { stdio: ["pipe", "ignore", "pipe"] });
   const stderr = tail(child.stderr);
   const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
-  const streams = [source, hasher, ...(m.compression === "gzip" ? [createGunzip()] : []), child.stdin];
-  const piped = new Promise<void>((resolve, reject) => pipeline(streams as unknown as [Readable, NodeJS.WritableStream], (err) => (err ? reject(err) : resolve())));
+  // What the extractor reads: straight from the download, or through gunzip.
+  const gunzip = m.compression === "gzip" ? createGunzip() : undefined;
+  const sink: NodeJS.WritableStream & { destroyed?: boolean } = gunzip ?? child.stdin;
+  let sinkError: Error | undefined;
+  if (gunzip) pipeline(gunzip, child.stdin, (err) => (sinkError ??= err ?? undefined));
+  sink.on("error", (err: Error) => (sinkError ??= err));
+  child.stdin.on("error", (err: Error) => (sinkError ??= err));
   try {
-    await piped;
+    // Every byte is hashed even after the extractor gave up, so a corrupt snapshot is reported
+    // as a checksum mismatch rather than as whatever the extractor tripped on.
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      if (sinkError) continue;
+      if (!sink.write(chunk)) await new Promise<void>((resolve) => { sink.once("drain", resolve); sink.once("error", () => resolve()); child.stdin.once("error", () => resolve()); });
+    }
   } catch (err) {
     child.kill("SIGKILL");
     await exited;
     wipe();
-    throw new SnapshotError("download", `streaming ${m.key} failed: ${err instanceof Error ? err.message : String(err)}`);
+    throw new SnapshotError("download", `reading ${m.key} from ${o.store.description} failed after ${bytes} bytes: ${err instanceof Error ? err.message : String(err)}`);
   }
+  if (!sinkError) sink.end();
+  else child.stdin.destroy();
   const code = await exited;
-  if (code !== 0) {
-    wipe();
-    throw new SnapshotError("extract", `${extract} failed (exit ${code}):\n${lastLines(stderr())}`);
-  }
   const digest = hash.digest("hex");
   if (digest !== m.sha256) {
     wipe();
-    throw new SnapshotError("checksum", `snapshot ${m.id} is corrupt: sha256 ${digest} of ${bytes} bytes read does not match the manifest's ${m.sha256} (${m.size} bytes); the datadir was emptied again`);
+    throw new SnapshotError("checksum", `snapshot ${m.id} is corrupt: sha256 ${digest} of the ${bytes} bytes read does not match the manifest's ${m.sha256} (${m.size} bytes); the datadir was emptied again`);
+  }
+  if (code !== 0 || sinkError) {
+    wipe();
+    throw new SnapshotError("extract", `${extract} failed (exit ${code}${sinkError ? `, ${sinkError.message}` : ""}):\n${lastLines(stderr())}`);
   }
   const prep = spawn(backup, ["--prepare", `--target-dir=${o.datadir}`], { stdio: ["ignore", "ignore", "pipe"] });
   const prepErr = tail(prep.stderr);

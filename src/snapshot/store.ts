@@ -10,13 +10,19 @@ export interface StoredObject {
 /** Where snapshots live. Keys are relative ("<cluster>/<id>/manifest.json"). */
 export interface SnapshotStore {
   readonly description: string;
-  /** Streams `body` to `key`; nothing is visible under `key` unless the whole stream arrived. */
-  upload(key: string, body: Readable, opts: { partSize: number; signal?: AbortSignal }): Promise<{ bytes: number }>;
+  /**
+   * Streams `body` to `key`, reading it only as fast as the store takes it (never attach a 'data'
+   * listener: that would switch the stream to flowing mode and defeat backpressure). Nothing is
+   * visible under `key` unless the whole stream arrived.
+   */
+  upload(key: string, body: Readable, opts: { partSize: number; signal?: AbortSignal }): Promise<void>;
   download(key: string): Promise<Readable>;
   putText(key: string, text: string): Promise<void>;
   getText(key: string): Promise<string | undefined>;
   list(prefix: string): Promise<StoredObject[]>;
   delete(key: string): Promise<void>;
+  /** Removes partial uploads under a prefix (an upload whose abort could not reach the store); returns how many. */
+  abortIncomplete(prefix: string): Promise<number>;
   close(): void;
 }
 

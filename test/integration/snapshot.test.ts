@@ -1,0 +1,249 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
+import mysql from "mysql2/promise";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { alive, Lab } from "../../src/lab/cluster.js";
+import { MariaDbServer } from "../../src/lab/mariadb-server.js";
+import { MinioServer } from "../../src/lab/minio-server.js";
+import { waitFor } from "../../src/lab/wait.js";
+import { Writer } from "../../src/lab/workload.js";
+import { LocalStore } from "../../src/snapshot/local-store.js";
+import { S3Store } from "../../src/snapshot/s3-store.js";
+import { listSnapshots, restoreSnapshot, SnapshotError, takeSnapshot } from "../../src/snapshot/snapshot.js";
+import { runCli, startCli } from "../support/cli.js";
+
+const logger = pino({ level: "silent" });
+const labs: Lab[] = [];
+process.on("exit", () => {
+  for (const lab of labs) for (const p of [lab.file.consulPid, ...lab.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (alive(p)) process.kill(p!, "SIGKILL");
+});
+
+const minio = new MinioServer("snapshots");
+const s3cfg = () => ({ type: "s3" as const, bucket: "snapshots", prefix: "it", region: "us-east-1", endpoint: minio.endpoint, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey });
+
+beforeAll(async () => {
+  await minio.start();
+});
+afterAll(async () => {
+  // STATEPILOT_KEEP_LABS=1 keeps the lab directories (logs, datadirs) for a post-mortem.
+  for (const lab of labs) await lab.down({ keep: process.env.STATEPILOT_KEEP_LABS === "1" }).catch(() => undefined);
+  await minio.destroy();
+});
+
+async function checksums(host: string, lab: Lab, tables: string[]): Promise<Record<string, string>> {
+  const c = await mysql.createConnection({ host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: lab.file.credentials.database });
+  try {
+    const [rows] = await c.query<mysql.RowDataPacket[]>(`CHECKSUM TABLE ${tables.join(", ")}`);
+    return Object.fromEntries(rows.map((r) => [String(r.Table), String(r.Checksum)]));
+  } finally {
+    c.destroy();
+  }
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return text.split("\n").filter((l) => l.startsWith(name)).reduce((a, l) => a + Number(l.split(" ").pop()), 0);
+}
+
+describe("snapshot engine against real mariadbd, MinIO and a local store", () => {
+  const dir = mkdtempSync(join(tmpdir(), "statepilot-snap-"));
+  const db = new MariaDbServer({ dir: join(dir, "src"), host: "127.0.0.23", serverId: 7 });
+
+  beforeAll(async () => {
+    await db.start();
+    const c = await db.rootConnection();
+    await c.query("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(64)); INSERT INTO shop.items SELECT seq, CONCAT('item-', seq) FROM shop.seq_1_to_5000");
+    await c.end();
+  });
+  afterAll(async () => {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const take = (store: LocalStore | S3Store, extra: Partial<Parameters<typeof takeSnapshot>[0]> = {}) =>
+    takeSnapshot({ store, cluster: "c1", node: "n1", flavor: "mariadb", version: "10.11", socket: db.socket, datadir: db.datadir, user: "root", password: "", compression: "none", logger, ...extra });
+
+  it("streams a hot backup to MinIO with a manifest, and restores it into a server with the same data", async () => {
+    const store = new S3Store(s3cfg());
+    try {
+      const m = await take(store, { compression: "gzip" });
+      expect(m.gtid).toMatch(/^0-7-\d+$/);
+      expect(m.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(m.size).toBeGreaterThan(0);
+      expect(m.rawSize).toBeGreaterThan(m.size); // gzip
+      expect((await listSnapshots(store, "c1")).map((x) => x.id)).toContain(m.id);
+      const target = join(dir, "restored");
+      const r = await restoreSnapshot({ store, manifest: m, datadir: join(target, "data"), logger });
+      expect(r.gtid).toBe(m.gtid);
+      const copy = await new MariaDbServer({ dir: target, host: "127.0.0.24", serverId: 8 }).start();
+      const [a, b] = [await db.rootConnection(), await copy.rootConnection()];
+      const [[x]] = await a.query<mysql.RowDataPacket[]>("CHECKSUM TABLE shop.items");
+      const [[y]] = await b.query<mysql.RowDataPacket[]>("CHECKSUM TABLE shop.items");
+      expect(y!.Checksum).toBe(x!.Checksum);
+      await a.end();
+      await b.end();
+      await copy.destroy();
+    } finally {
+      store.close();
+    }
+  });
+
+  it("stops a restore whose data does not match the manifest's sha256, and leaves the datadir empty", async () => {
+    const store = new LocalStore(join(dir, "local"));
+    const m = await take(store);
+    const file = join(dir, "local", m.key);
+    const bytes = readFileSync(file);
+    const mid = Math.floor(bytes.length / 2);
+    bytes[mid] = bytes[mid]! ^ 0xff;
+    writeFileSync(file, bytes);
+    const target = join(dir, "corrupt");
+    const err = await restoreSnapshot({ store, manifest: m, datadir: target, logger }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SnapshotError);
+    expect((err as SnapshotError).stage).toMatch(/checksum|extract/);
+    expect(readdirSync(target)).toEqual([]);
+  });
+
+  it("fails cleanly when the backup tool fails, leaving nothing in the store", async () => {
+    const store = new LocalStore(join(dir, "local-bad"));
+    const err = await take(store, { user: "nobody", password: "wrong" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SnapshotError);
+    expect((err as SnapshotError).stage).toBe("backup");
+    expect((err as Error).message).toMatch(/Access denied|failed/);
+    expect(await store.list("")).toEqual([]);
+  });
+});
+
+describe("a 1 GB node snapshotting to MinIO", () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await Lab.up({
+      dir: mkdtempSync(join(tmpdir(), "statepilot-snap-big-")),
+      nodes: 1,
+      subnet: "127.0.22",
+      mysql: { snapshots: { store: s3cfg(), checkEvery: "1s" } },
+    });
+    labs.push(lab);
+    const n = lab.file.nodes[0]!;
+    const c = await mysql.createConnection({ socketPath: join(n.dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword });
+    await c.query("CREATE TABLE app.blobs (id INT PRIMARY KEY, payload LONGBLOB) ENGINE=InnoDB");
+    for (let i = 0; i < 16; i++) await c.query(`INSERT INTO app.blobs SELECT seq, REPEAT(SHA2(seq, 256), 1000) FROM app.seq_${i * 1000 + 1}_to_${(i + 1) * 1000}`);
+    c.destroy();
+  });
+
+  it("completes with no file written outside the datadir and statepilot's peak RSS under 200 MB", async () => {
+    const n = lab.file.nodes[0]!;
+    const datadir = join(n.dir, "data");
+    const size = Number(execFileSync("du", ["-sb", datadir], { encoding: "utf8" }).split("\t")[0]);
+    expect(size).toBeGreaterThan(1_000_000_000);
+    const marker = join(tmpdir(), `statepilot-marker-${process.pid}`);
+    writeFileSync(marker, "");
+    const r = await runCli(["snapshot", "create", "--config", n.config, "--timeout", "5m"]);
+    expect(r.output).toMatch(/snapshot \S+ taken by mysql-1/);
+    expect(r.code).toBe(0);
+    // Every file changed anywhere on this filesystem since the marker, apart from the datadir,
+    // MinIO's storage (the destination) and logs: none is larger than 1 MiB.
+    const changed = execFileSync("find", ["/", "-xdev", "-newer", marker, "-type", "f", "-size", "+1M", "-not", "-path", `${datadir}/*`, "-not", "-path", `${minio.dir}/*`, "-not", "-path", "/proc/*"], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean);
+    console.log(`datadir ${(size / 1e9).toFixed(2)} GB; files over 1 MiB written outside the datadir and MinIO during the snapshot: ${changed.length ? changed.join(", ") : "none"}`);
+    expect(changed).toEqual([]);
+    const status = readFileSync(`/proc/${n.pids.statepilot}/status`, "utf8");
+    const hwmMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+    console.log(`statepilot peak RSS ${hwmMb.toFixed(1)} MB`);
+    expect(hwmMb).toBeLessThan(200);
+    rmSync(marker, { force: true });
+  });
+
+  it("MinIO stopped during a snapshot: it fails cleanly, the database keeps serving, the failure is counted, and the next one succeeds", async () => {
+    const n = lab.file.nodes[0]!;
+    const before = await metric(n.http, "statepilot_snapshot_failures_total");
+    const run = startCli(["snapshot", "create", "--config", n.config, "--timeout", "2m"]);
+    await waitFor(async () => readFileSync(join(n.dir, "statepilot.log"), "utf8").split("\n").filter((l) => l.includes('"msg":"taking a snapshot"')).length >= 2 || undefined, { timeoutMs: 30_000, what: "the second snapshot to start" });
+    await new Promise((r) => setTimeout(r, 400));
+    await minio.stop();
+    const { code } = await run.exit;
+    expect(run.output()).toMatch(/snapshot failed on mysql-1/);
+    expect(code).toBe(1);
+    expect(await metric(n.http, "statepilot_snapshot_failures_total")).toBeGreaterThan(before);
+    const c = await mysql.createConnection({ host: n.mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: "app" });
+    await c.query("CREATE TABLE IF NOT EXISTS after_failure (id INT PRIMARY KEY)");
+    await c.query("INSERT INTO after_failure VALUES (1)");
+    c.destroy();
+    await minio.start();
+    const again = await runCli(["snapshot", "create", "--config", n.config, "--timeout", "5m"]);
+    expect(again.code, again.output).toBe(0);
+    const s3 = minio.client();
+    const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "snapshots" }));
+    s3.destroy();
+    expect(uploads.Uploads ?? []).toEqual([]);
+    const store = new S3Store(s3cfg());
+    const all = await listSnapshots(store, "lab");
+    store.close();
+    expect(all).toHaveLength(2);
+  });
+});
+
+describe("a node added to a running cluster restores from the latest snapshot", () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await Lab.up({
+      dir: mkdtempSync(join(tmpdir(), "statepilot-snap-add-")),
+      nodes: 3,
+      subnet: "127.0.25",
+      mysql: { snapshots: { store: { ...s3cfg(), prefix: "add" }, interval: "6s", checkEvery: "1s", keepLast: 3 } },
+    });
+    labs.push(lab);
+  });
+
+  it("restores, catches up by GTID, and CHECKSUM TABLE matches the primary", async () => {
+    await Writer.prepare(lab.file, "orders");
+    const writer = new Writer(lab.file, "orders", 2);
+    writer.start();
+    const store = new S3Store({ ...s3cfg(), prefix: "add" });
+    // With replicas healthy, scheduled snapshots come from a replica, not the primary.
+    const healthySince = Date.now();
+    const latest = await waitFor(async () => (await listSnapshots(store, "lab")).find((m) => Date.parse(m.createdAt) > healthySince + 1_000), { timeoutMs: 30_000, what: "a scheduled snapshot" });
+    const primary = (await lab.primary())!;
+    expect(latest.node).not.toBe(primary.name);
+    const n = await lab.add();
+    await writer.stop();
+    const log = readFileSync(join(n.dir, "statepilot.log"), "utf8");
+    expect(log).toMatch(/"msg":"restore done"/);
+    await waitFor(async () => {
+      const vs = await lab.views();
+      const p = vs.find((v) => v.role === "primary");
+      return p && vs.every((v) => v.executed === p.executed) ? true : undefined;
+    }, { timeoutMs: 60_000, what: "the new node to catch up" });
+    const p = (await lab.primary())!;
+    expect(await checksums(n.mysql.host, lab, ["orders"])).toEqual(await checksums(lab.node(p.name).mysql.host, lab, ["orders"]));
+    expect(await writer.missingOn(n.mysql.host, 3306)).toEqual([]);
+    // Retention keeps the newest three.
+    await waitFor(async () => ((await listSnapshots(store, "lab")).length === 3 ? true : undefined), { timeoutMs: 40_000, what: "retention to keep 3" });
+    store.close();
+  });
+
+  it("scheduled snapshots fail while MinIO is down, the database keeps serving, and resume when it is back", async () => {
+    const vs = await lab.views();
+    const urls = vs.map((v) => lab.node(v.name).http);
+    const sum = async () => (await Promise.all(urls.map((u) => metric(u, "statepilot_snapshot_failures_total")))).reduce((a, b) => a + b, 0);
+    const before = await sum();
+    await minio.stop();
+    const stoppedAt = Date.now();
+    await waitFor(async () => ((await sum()) > before ? true : undefined), { timeoutMs: 30_000, what: "a failed scheduled snapshot to be counted" });
+    const writer = new Writer(lab.file, "orders", 5);
+    writer.start();
+    await waitFor(async () => writer.acked.length > 10 || undefined, { timeoutMs: 10_000, what: "writes while MinIO is down" });
+    await writer.stop();
+    await minio.start();
+    const store = new S3Store({ ...s3cfg(), prefix: "add" });
+    await waitFor(async () => ((await listSnapshots(store, "lab")).some((m) => Date.parse(m.createdAt) > stoppedAt) ? true : undefined), { timeoutMs: 60_000, what: "a snapshot after MinIO came back" });
+    store.close();
+  });
+});
+
