@@ -1,0 +1,108 @@
+/**
+ * Snapshot benchmark: a real 1-node lab (statepilot + mariadbd) with about --gb GB (default 1) of
+ * data and MinIO as the store. Measures, in the same run:
+ *   backup:  statepilot's snapshot to MinIO  vs  raw `mariabackup --backup --stream=xbstream > /dev/null`
+ *   restore: a new node restoring from MinIO (download, sha256, mbstream -x, prepare)
+ *            vs  raw `mbstream -x` from a local file plus `mariabackup --prepare`
+ *   peak RSS of the statepilot processes (VmHWM) that took and restored the snapshot.
+ * Last line: snapshot: backup_ratio=N restore_ratio=N peak_rss_mb=N
+ */
+import { spawn } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mysql from "mysql2/promise";
+import { Lab } from "../src/lab/cluster.js";
+import { findBinary } from "../src/lab/binaries.js";
+import { MinioServer } from "../src/lab/minio-server.js";
+import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
+import { requestSnapshot } from "../src/snapshot/request.js";
+
+const argv = process.argv.slice(2);
+const gbArg = argv.indexOf("--gb");
+const GB = gbArg >= 0 ? Number(argv[gbArg + 1]) : 1;
+if (!(GB > 0 && GB <= 20)) throw new Error(`--gb: expected a number of gigabytes between 0 and 20, got ${argv[gbArg + 1]}`);
+
+async function run(cmd: string, args: string[], io: { stdin?: string; stdout?: string; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
+  const started = performance.now();
+  const inFd = io.stdin ? openSync(io.stdin, "r") : "ignore";
+  const outFd = io.stdout ? openSync(io.stdout, "w") : "ignore";
+  try {
+    const child = spawn(cmd, args, { stdio: [inFd, outFd, "pipe"], env: io.env ?? process.env });
+    let err = "";
+    child.stderr!.on("data", (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
+    const code = await new Promise<number | null>((r) => child.once("close", r));
+    if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${code}):\n${err}`);
+  } finally {
+    if (typeof inFd === "number") closeSync(inFd);
+    if (typeof outFd === "number") closeSync(outFd);
+  }
+  return performance.now() - started;
+}
+
+function hwmMb(pid: number | null): number {
+  if (!pid) return Number.NaN;
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), "statepilot-bench-snapshot-"));
+  const minio = await new MinioServer("bench", join(work, "minio")).start();
+  const store = { type: "s3", bucket: "bench", prefix: "bench", region: "us-east-1", endpoint: minio.endpoint, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey };
+  const lab = await Lab.up({ dir: join(work, "lab"), nodes: 1, subnet: "127.0.32", mysql: { snapshots: { store, checkEvery: "1s" } }, log: (l) => console.log(l) });
+  try {
+    const n = lab.file.nodes[0]!;
+    const socket = join(n.dir, "mysqld.sock");
+    const datadir = join(n.dir, "data");
+    const c = await mysql.createConnection({ socketPath: socket, user: "root", password: lab.file.credentials.rootPassword });
+    await c.query("CREATE TABLE app.blobs (id INT PRIMARY KEY, payload LONGBLOB) ENGINE=InnoDB");
+    const rows = Math.round(GB * 16_000);
+    for (let i = 0; i < rows; i += 1000) await c.query(`INSERT INTO app.blobs SELECT seq, REPEAT(SHA2(seq, 256), 1000) FROM app.seq_${i + 1}_to_${Math.min(rows, i + 1000)}`);
+    c.destroy();
+    console.log(`loaded ${rows} rows of 64 KB`);
+
+    const env = { ...process.env, MYSQL_PWD: lab.file.credentials.rootPassword };
+    const backupArgs = ["--backup", "--stream=xbstream", "--user=root", `--socket=${socket}`, `--datadir=${datadir}`, `--target-dir=${datadir}`];
+    const rawBackupMs = await run(findBinary("mariabackup"), backupArgs, { stdout: "/dev/null", env });
+
+    const coordinator = new ConsulCoordinator({ address: lab.file.consul });
+    const m = await requestSnapshot(coordinator, lab.file.cluster, 600_000);
+    coordinator.close();
+    const rawRate = m.rawSize / rawBackupMs;
+    const ourRate = m.rawSize / m.durationMs;
+    console.log(`backup: raw mariabackup > /dev/null ${(rawBackupMs / 1000).toFixed(2)} s (${(rawRate / 1048.576).toFixed(0)} MiB/s); statepilot to MinIO ${(m.durationMs / 1000).toFixed(2)} s (${(ourRate / 1048.576).toFixed(0)} MiB/s) for ${(m.rawSize / 1048576).toFixed(0)} MiB`);
+    const takerHwm = hwmMb(n.pids.statepilot);
+
+    // Raw restore: the same stream from a local file, extracted, then prepared.
+    const file = join(work, "raw.xbstream");
+    await run(findBinary("mariabackup"), backupArgs, { stdout: file, env });
+    const rawDir = join(work, "raw-extract");
+    mkdirSync(rawDir);
+    const extractMs = await run(findBinary("mbstream"), ["-x", "-C", rawDir], { stdin: file });
+    const prepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${rawDir}`]);
+    rmSync(rawDir, { recursive: true, force: true });
+    rmSync(file, { force: true });
+    const rawRestoreMs = extractMs + prepareMs;
+
+    const added = await lab.add(600_000);
+    const log = readFileSync(join(added.dir, "statepilot.log"), "utf8").split("\n").find((l) => l.includes('"msg":"restore done"'));
+    if (!log) throw new Error(`${added.name} did not restore from the snapshot`);
+    const restoreMs = Number((JSON.parse(log) as { durationMs: number }).durationMs);
+    const restorerHwm = hwmMb(added.pids.statepilot);
+    console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; statepilot from MinIO (download, sha256, extract, prepare) ${(restoreMs / 1000).toFixed(2)} s`);
+    console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB, restoring node ${restorerHwm.toFixed(1)} MB`);
+    console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${Math.max(takerHwm, restorerHwm).toFixed(1)}`);
+  } finally {
+    await lab.down();
+    await minio.destroy();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.stack : String(err));
+    process.exit(1);
+  },
+);
