@@ -224,6 +224,21 @@ export async function pruneSnapshots(store: SnapshotStore, cluster: string, keep
   return deleted;
 }
 
+/** Resolves when `sink` drains or either stream fails; leaves no listener behind. */
+function drained(sink: NodeJS.WritableStream, other: NodeJS.WritableStream): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      sink.off("drain", done);
+      sink.off("error", done);
+      other.off("error", done);
+      resolve();
+    };
+    sink.on("drain", done);
+    sink.on("error", done);
+    other.on("error", done);
+  });
+}
+
 export interface RestoreResult {
   gtid: string;
   bytes: number;
@@ -269,7 +284,7 @@ export async function restoreSnapshot(o: { store: SnapshotStore; manifest: Manif
       hash.update(chunk);
       bytes += chunk.length;
       if (sinkError) continue;
-      if (!sink.write(chunk)) await new Promise<void>((resolve) => { sink.once("drain", resolve); sink.once("error", () => resolve()); child.stdin.once("error", () => resolve()); });
+      if (!sink.write(chunk)) await drained(sink, child.stdin);
     }
   } catch (err) {
     child.kill("SIGKILL");
