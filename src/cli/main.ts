@@ -17,6 +17,7 @@ Usage:
   statepilot config render [--config FILE]     print the resolved config, secrets masked
   statepilot status [--json]                   jobs, health and watches of a running statepilot
   statepilot ping                              is the control plane up?
+  statepilot health                            exit 0 when the main job runs (and mysqld answers): for HEALTHCHECK
   statepilot reload                            re-read the config; only changed jobs restart
   statepilot maintenance on|off [--reason TEXT]
   statepilot putenv KEY=VALUE... | KEY...      set (or, without =, unset) variables for jobs started later
@@ -134,6 +135,9 @@ async function main(argv: string[]): Promise<number> {
     case "ping":
       expectArgs(args, 1, "statepilot ping");
       return callControl(args, "GET", "/v1/ping");
+    case "health":
+      expectArgs(args, 1, "statepilot health");
+      return callControl(args, "GET", "/v1/health");
     case "reload":
       expectArgs(args, 1, "statepilot reload");
       return callControl(args, "POST", "/v1/reload");

@@ -71,6 +71,15 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     reload,
     maintenance: (enable, reason) => supervisor.setMaintenance(enable, reason),
     putEnv: (values) => supervisor.putEnv(values),
+    unhealthy: () => {
+      const st = supervisor.status();
+      if (st.shuttingDown) return "shutting down";
+      const main = st.jobs.find((j) => config.jobs.find((c) => c.name === j.name)?.main) ?? st.jobs.find((j) => j.name === "mysqld");
+      if (main && main.pid === undefined) return `main job ${main.name} is not running (${main.state})`;
+      const m = mysql?.status();
+      if (m && !m.up) return `mysqld does not answer: ${m.reason}`;
+      return undefined;
+    },
     putMetric: (body) => {
       if (!telemetry) throw new HttpError(409, "telemetry is not configured; declare metrics under telemetry.metrics");
       telemetry.putMetric(body);

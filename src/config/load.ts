@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import JSON5 from "json5";
 import { z } from "zod";
 import { Config, type ConfigInput } from "./schema.js";
@@ -70,6 +71,11 @@ export function validateConfig(tree: unknown, source = "config"): Config {
 
 /** Parses JSON5 text, interpolates the environment, validates. */
 export function parseConfigText(text: string, env: NodeJS.ProcessEnv, source = "config"): Config {
+  return validateConfig(parseConfigTree(text, env, source), source);
+}
+
+/** JSON5 text → interpolated tree, not yet validated. */
+function parseConfigTree(text: string, env: NodeJS.ProcessEnv, source: string): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = JSON5.parse(text);
@@ -88,18 +94,45 @@ export function parseConfigText(text: string, env: NodeJS.ProcessEnv, source = "
     if (err instanceof InterpolationError) throw new ConfigError(source, [{ path: err.path, message: err.message.slice(err.path.length + 2) }]);
     throw err;
   }
-  return validateConfig(tree, source);
+  return tree as Record<string, unknown>;
 }
 
-export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** Objects merge key by key; arrays and scalars of the overlay replace the base's. */
+export function mergeConfigTrees(base: Record<string, unknown>, overlay: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(overlay)) {
+    const b = out[k];
+    out[k] = isPlainObject(b) && isPlainObject(v) ? mergeConfigTrees(b, v) : v;
+  }
+  return out;
+}
+
+function readTree(path: string, env: NodeJS.ProcessEnv, chain: string[]): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "error";
-    throw new ConfigError(path, [{ path: "(file)", message: `cannot read the config file: ${code}`, value: JSON.stringify(path) }]);
+    const where = chain.length ? `extends (in ${chain[chain.length - 1]})` : "(file)";
+    throw new ConfigError(chain[0] ?? path, [{ path: where, message: `cannot read the config file: ${code}`, value: JSON.stringify(path) }]);
   }
-  return parseConfigText(text, env, path);
+  const tree = parseConfigTree(text, env, path);
+  const parent = tree.extends;
+  if (parent === undefined) return tree;
+  if (typeof parent !== "string" || parent === "") throw new ConfigError(path, [{ path: "extends", message: "expected the path of a config file", value: describeValue(["extends"], parent) }]);
+  const basePath = resolve(dirname(path), parent);
+  if (chain.includes(basePath) || basePath === resolve(path)) throw new ConfigError(path, [{ path: "extends", message: `extends itself (${[...chain, resolve(path), basePath].join(" -> ")})` }]);
+  if (chain.length >= 5) throw new ConfigError(path, [{ path: "extends", message: "more than 5 levels of extends" }]);
+  const { extends: _drop, ...own } = tree;
+  void _drop;
+  return mergeConfigTrees(readTree(basePath, env, [...chain, resolve(path)]), own);
+}
+
+/** Reads a config file, following `extends` (the base is merged under this file), and validates. */
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return validateConfig(readTree(path, env, []), path);
 }
 
 /** The config as written, with defaults filled in: what `config render` prints (mask it first). */

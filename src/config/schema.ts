@@ -336,6 +336,7 @@ export const Mysql = z
 
 export const Config = z
   .strictObject({
+    extends: z.string().optional().describe("A base config file (path relative to this one): its settings apply first, this file's objects merge over them key by key; arrays and values replace."),
     node: Name.optional().describe("This node's name; default the hostname. Service IDs are `<service>-<node>`."),
     consul: ConsulSettings,
     logging: Logging,

@@ -26,6 +26,8 @@ export interface ControlApi {
   maintenance(enable: boolean, reason: string | undefined): Promise<void>;
   putEnv(values: Record<string, string | null>): void;
   putMetric?(body: unknown): void;
+  /** For container health checks: why the node is unhealthy, or undefined when it is healthy. */
+  unhealthy?(): string | undefined;
 }
 
 export const MaintenanceBody = z.strictObject({ enabled: z.boolean(), reason: z.string().max(500).optional() });
@@ -82,6 +84,11 @@ export class ControlServer {
   ) {
     this.routes.set("GET /v1/ping", () => ({ ok: true }));
     this.routes.set("GET /v1/status", () => this.api.status());
+    this.routes.set("GET /v1/health", () => {
+      const why = this.api.unhealthy?.();
+      if (why) throw new HttpError(503, why);
+      return { healthy: true };
+    });
     this.routes.set("POST /v1/reload", () => this.api.reload());
     this.routes.set("POST /v1/maintenance", async (body) => {
       const b = parseBody(MaintenanceBody, body);

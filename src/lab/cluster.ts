@@ -75,6 +75,11 @@ export function cliPath(): string {
   return p;
 }
 
+/** The images' entrypoint command and default config: lab nodes run exactly these. */
+export function imageFiles(): { entrypoint: string; config: string } {
+  return { entrypoint: join(repoRoot(), "images", "shared", "statepilot"), config: join(repoRoot(), "images", "shared", "statepilot.json5") };
+}
+
 export function alive(pid: number | null | undefined): boolean {
   if (!pid) return false;
   try {
@@ -163,24 +168,23 @@ export class Lab {
     const host = `${this.file.subnet}.${i}`;
     const ndir = join(this.dir, "nodes", name);
     mkdirSync(ndir, { recursive: true });
+    // The image's default config, with this node's addresses and the lab's choices laid over it.
     const config = {
+      extends: imageFiles().config,
       node: name,
       consul: { address: this.file.consul },
       control: { socket: join(ndir, "statepilot.sock") },
-      logging: { format: "json", level: "info" },
-      stopTimeout: "90s",
       telemetry: { port: HTTP_PORT, bind: host, interfaces: `static:${host}`, interval: "2s", ttl: "10s" },
       mysql: {
         cluster: this.file.cluster,
         datadir: join(ndir, "data"),
         socket: join(ndir, "mysqld.sock"),
         bind: host,
-        port: 3306,
         interfaces: `static:${host}`,
         defaultsFile: "none",
         ...(process.getuid?.() === 0 ? { runAs: "root" } : {}),
         initDir: join(ndir, "initdb.d"),
-        args: ["--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF", "--max-connections=200", "--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"],
+        args: ["--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF", "--max-connections=200"],
         lossless: { enabled: this.file.lossless },
         // One directory shared by every node: the local store works across the lab.
         snapshots: { store: { type: "local", path: join(this.dir, "snapshots") } },
@@ -235,8 +239,9 @@ export class Lab {
 
   async spawnNode(n: LabNode): Promise<void> {
     if (alive(n.pids.statepilot)) throw new Error(`${n.name} is already running (statepilot pid ${n.pids.statepilot})`);
-    const p = await ManagedProcess.start(`statepilot@${n.name}`, process.execPath, [cliPath(), "run", "--config", n.config], {
-      env: this.env(),
+    cliPath(); // fails early, with a hint, when the build is missing
+    const p = await ManagedProcess.start(`statepilot@${n.name}`, "/bin/sh", [imageFiles().entrypoint, "run", "--config", n.config], {
+      env: { ...this.env(), NODE: process.execPath, STATEPILOT_HOME: repoRoot() },
       cwd: n.dir,
       logFile: join(n.dir, "statepilot.log"),
       persistent: true,
