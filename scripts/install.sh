@@ -26,9 +26,11 @@ need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not found on
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else need sudo "run as root or install sudo"; sudo "$@"; fi; }
 
 install_apt() {
-  step "Debian packages: mariadb-server mariadb-backup tini prometheus iproute2"
+  # docker-compose (v1) validates compose/docker-compose.yml; no Docker engine is needed for that.
+  local pkgs=(mariadb-server mariadb-backup tini prometheus iproute2 docker-compose)
+  step "Debian packages: ${pkgs[*]}"
   local missing=()
-  for p in mariadb-server mariadb-backup tini prometheus iproute2; do
+  for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then done_step "already installed"; return; fi

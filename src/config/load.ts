@@ -99,12 +99,16 @@ function parseConfigTree(text: string, env: NodeJS.ProcessEnv, source: string): 
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
-/** Objects merge key by key; arrays and scalars of the overlay replace the base's. */
+/**
+ * Objects merge key by key; arrays and scalars of the overlay replace the base's, and so does an
+ * object of another `type` (a local store replaced by an S3 store keeps none of its keys).
+ */
 export function mergeConfigTrees(base: Record<string, unknown>, overlay: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(overlay)) {
     const b = out[k];
-    out[k] = isPlainObject(b) && isPlainObject(v) ? mergeConfigTrees(b, v) : v;
+    const sameKind = isPlainObject(b) && isPlainObject(v) && !("type" in b && "type" in v && b.type !== v.type);
+    out[k] = sameKind ? mergeConfigTrees(b as Record<string, unknown>, v as Record<string, unknown>) : v;
   }
   return out;
 }

@@ -147,7 +147,8 @@ export const ConsulSettings = z
     keyFile: z.string().optional().describe("default $CONSUL_CLIENT_KEY"),
     timeout: Duration.prefault("5s").describe("Timeout of non-blocking requests."),
   })
-  .default({ timeout: 5_000 });
+  .default({ timeout: 5_000 })
+  .describe("How statepilot reaches its Consul agent (the standard CONSUL_* variables apply).");
 
 export const Logging = z
   .strictObject({
@@ -155,13 +156,15 @@ export const Logging = z
     format: z.enum(["auto", "json", "pretty"]).default("auto").describe("auto: pretty on a terminal, JSON otherwise."),
     childOutput: z.enum(["raw", "wrapped"]).default("raw"),
   })
-  .default({ level: "info", format: "auto", childOutput: "raw" });
+  .default({ level: "info", format: "auto", childOutput: "raw" })
+  .describe("statepilot's own log (pino JSON) and what happens to the jobs' output.");
 
 export const Control = z
   .strictObject({
     socket: z.string().default("/var/run/statepilot.sock").describe("Unix socket of the control plane (mode 0600)."),
   })
-  .default({ socket: "/var/run/statepilot.sock" });
+  .default({ socket: "/var/run/statepilot.sock" })
+  .describe("The control plane: HTTP over a unix socket, used by the statepilot CLI.");
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -336,15 +339,15 @@ export const Mysql = z
 
 export const Config = z
   .strictObject({
-    extends: z.string().optional().describe("A base config file (path relative to this one): its settings apply first, this file's objects merge over them key by key; arrays and values replace."),
+    extends: z.string().optional().describe("A base config file (path relative to this one): its settings apply first, this file's objects merge over them key by key; arrays, values and objects of another `type` replace."),
     node: Name.optional().describe("This node's name; default the hostname. Service IDs are `<service>-<node>`."),
     consul: ConsulSettings,
     logging: Logging,
     control: Control,
     reloadOnSighup: z.boolean().default(false).describe("SIGHUP reloads the config instead of being forwarded."),
     stopTimeout: Duration.prefault("30s").describe("Deadline for the whole shutdown."),
-    jobs: z.array(Job).default([]),
-    watches: z.array(Watch).default([]),
+    jobs: z.array(Job).default([]).describe("Processes statepilot runs: the app (main), helpers, periodic tasks, hooks."),
+    watches: z.array(Watch).default([]).describe("Consul services to follow; their changes are events jobs can start on."),
     telemetry: Telemetry.optional(),
     mysql: Mysql.optional(),
   })

@@ -1,0 +1,121 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { loadConfigFile } from "../../src/config/load.js";
+import { imageFiles, Lab } from "../../src/lab/cluster.js";
+
+/**
+ * No Docker engine runs here, so the images and the compose stack are checked statically: the
+ * compose file validates with docker-compose, the Dockerfiles pass dockerfile-utils, every file
+ * they COPY exists, and what they run is what the lab runs.
+ */
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const DOCKERFILES = ["images/mariadb/Dockerfile", "images/mysql/Dockerfile"];
+
+interface Copy {
+  from: string | undefined;
+  sources: string[];
+  dest: string;
+}
+
+function copies(dockerfile: string): Copy[] {
+  const text = readFileSync(join(root, dockerfile), "utf8").replace(/\\\n/g, " ");
+  return text
+    .split("\n")
+    .filter((l) => /^\s*COPY\s/i.test(l))
+    .map((l) => {
+      const words = l.trim().split(/\s+/).slice(1);
+      const from = words.find((w) => w.startsWith("--from="))?.slice(7);
+      const args = words.filter((w) => !w.startsWith("--"));
+      return { from, sources: args.slice(0, -1), dest: args[args.length - 1]! };
+    });
+}
+
+describe("images and compose stack (static)", () => {
+  it("compose/docker-compose.yml validates with docker-compose and .env.example", () => {
+    const r = spawnSync("docker-compose", ["-f", "compose/docker-compose.yml", "--env-file", "compose/.env.example", "config"], { cwd: root, encoding: "utf8" });
+    expect(r.stderr, r.stderr).not.toMatch(/ERROR|invalid/i);
+    expect(r.status).toBe(0);
+    const mysql = r.stdout.slice(r.stdout.indexOf("\n  mysql:"), r.stdout.indexOf("\n  prometheus:"));
+    // Scalable: no fixed name, no host ports.
+    expect(mysql).not.toMatch(/container_name|published/);
+    for (const svc of ["consul:", "minio:", "minio-bucket:", "prometheus:", "grafana:"]) expect(r.stdout).toContain(`\n  ${svc}`);
+  });
+
+  it("a broken compose file fails the same check", () => {
+    const dir = mkdtempSync(join(tmpdir(), "statepilot-compose-"));
+    const broken = readFileSync(join(root, "compose/docker-compose.yml"), "utf8").replace("  mysql:\n", "  mysql:\n    ports: 3306\n");
+    writeFileSync(join(dir, "docker-compose.yml"), broken);
+    const r = spawnSync("docker-compose", ["-f", join(dir, "docker-compose.yml"), "--env-file", join(root, "compose/.env.example"), "config"], { encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+  });
+
+  it.each(DOCKERFILES)("%s passes dockerfile-utils lint", (f) => {
+    const r = spawnSync(join(root, "node_modules/.bin/dockerfile-utils"), ["lint", f], { cwd: root, encoding: "utf8" });
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  it("the linter does catch a broken Dockerfile", () => {
+    const dir = mkdtempSync(join(tmpdir(), "statepilot-dockerfile-"));
+    writeFileSync(join(dir, "Dockerfile"), readFileSync(join(root, DOCKERFILES[0]!), "utf8").replace("HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD [", "HEALTHCHECK CMD\nHEALTHCHECK --interval=10s CMD ["));
+    const r = spawnSync(join(root, "node_modules/.bin/dockerfile-utils"), ["lint", join(dir, "Dockerfile")], { encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+  });
+
+  it.each(DOCKERFILES)("every file %s copies from the repository exists, and the build stage produces the rest", (f) => {
+    for (const c of copies(f)) {
+      for (const src of c.sources) {
+        if (c.from === undefined) expect(existsSync(join(root, src)), `${f}: COPY ${src}`).toBe(true);
+        else if (src.startsWith("/opt/statepilot/")) {
+          // The build stage runs npm ci + npm run build in /opt/statepilot: the same layout as here.
+          expect(existsSync(join(root, src.slice("/opt/statepilot/".length))), `${f}: COPY --from=${c.from} ${src}`).toBe(true);
+        } else if (src === "/usr/bin/tini-static") {
+          expect(execFileSync("dpkg", ["-L", "tini"], { encoding: "utf8" })).toContain("/usr/bin/tini-static");
+        } else expect(src, `${f}: unexpected COPY --from source`).toBe("/usr/local/bin/node");
+      }
+    }
+  });
+
+  it("the images' entrypoint and default config are the files the lab runs", () => {
+    const shared = imageFiles();
+    for (const f of DOCKERFILES) {
+      const cs = copies(f);
+      const text = readFileSync(join(root, f), "utf8");
+      expect(cs).toContainEqual({ from: undefined, sources: ["images/shared/statepilot"], dest: "/usr/local/bin/statepilot" });
+      expect(cs).toContainEqual({ from: undefined, sources: ["images/shared/statepilot.json5"], dest: "/etc/statepilot/statepilot.json5" });
+      expect(text).toContain('ENTRYPOINT ["/usr/local/bin/tini", "--", "/usr/local/bin/statepilot"]');
+      expect(text).toContain('CMD ["run", "--config", "/etc/statepilot/statepilot.json5"]');
+      expect(text).toMatch(/HEALTHCHECK .*statepilot", "health"\]/);
+    }
+    expect(shared.entrypoint).toBe(join(root, "images/shared/statepilot"));
+    expect(shared.config).toBe(join(root, "images/shared/statepilot.json5"));
+    // A lab node's config is the image's default config with the node's addresses laid over it.
+    const dir = mkdtempSync(join(tmpdir(), "statepilot-labcfg-"));
+    const lab = Object.assign(Object.create(Lab.prototype) as Lab, { dir, file: { consul: "http://127.0.0.1:8500", consulPid: 0, cluster: "lab", credentials: {}, lossless: false, subnet: "127.0.40", mysql: {}, nodes: [] } });
+    const node = lab.defineNode(1);
+    expect(JSON.parse(readFileSync(node.config, "utf8")).extends).toBe(shared.config);
+    const env = { MYSQL_ROOT_PASSWORD: "r", MYSQL_REPL_PASSWORD: "p" };
+    const cfg = loadConfigFile(node.config, env);
+    expect(cfg.mysql?.bind).toBe("127.0.40.1");
+    expect(cfg.logging.format).toBe("json"); // from the image's file
+    expect(cfg.stopTimeout).toBe(90_000); // from the image's file
+  });
+
+  it("the image's default config and the compose overlay validate against the schema", () => {
+    const env = { MYSQL_ROOT_PASSWORD: "r", MYSQL_REPL_PASSWORD: "p", HOSTNAME: "mysql-1" };
+    const base = loadConfigFile(imageFiles().config, env);
+    expect(base.mysql?.datadir).toBe("/var/lib/mysql");
+    expect(base.control.socket).toBe("/run/statepilot/statepilot.sock");
+    const dir = mkdtempSync(join(tmpdir(), "statepilot-composecfg-"));
+    const overlay = readFileSync(join(root, "compose/statepilot.compose.json5"), "utf8").replace('"/etc/statepilot/statepilot.json5"', JSON.stringify(imageFiles().config));
+    writeFileSync(join(dir, "compose.json5"), overlay);
+    const c = loadConfigFile(join(dir, "compose.json5"), { ...env, S3_BUCKET: "backups", SNAPSHOT_INTERVAL: "6h" });
+    expect(c.mysql?.snapshots.store).toMatchObject({ type: "s3", bucket: "backups", endpoint: "http://minio:9000", forcePathStyle: true });
+    expect(c.mysql?.lossless.enabled).toBe(true);
+    expect(c.mysql?.snapshots.interval).toBe(6 * 3_600_000);
+  });
+});
