@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, encodeConfig, parseConfigText } from "../../src/config/load.js";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, encodeConfig, loadConfigFile, parseConfigText } from "../../src/config/load.js";
 import { maskSecrets } from "../../src/config/secrets.js";
 import { resolveCredentials } from "../../src/mysql/credentials.js";
 
@@ -126,5 +129,31 @@ describe("config validation", () => {
     expect(rendered.jobs?.[0]?.health?.interval).toBe("5s");
     expect(rendered.consul?.token).toBe("********");
     expect(JSON.stringify(rendered)).not.toContain("tok-123456");
+  });
+});
+
+describe("config extends", () => {
+  const dir = mkdtempSync(join(tmpdir(), "statepilot-extends-"));
+  const write = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    return join(dir, name);
+  };
+
+  it("merges objects over the base, replaces arrays and objects of another type", () => {
+    write("base.json5", `{ logging: { level: "warn", format: "json" }, mysql: { args: ["--a"], snapshots: { store: { type: "local", path: "/x" }, keepLast: 3 } } }`);
+    const top = write("top.json5", `{ extends: "base.json5", logging: { level: "debug" }, mysql: { args: ["--b"], snapshots: { store: { type: "s3", bucket: "bkt" } } } }`);
+    const c = loadConfigFile(top, {});
+    expect(c.logging).toMatchObject({ level: "debug", format: "json" });
+    expect(c.mysql?.args).toEqual(["--b"]);
+    expect(c.mysql?.snapshots.store).toMatchObject({ type: "s3", bucket: "bkt" });
+    expect(c.mysql?.snapshots.keepLast).toBe(3);
+  });
+
+  it("names a missing base and a cycle", () => {
+    const missing = write("missing.json5", `{ extends: "nope.json5" }`);
+    expect(() => loadConfigFile(missing, {})).toThrow(/extends \(in .*missing.json5\): cannot read the config file: ENOENT/);
+    write("a.json5", `{ extends: "b.json5" }`);
+    write("b.json5", `{ extends: "a.json5" }`);
+    expect(() => loadConfigFile(join(dir, "a.json5"), {})).toThrow(/extends itself/);
   });
 });
