@@ -642,9 +642,19 @@ export class MysqlHa {
   // ---- fencing --------------------------------------------------------------------------------
 
   private checkLease(): void {
-    if (this.role !== "primary" || this.fencing) return;
+    if (this.role !== "primary") return;
     const age = Date.now() - this.leaseConfirmedAt;
-    if (age > this.d.cfg.fenceAfter) {
+    const takeover = Math.min(this.d.cfg.checkTtl, this.d.cfg.sessionTtl) + this.d.cfg.lockDelay;
+    if (age > takeover) {
+      // Past the earliest moment another node could hold the lock: this process was paused (SIGSTOP,
+      // a frozen VM) or starved. mysqld may resume serving any instant, so it is killed, not asked.
+      this.setRole("fenced");
+      this.d.metrics?.fencing.inc({ reason: "paused_past_takeover" });
+      this.log.error({ leaseAgeMs: age, takeoverMs: takeover }, "lease older than the takeover time: killing mysqld");
+      this.d.killMysqld();
+      return;
+    }
+    if (!this.fencing && age > this.d.cfg.fenceAfter) {
       void this.fence(`could not confirm the lock for ${formatDuration(age)} (fenceAfter ${formatDuration(this.d.cfg.fenceAfter)})`, "lease_expired");
     }
   }
