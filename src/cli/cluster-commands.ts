@@ -3,6 +3,7 @@ import { ConsulCoordinator } from "../discovery/consul/coordinator.js";
 import { resolveConsulConnection } from "../discovery/consul/connection.js";
 import { Lab } from "../lab/cluster.js";
 import { runDemo } from "../lab/demo.js";
+import { applyFault, FAULTS, type FaultKind } from "../lab/faults.js";
 import { clusterView, switchover } from "../mysql/switchover.js";
 import { createStore } from "../snapshot/store.js";
 import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
@@ -37,7 +38,10 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       const nodes = intOption(args, "nodes", 3);
       if (nodes < 1 || nodes > 9) throw new UsageError(`--nodes: expected 1 to 9, got ${nodes}`);
       const started = performance.now();
-      const lab = await Lab.up({ dir, nodes, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), log: out });
+      const tmpfs = optionString(args, "store-tmpfs-mb");
+      const storeTmpfsMb = tmpfs === undefined ? undefined : Number(tmpfs);
+      if (storeTmpfsMb !== undefined && !(Number.isInteger(storeTmpfsMb) && storeTmpfsMb >= 16)) throw new UsageError(`--store-tmpfs-mb: expected a whole number of MiB >= 16, got ${JSON.stringify(tmpfs)}`);
+      const lab = await Lab.up({ dir, nodes, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), netns: args.options.has("netns"), ...(storeTmpfsMb ? { storeTmpfsMb } : {}), log: out });
       const vs = await lab.views();
       out(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s: ${vs.map((v) => `${v.name}=${v.role}`).join(" ")}`);
       out(`lab file: ${Lab.path(dir)}; Consul UI/API: ${lab.file.consul}`);
@@ -89,6 +93,17 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
     case "demo":
       await runDemo(dir, out);
       return 0;
+    case "fault": {
+      const kind = args.command[2];
+      if (!kind || !(FAULTS as readonly string[]).includes(kind)) throw new UsageError(`lab fault: expected one of ${FAULTS.join(", ")}, got ${JSON.stringify(kind)}`);
+      const rawFor = optionString(args, "for") ?? "10s";
+      const forMs = parseDuration(rawFor);
+      if (forMs === undefined) throw new UsageError(`--for: expected a duration such as "10s", got ${JSON.stringify(rawFor)}`);
+      const lab = Lab.open(dir);
+      const r = await applyFault(lab, kind as FaultKind, { node: args.command[3], forMs, log: out });
+      out(`${r.kind}${r.node ? ` on ${r.node}` : ""}: ${r.description}; healed`);
+      return 0;
+    }
     case "down": {
       const lab = Lab.open(dir);
       await lab.down({ keep: args.options.has("keep") });
@@ -96,7 +111,7 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`lab: expected up, status, kill, start, add, down or demo, got ${JSON.stringify(sub)}`);
+      throw new UsageError(`lab: expected up, status, kill, start, add, fault, down or demo, got ${JSON.stringify(sub)}`);
   }
 }
 

@@ -36,12 +36,16 @@ Snapshots (mysql.snapshots: a local directory by default, or S3):
 
 Local lab (real Consul + N statepilot/mariadbd nodes on 127.0.10.<i>:3306):
   statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
+                [--netns] [--store-tmpfs-mb 256]   (root: namespaces for partitions, a tmpfs store)
   statepilot lab status --dir DIR [--json]
   statepilot lab kill NODE --dir DIR [--signal SIGKILL] [--only mysqld|statepilot]
   statepilot lab start NODE --dir DIR
   statepilot lab add --dir DIR                  one more node; it restores the latest snapshot
   statepilot lab down --dir DIR [--keep]
   statepilot lab demo --dir DIR                 up, writes, primary killed, failover timed
+  statepilot lab fault KIND [NODE] [--for 10s] --dir DIR
+      KIND: kill-mysqld, kill-statepilot, kill-node, hang (SIGSTOP/SIGCONT), partition-consul,
+      partition-peers (--netns labs), consul-restart, store-down, disk-full (--store-tmpfs-mb labs)
 
 Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)
@@ -54,8 +58,8 @@ Options:
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id"],
-  flags: ["help", "version", "json", "lossless", "fresh", "keep"],
+  values: ["config", "node", "socket", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
+  flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns"],
 } as const;
 
 function configPath(args: ParsedArgs): string | undefined {

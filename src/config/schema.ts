@@ -311,6 +311,10 @@ export const Mysql = z
     sessionTtl: Duration.prefault("10s").describe("Session TTL, a backstop if the check stays passing while the loop is stuck (Consul's minimum is 10s)."),
     lockDelay: Duration.prefault("2s").describe("Consul lock-delay: after an invalidated session, nobody can take the lock for this long."),
     fenceAfter: Duration.prefault("3s").describe("A primary that cannot confirm its lock for this long makes itself read-only. Must be shorter than min(checkTtl, sessionTtl) + lockDelay."),
+    fenceBy: z
+      .enum(["auto", "read-only", "kill"])
+      .default("auto")
+      .describe("How a primary that lost (or cannot confirm) the lock fences itself: read-only plus killed client connections, or SIGKILL of mysqld, after which crash recovery as a replica rolls back any unacknowledged binlog tail. auto: kill in lossless mode, read-only otherwise."),
     maximumLagOnFailover: Duration.prefault("10s").describe("A replica further behind than this does not race for the lock."),
     healthyLag: Duration.prefault("30s").describe("A replica lagging more than this is reported as warning (served by /replica only with a larger ?lag)."),
     nofailover: z.boolean().default(false).describe("Never take the lock (a reporting or backup replica)."),

@@ -5,6 +5,8 @@ import { fileURLToPath } from "node:url";
 import { ConsulAgent } from "./consul-agent.js";
 import { ManagedProcess } from "./process.js";
 import { waitFor } from "./wait.js";
+import { addNamespace, consulIp, createNetwork, destroyNetwork, nodeIp, nodeNs, type LabNetwork } from "./netns.js";
+import { execFileSync } from "node:child_process";
 
 export interface LabNode {
   name: string;
@@ -13,18 +15,26 @@ export interface LabNode {
   pids: { statepilot: number | null; mysqld: number | null };
   config: string;
   dir: string;
+  /** The node's network namespace (a lab started with --netns). */
+  ns?: string;
 }
 
 /** DIR/lab.json: everything a test, a benchmark or an operator needs to reach the lab. */
 export interface LabFile {
   consul: string;
   consulPid: number;
+  /** Consul's host and ports, so that a later process can restart it where clients expect it. */
+  consulAgent?: { host: string; ports: number[] };
   cluster: string;
   credentials: { user: string; password: string; database: string; rootPassword: string; replUser: string; replPassword: string };
   lossless: boolean;
   subnet: string;
   /** Merged into every node's mysql section, including nodes added later. */
   mysql: Record<string, unknown>;
+  /** Nodes and Consul in network namespaces on a lab bridge (for partitions). */
+  network?: LabNetwork;
+  /** The local snapshot store is a tmpfs of this many MiB (for store faults). */
+  storeTmpfsMb?: number;
   nodes: LabNode[];
 }
 
@@ -38,6 +48,10 @@ export interface LabUpOptions {
   fresh?: boolean;
   /** Merged into each node's mysql section (tests tune timings or maximumLagOnFailover). */
   mysql?: Record<string, unknown>;
+  /** Put Consul and every node in its own network namespace (root only). */
+  netns?: boolean;
+  /** Mount the shared local snapshot store as a tmpfs of this size (root only). */
+  storeTmpfsMb?: number;
   timeoutMs?: number;
   log?: (line: string) => void;
 }
@@ -132,17 +146,30 @@ export class Lab {
     mkdirSync(dir, { recursive: true });
     const consulDir = join(dir, "consul");
     mkdirSync(consulDir, { recursive: true });
-    log(`starting Consul (dev agent) ...`);
-    const consul = await new ConsulAgent({ dir: consulDir, persistent: true }).start();
+    const k = Number(subnet.split(".")[2]);
+    const network = opts.netns ? createNetwork(k) : undefined;
+    if (opts.storeTmpfsMb) {
+      mkdirSync(join(dir, "snapshots"), { recursive: true });
+      execFileSync("mount", ["-t", "tmpfs", "-o", `size=${opts.storeTmpfsMb}m`, "statepilot-lab-store", join(dir, "snapshots")]);
+    }
+    log(`starting Consul (dev agent${network ? ` in namespace ${network.consulNs}` : ""}) ...`);
+    const consul = await new ConsulAgent({
+      dir: consulDir,
+      persistent: true,
+      ...(network ? { host: consulIp(k), netns: network.consulNs, ports: [8500, 8301, 8302, 8300] } : {}),
+    }).start();
     const secret = () => randomBytes(12).toString("base64url");
     const file: LabFile = {
       consul: consul.address,
       consulPid: consul.pid!,
+      consulAgent: { host: consul.host, ports: consul.portList },
       cluster: "lab",
       credentials: { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret() },
       lossless: opts.lossless ?? false,
       subnet,
       mysql: opts.mysql ?? {},
+      ...(network ? { network } : {}),
+      ...(opts.storeTmpfsMb ? { storeTmpfsMb: opts.storeTmpfsMb } : {}),
       nodes: [],
     };
     const lab = new Lab(dir, file);
@@ -150,7 +177,7 @@ export class Lab {
     try {
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();
-      log(`starting ${opts.nodes} statepilot nodes with mariadbd on ${subnet}.1-${opts.nodes}:3306 ...`);
+      log(`starting ${opts.nodes} statepilot nodes, each with its own mariadbd (${file.nodes.map((n) => `${n.mysql.host}:3306`).join(", ")}) ...`);
       for (const n of file.nodes) await lab.spawnNode(n);
       lab.save();
       await lab.waitHealthy(opts.timeoutMs ?? 90_000);
@@ -165,7 +192,8 @@ export class Lab {
   /** Writes node i's config and directory; the node is not started. */
   defineNode(i: number): LabNode {
     const name = `mysql-${i}`;
-    const host = `${this.file.subnet}.${i}`;
+    const net = this.file.network;
+    const host = net ? nodeIp(net.k, i) : `${this.file.subnet}.${i}`;
     const ndir = join(this.dir, "nodes", name);
     mkdirSync(ndir, { recursive: true });
     // The image's default config, with this node's addresses and the lab's choices laid over it.
@@ -193,7 +221,8 @@ export class Lab {
     };
     const configPath = join(ndir, "statepilot.json");
     writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
-    const node: LabNode = { name, mysql: { host, port: 3306 }, http: `http://${host}:${HTTP_PORT}`, pids: { statepilot: null, mysqld: null }, config: configPath, dir: ndir };
+    const node: LabNode = { name, mysql: { host, port: 3306 }, http: `http://${host}:${HTTP_PORT}`, pids: { statepilot: null, mysqld: null }, config: configPath, dir: ndir, ...(net ? { ns: nodeNs(net.k, i) } : {}) };
+    if (net) addNamespace(net, node.ns!, host);
     this.file.nodes = [...this.file.nodes.filter((n) => n.name !== name), node];
     return node;
   }
@@ -218,6 +247,21 @@ export class Lab {
     return n;
   }
 
+  /** Stops Consul and starts it again on the same address (a dev agent forgets all its state). */
+  async restartConsul(): Promise<void> {
+    const a = this.file.consulAgent;
+    if (!a) throw new Error("this lab.json has no consulAgent entry; recreate the lab");
+    if (alive(this.file.consulPid)) {
+      process.kill(this.file.consulPid, "SIGTERM");
+      const until = Date.now() + 10_000;
+      while (Date.now() < until && alive(this.file.consulPid)) await new Promise((r) => setTimeout(r, 50));
+      if (alive(this.file.consulPid)) process.kill(this.file.consulPid, "SIGKILL");
+    }
+    const consul = await new ConsulAgent({ dir: join(this.dir, "consul"), persistent: true, host: a.host, ports: a.ports, ...(this.file.network ? { netns: this.file.network.consulNs } : {}) }).start();
+    this.file.consulPid = consul.pid!;
+    this.save();
+  }
+
   node(name: string): LabNode {
     const n = this.file.nodes.find((x) => x.name === name || x.mysql.host === name);
     if (!n) throw new Error(`no node ${JSON.stringify(name)} in this lab (nodes: ${this.file.nodes.map((x) => x.name).join(", ")})`);
@@ -240,7 +284,9 @@ export class Lab {
   async spawnNode(n: LabNode): Promise<void> {
     if (alive(n.pids.statepilot)) throw new Error(`${n.name} is already running (statepilot pid ${n.pids.statepilot})`);
     cliPath(); // fails early, with a hint, when the build is missing
-    const p = await ManagedProcess.start(`statepilot@${n.name}`, "/bin/sh", [imageFiles().entrypoint, "run", "--config", n.config], {
+    const argv = ["/bin/sh", imageFiles().entrypoint, "run", "--config", n.config];
+    const [cmd, ...args] = n.ns ? ["ip", "netns", "exec", n.ns, ...argv] : argv;
+    const p = await ManagedProcess.start(`statepilot@${n.name}`, cmd!, args, {
       env: { ...this.env(), NODE: process.execPath, STATEPILOT_HOME: repoRoot() },
       cwd: n.dir,
       logFile: join(n.dir, "statepilot.log"),
@@ -306,7 +352,7 @@ export class Lab {
   async waitHealthy(timeoutMs: number): Promise<NodeView[]> {
     return waitFor(
       async () => {
-        const vs = (await this.views()).filter((v) => alive(this.node(v.name).pids.statepilot));
+        const vs = await this.views();
         const primaries = vs.filter((v) => v.role === "primary" && v.readOnly === false);
         const ok = primaries.length === 1 && vs.every((v) => v.role === "primary" || (v.role === "replica" && v.health === "passing"));
         return ok ? vs : undefined;
@@ -315,6 +361,11 @@ export class Lab {
         timeoutMs,
         intervalMs: 200,
         what: "one primary and replicating replicas",
+        // Every node of the lab must be running: a node whose statepilot exited fails the wait.
+        abortIf: () => {
+          const dead = this.file.nodes.filter((n) => !alive(n.pids.statepilot));
+          return dead.length ? `statepilot is not running on ${dead.map((n) => n.name).join(", ")}:\n${dead.map((n) => `--- ${n.name}\n${this.logTail(n, 25)}`).join("\n")}` : undefined;
+        },
         detail: () => this.file.nodes.map((n) => `--- ${n.name}\n${this.logTail(n, 8)}`).join("\n"),
       },
     );
@@ -360,6 +411,14 @@ export class Lab {
       const until = Date.now() + 10_000;
       while (Date.now() < until && alive(this.file.consulPid)) await new Promise((r) => setTimeout(r, 50));
       if (alive(this.file.consulPid)) process.kill(this.file.consulPid, "SIGKILL");
+    }
+    if (this.file.network) destroyNetwork(this.file.network, this.file.nodes.length);
+    if (this.file.storeTmpfsMb) {
+      try {
+        execFileSync("umount", [join(this.dir, "snapshots")]);
+      } catch {
+        // not mounted
+      }
     }
     if (opts.keep) {
       for (const n of this.file.nodes) n.pids = { statepilot: null, mysqld: null };

@@ -14,6 +14,10 @@ export interface ConsulAgentOptions {
   nodeName?: string;
   /** Keep running after this process exits (the lab CLI). */
   persistent?: boolean;
+  /** Run inside a network namespace: the command is prefixed with `ip netns exec <ns>`. */
+  netns?: string;
+  /** http, serf LAN, serf WAN, server RPC (a fresh namespace has every port free). */
+  ports?: number[];
 }
 
 /** A real `consul agent -dev` on loopback, on free ports, with DNS and gRPC off. */
@@ -36,6 +40,11 @@ export class ConsulAgent {
     return out.split("\n")[0] ?? out;
   }
 
+  /** http, serf LAN, serf WAN, server RPC, once started. */
+  get portList(): number[] {
+    return [...this.ports];
+  }
+
   get httpPort(): number {
     return this.ports[0] ?? 0;
   }
@@ -54,7 +63,7 @@ export class ConsulAgent {
 
   async start(timeoutMs = 30_000): Promise<this> {
     if (this.proc?.running) return this;
-    if (!this.ports.length) this.ports = await freePorts(4, this.host);
+    if (!this.ports.length) this.ports = this.opts.ports ?? (await freePorts(4, this.host));
     const [, serfLan, serfWan, server] = this.ports;
     const args = [
       "agent", "-dev",
@@ -64,7 +73,8 @@ export class ConsulAgent {
       `-serf-lan-port=${serfLan}`, `-serf-wan-port=${serfWan}`, `-server-port=${server}`,
       "-log-level=warn",
     ];
-    this.proc = await ManagedProcess.start("consul", findBinary("consul"), args, {
+    const [cmd, ...prefix] = this.opts.netns ? ["ip", "netns", "exec", this.opts.netns, findBinary("consul")] : [findBinary("consul")];
+    this.proc = await ManagedProcess.start("consul", cmd!, [...prefix, ...args], {
       logFile: join(this.dir, "consul.log"),
       persistent: this.opts.persistent ?? false,
     });

@@ -20,6 +20,12 @@ export interface MemberRecord {
   nofailover: boolean;
   /** Why the node must not be promoted (diverged or errant GTIDs), empty when it may. */
   blocked: string;
+  /**
+   * Grows with every publication. Consul does not bump a key's ModifyIndex when the same value is
+   * written again, and freshness is judged by that index: without this, an unchanged record would
+   * look stale forever.
+   */
+  seq?: number;
 }
 
 /** The value of the lock key: who is primary, where, and from which position it started. */

@@ -231,9 +231,11 @@ export class MysqlHa {
     return Math.round(this.lastKnownLag + (Date.now() - this.lastIoRunningAt) / 1000);
   }
 
+  private publications = 0;
+
   private async publish(state: LocalState | undefined): Promise<void> {
     try {
-      await this.d.coordinator.write(`${this.keys.members}${this.d.node}`, JSON.stringify(this.memberRecord(state)));
+      await this.d.coordinator.write(`${this.keys.members}${this.d.node}`, JSON.stringify({ ...this.memberRecord(state), seq: ++this.publications }));
     } catch (err) {
       this.log.debug({ err: errText(err) }, "could not publish member record");
     }
@@ -409,7 +411,7 @@ export class MysqlHa {
 
   private async asReplica(state: LocalState, primary: PrimaryRecord | undefined): Promise<number> {
     this.lockFree = undefined;
-    if (this.role === "primary" || !state.readOnly) await this.fence(this.role === "primary" ? "lock lost" : "writable without the lock", "lock_held_elsewhere");
+    if (this.role === "primary" || !state.readOnly) await this.fence(this.role === "primary" ? "lock lost" : "writable without the lock", "lock_held_elsewhere", this.role === "primary" ? "policy" : "read-only");
     await this.ensureSession();
     if (!primary) {
       await this.report("warning", "lock held but its value is unreadable");
@@ -519,7 +521,7 @@ export class MysqlHa {
     // stopped could miss a transaction this node received (and acknowledged) just before.
     const state = await this.d.local.observe().catch(() => observed);
     this.lastState = state;
-    if (this.role === "primary" || !state.readOnly) await this.fence(this.role === "primary" ? "lock lost" : "writable while nobody holds the lock", "lock_lost");
+    if (this.role === "primary" || !state.readOnly) await this.fence(this.role === "primary" ? "lock lost" : "writable while nobody holds the lock", "lock_lost", this.role === "primary" ? "policy" : "read-only");
     this.lockFree ??= { index: lock.index, since: Date.now() };
     if (this.role === "primary" || this.role === "starting") this.setRole(this.role === "primary" ? "fenced" : "replica");
     const rep = state.replication;
@@ -659,13 +661,24 @@ export class MysqlHa {
     }
   }
 
-  /** Read-only, writers killed, semi-sync off; if the server does not obey, it is killed. */
-  fence(reason: string, label: string): Promise<void> {
+  /**
+   * Read-only, writers killed, semi-sync off; if the server does not obey, it is killed. A primary
+   * that lost its lock is killed outright under `fenceBy: kill` (auto in lossless mode): a commit
+   * still waiting for a replica's ack would otherwise complete locally once its client is killed,
+   * leaving a tail no replica has; after SIGKILL, recovery as a replica rolls it back.
+   */
+  fence(reason: string, label: string, how: "policy" | "read-only" = "policy"): Promise<void> {
     this.fencing ??= (async () => {
       const started = Date.now();
       const wasPrimary = this.role === "primary";
       if (wasPrimary) this.setRole("fenced");
       this.d.metrics?.fencing.inc({ reason: label });
+      const kill = how === "policy" && wasPrimary && (this.d.cfg.fenceBy === "kill" || (this.d.cfg.fenceBy === "auto" && this.d.cfg.lossless.enabled));
+      if (kill) {
+        this.log.warn({ reason }, "fenced: killing mysqld (it restarts read-only, as a replica)");
+        this.d.killMysqld();
+        return;
+      }
       try {
         await this.d.local.setReadOnly(true);
         const killed = await this.d.local.killWriters();
@@ -702,7 +715,7 @@ export class MysqlHa {
     const to = target.record;
     this.log.info({ to: to.node }, "switchover: fencing and handing over");
     const fencedAt = Date.now();
-    await this.fence(`switchover to ${to.node}`, "switchover");
+    await this.fence(`switchover to ${to.node}`, "switchover", "read-only");
     const position = (await this.d.local.observe()).executed;
     const handover: SwitchoverRecord = { ...record, to: to.node, state: "handover", from: this.d.node, position, fencedAt };
     if (!(await this.d.coordinator.writeCas(this.keys.switchover, JSON.stringify(handover), modifyIndex))) {
@@ -781,7 +794,7 @@ export class MysqlHa {
     this.wake.abort();
     await this.loopDone;
     if (this.role === "primary") {
-      await this.fence("shutting down", "shutdown");
+      await this.fence("shutting down", "shutdown", "read-only");
       const entry = this.lastLock?.entry;
       await this.releaseLock(entry?.value ?? "");
     }

@@ -110,7 +110,12 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, output }));
   });
-  if (out.code !== 0) throw new Error(`initialising ${cfg.datadir} failed (exit ${out.code}):\n${out.output.trim().split("\n").slice(-15).join("\n")}`);
+  if (out.code !== 0) {
+    const lines = out.output.trim().split("\n");
+    // The cause is near the top; install-db's boilerplate advice fills the end.
+    const shown = lines.length > 30 ? [...lines.slice(0, 20), "...", ...lines.slice(-5)] : lines;
+    throw new Error(`initialising ${cfg.datadir} failed (exit ${out.code}):\n${shown.join("\n")}`);
+  }
   rmSync(join(cfg.datadir, INIT_MARKER));
   logger.info({ datadir: cfg.datadir, durationMs: Math.round(performance.now() - started) }, "datadir initialised");
   return true;

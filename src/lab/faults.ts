@@ -1,0 +1,134 @@
+import { execFileSync } from "node:child_process";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { alive, type Lab } from "./cluster.js";
+import { blackhole, consulIp } from "./netns.js";
+
+export const FAULTS = [
+  "kill-mysqld",
+  "kill-statepilot",
+  "kill-node",
+  "hang",
+  "partition-consul",
+  "partition-peers",
+  "consul-restart",
+  "store-down",
+  "disk-full",
+] as const;
+export type FaultKind = (typeof FAULTS)[number];
+
+export interface FaultResult {
+  kind: FaultKind;
+  node: string | undefined;
+  description: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function needNetwork(lab: Lab, kind: FaultKind) {
+  const net = lab.file.network;
+  if (!net) throw new Error(`${kind} needs a lab started with --netns (network namespaces)`);
+  return net;
+}
+
+function storePath(lab: Lab, kind: FaultKind): string {
+  if (!lab.file.storeTmpfsMb) throw new Error(`${kind} needs a lab started with --store-tmpfs-mb (a tmpfs snapshot store)`);
+  return join(lab.dir, "snapshots");
+}
+
+/**
+ * Applies one fault for `forMs` and heals it: a process is killed (and the node started again),
+ * stopped and continued, cut off from Consul or from its peers, or a shared part fails (Consul
+ * restarts with an empty state, the snapshot store turns read-only or full).
+ */
+export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: string | undefined; forMs: number; log?: (s: string) => void }): Promise<FaultResult> {
+  const log = opts.log ?? (() => undefined);
+  const n = opts.node ? lab.node(opts.node) : undefined;
+  const needNode = () => {
+    if (!n) throw new Error(`${kind} needs a NODE`);
+    return n;
+  };
+  switch (kind) {
+    case "kill-mysqld": {
+      const node = needNode();
+      const hit = await lab.kill(node.name, { only: "mysqld" });
+      await sleep(opts.forMs);
+      return { kind, node: node.name, description: `SIGKILL mysqld ${hit.mysqld ?? "-"} (statepilot restarts it)` };
+    }
+    case "kill-statepilot":
+    case "kill-node": {
+      const node = needNode();
+      // mysqld dies with statepilot (parent-death signal), so both are a whole-node crash.
+      const hit = await lab.kill(node.name, kind === "kill-statepilot" ? { only: "statepilot" } : {});
+      await sleep(opts.forMs);
+      await lab.start(node.name);
+      return { kind, node: node.name, description: `SIGKILL statepilot ${hit.statepilot ?? "-"}${kind === "kill-node" ? ` and mysqld ${hit.mysqld ?? "-"}` : ""}, down ${opts.forMs} ms, started again` };
+    }
+    case "hang": {
+      const node = needNode();
+      const v = await lab.view(node);
+      const pids = [node.pids.statepilot, v.pids.mysqld].filter((p): p is number => alive(p));
+      for (const p of pids) process.kill(p, "SIGSTOP");
+      log(`SIGSTOP ${pids.join(", ")}`);
+      await sleep(opts.forMs);
+      for (const p of pids) if (alive(p)) process.kill(p, "SIGCONT");
+      return { kind, node: node.name, description: `SIGSTOP statepilot and mysqld for ${opts.forMs} ms, then SIGCONT` };
+    }
+    case "partition-consul": {
+      const node = needNode();
+      const net = needNetwork(lab, kind);
+      blackhole(node.ns!, consulIp(net.k), true);
+      try {
+        await sleep(opts.forMs);
+      } finally {
+        blackhole(node.ns!, consulIp(net.k), false);
+      }
+      return { kind, node: node.name, description: `${node.name} cut off from Consul for ${opts.forMs} ms` };
+    }
+    case "partition-peers": {
+      const node = needNode();
+      needNetwork(lab, kind);
+      const peers = lab.file.nodes.filter((p) => p.name !== node.name);
+      const set = (on: boolean) => {
+        for (const p of peers) {
+          blackhole(node.ns!, p.mysql.host, on);
+          blackhole(p.ns!, node.mysql.host, on);
+        }
+      };
+      set(true);
+      try {
+        await sleep(opts.forMs);
+      } finally {
+        set(false);
+      }
+      return { kind, node: node.name, description: `${node.name} cut off from ${peers.map((p) => p.name).join(", ")} (Consul still reachable) for ${opts.forMs} ms` };
+    }
+    case "consul-restart": {
+      await lab.restartConsul();
+      await sleep(opts.forMs);
+      return { kind, node: undefined, description: "Consul dev agent restarted (all KV, sessions and registrations lost)" };
+    }
+    case "store-down": {
+      const path = storePath(lab, kind);
+      execFileSync("mount", ["-o", "remount,ro", path]);
+      try {
+        await sleep(opts.forMs);
+      } finally {
+        execFileSync("mount", ["-o", "remount,rw", path]);
+      }
+      return { kind, node: undefined, description: `snapshot store read-only for ${opts.forMs} ms` };
+    }
+    case "disk-full": {
+      const path = storePath(lab, kind);
+      const avail = Number(execFileSync("df", ["-B1", "--output=avail", path], { encoding: "utf8" }).trim().split("\n").pop());
+      const filler = join(path, ".chaos-filler");
+      execFileSync("fallocate", ["-l", String(Math.max(4096, avail)), filler]);
+      try {
+        await sleep(opts.forMs);
+      } finally {
+        rmSync(filler, { force: true });
+      }
+      return { kind, node: undefined, description: `snapshot store full for ${opts.forMs} ms` };
+    }
+  }
+}
