@@ -1,6 +1,7 @@
 import JSON5 from "json5";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfigText } from "../../src/config/load.js";
+import { seededRandom } from "../../src/lab/random.js";
 
 /**
  * Seeded config fuzzing: thousands of mutated configs must each end in a valid Config or a
@@ -10,16 +11,6 @@ import { ConfigError, parseConfigText } from "../../src/config/load.js";
 const SEED = Number(process.env.STATEPILOT_FUZZ_SEED ?? 20261122);
 const CASES = 2500;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const BASES: unknown[] = [
   {
@@ -113,7 +104,7 @@ function pick<T>(r: () => number, xs: T[]): T {
 
 describe(`config fuzzing (seed ${SEED})`, () => {
   it(`${CASES} mutated configs end in a valid config or a ConfigError, never a crash`, () => {
-    const r = rng(SEED);
+    const r = seededRandom(SEED);
     const outcomes = { valid: 0, invalid: 0 };
     const env = { MYSQL_ROOT_PASSWORD: "x" };
     const started = performance.now();
