@@ -75,6 +75,14 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     }, { once: true });
   });
 
+/**
+ * A member record as published. The sequence makes every publication a new value: Consul keeps a
+ * key's ModifyIndex when the same value is written again, and freshness is judged by that index.
+ */
+export function memberPayload(record: MemberRecord, seq: number): string {
+  return JSON.stringify({ ...record, seq });
+}
+
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /**
@@ -235,7 +243,7 @@ export class MysqlHa {
 
   private async publish(state: LocalState | undefined): Promise<void> {
     try {
-      await this.d.coordinator.write(`${this.keys.members}${this.d.node}`, JSON.stringify({ ...this.memberRecord(state), seq: ++this.publications }));
+      await this.d.coordinator.write(`${this.keys.members}${this.d.node}`, memberPayload(this.memberRecord(state), ++this.publications));
     } catch (err) {
       this.log.debug({ err: errText(err) }, "could not publish member record");
     }
