@@ -123,6 +123,7 @@ export class MysqlAutopilot {
         logger: opts.logger,
         metrics: opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined,
         mysqldRunning: () => supervisor.jobRunning(MYSQLD_JOB),
+        mysqldPid: () => supervisor.jobPid(MYSQLD_JOB),
         killMysqld: () => supervisor.killJob(MYSQLD_JOB),
         bootstrapLocal: async () => {
           const dialect = await local.ready();

@@ -55,6 +55,8 @@ export interface HaDeps {
   logger: Logger;
   metrics: MysqlMetrics | undefined;
   mysqldRunning: () => boolean;
+  /** The running mysqld's pid: replication that statepilot started belongs to one server process. */
+  mysqldPid: () => number | undefined;
   /** Hard fence: SIGKILL mysqld (it restarts read-only). */
   killMysqld: () => void;
   /** Once per datadir, before anything else is done with the server. */
@@ -106,6 +108,8 @@ export class MysqlHa {
   private lockFree: { index: number; since: number } | undefined;
   private blocked = "";
   private lastIoRunningAt = Date.now();
+  /** The mysqld pid on which statepilot last started replication (skip-slave-start: a restart stops it). */
+  private replicationStartedOn: number | undefined;
   private lastKnownLag = 0;
   private checks = 0;
   private lastFailoverMs: number | undefined;
@@ -446,6 +450,7 @@ export class MysqlHa {
         const slavePos = restored ?? (this.dialect?.flavor === "mariadb" && !gtidSubset("mariadb", state.binlogPos, state.slavePos) ? "binlog" : undefined);
         this.log.info({ primary: primary.node, host: primary.host, port: primary.port, slavePos }, "replicating from the primary");
         await this.d.local.replicateFrom(source, slavePos);
+        this.replicationStartedOn = this.d.mysqldPid();
         if (restored) this.d.restoredGtidApplied();
         if (state.semiSyncPrimary) await this.d.local.semiSyncPrimary(false);
         this.lastIoRunningAt = Date.now();
@@ -458,17 +463,27 @@ export class MysqlHa {
         if (rep.sqlErrno) {
           health = "critical";
           reason = `replication SQL thread stopped: ${rep.sqlError}`;
+        } else if (rep.ioRunning === "No" && !rep.sqlRunning && !rep.ioError && this.replicationStartedOn !== this.d.mysqldPid()) {
+          // Stopped because this server process was (re)started with skip-slave-start: resume it.
+          await this.d.local.startReplica();
+          this.replicationStartedOn = this.d.mysqldPid();
+          health = "warning";
+          reason = `replication from ${primary.node} resumed after a server restart`;
         } else if (rep.ioRunning === "No" && !rep.sqlRunning && !rep.ioError) {
           health = "warning";
           reason = "replication was stopped by hand; statepilot leaves it stopped (START SLAVE to resume)";
         } else if (rep.ioRunning !== "Yes") {
           health = "warning";
           reason = `replication receiver ${rep.ioRunning === "Connecting" ? "connecting" : "stopped"}${rep.ioError ? `: ${rep.ioError}` : ""}`;
-          if (rep.ioRunning === "No") await this.d.local.startReplica();
+          if (rep.ioRunning === "No") {
+            await this.d.local.startReplica();
+            this.replicationStartedOn = this.d.mysqldPid();
+          }
         } else if (!rep.sqlRunning) {
           health = "warning";
           reason = "replication applier stopped";
           await this.d.local.startReplica();
+          this.replicationStartedOn = this.d.mysqldPid();
         } else {
           const lag = this.lagSeconds(state) ?? 0;
           if (lag * 1000 > this.d.cfg.healthyLag) {

@@ -138,6 +138,9 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
       cb(null, chunk);
     },
   });
+  // The outcome is reported through the promises below; an 'error' emitted on the body after the
+  // store gave up on it (or before it started reading) must not become an uncaught exception.
+  hasher.on("error", () => undefined);
   const stages: NodeJS.ReadWriteStream[] = o.compression === "gzip" ? [counter, createGzip({ level: 1 }), hasher] : [counter, hasher];
   const body = pipeline([child.stdout, ...stages] as unknown as [Readable, Transform], (err) => {
     if (err) hasher.destroy(err);

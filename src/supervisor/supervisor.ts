@@ -181,6 +181,10 @@ export class Supervisor {
     this.statusParts.set(name, part);
   }
 
+  jobPid(name: string): number | undefined {
+    return this.jobs.get(name)?.pid;
+  }
+
   jobRunning(name: string): boolean {
     return this.jobs.get(name)?.isRunning ?? false;
   }

@@ -149,6 +149,14 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     expect(await writer.missingOn(lab.node(old.name).mysql.host, 3306)).toEqual([]);
   });
 
+  it("a replica's mysqld killed and restarted resumes replication by itself (chaos regression)", async () => {
+    // The server starts with skip-slave-start; statepilot must not mistake that for an operator's STOP SLAVE.
+    const replica = (await lab.views()).find((v) => v.role === "replica")!;
+    await lab.kill(replica.name, { only: "mysqld" });
+    const vs = await converged();
+    expect(vs.find((v) => v.name === replica.name)?.reason).toMatch(/replicating from/);
+  });
+
   it("switchover hands the primary role to the named replica under writes and loses nothing", async () => {
     const writer = new Writer(lab.file);
     writer.start();

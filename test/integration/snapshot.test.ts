@@ -13,6 +13,7 @@ import { waitFor } from "../../src/lab/wait.js";
 import { Writer } from "../../src/lab/workload.js";
 import { LocalStore } from "../../src/snapshot/local-store.js";
 import { S3Store } from "../../src/snapshot/s3-store.js";
+import type { SnapshotStore } from "../../src/snapshot/store.js";
 import { listSnapshots, restoreSnapshot, SnapshotError, takeSnapshot } from "../../src/snapshot/snapshot.js";
 import { runCli, startCli } from "../support/cli.js";
 
@@ -64,7 +65,7 @@ describe("snapshot engine against real mariadbd, MinIO and a local store", () =>
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const take = (store: LocalStore | S3Store, extra: Partial<Parameters<typeof takeSnapshot>[0]> = {}) =>
+  const take = (store: SnapshotStore, extra: Partial<Parameters<typeof takeSnapshot>[0]> = {}) =>
     takeSnapshot({ store, cluster: "c1", node: "n1", flavor: "mariadb", version: "10.11", socket: db.socket, datadir: db.datadir, user: "root", password: "", compression: "none", logger, ...extra });
 
   it("streams a hot backup to MinIO with a manifest, and restores it into a server with the same data", async () => {
@@ -105,6 +106,31 @@ describe("snapshot engine against real mariadbd, MinIO and a local store", () =>
     expect(err).toBeInstanceOf(SnapshotError);
     expect((err as SnapshotError).stage).toMatch(/checksum|extract/);
     expect(readdirSync(target)).toEqual([]);
+  });
+
+  it("an upload that fails before reading a byte fails the snapshot without an uncaught error (chaos regression)", async () => {
+    // bench:chaos found this: the store gave up at once (a full or read-only disk), the backup was
+    // killed, and its error was emitted on a stream nobody read, which crashed statepilot.
+    const failing: SnapshotStore = {
+      description: "failing store",
+      upload: async () => {
+        throw new Error("ENOENT: no such file or directory, mkdir '/full/disk'");
+      },
+      download: async () => {
+        throw new Error("unused");
+      },
+      putText: async () => undefined,
+      getText: async () => undefined,
+      list: async () => [],
+      delete: async () => undefined,
+      abortIncomplete: async () => 0,
+      close: () => undefined,
+    };
+    const err = await take(failing).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SnapshotError);
+    expect((err as SnapshotError).stage).toBe("upload");
+    // A late 'error' event would surface here as an uncaught exception and fail the run.
+    await new Promise((r) => setTimeout(r, 500));
   });
 
   it("fails cleanly when the backup tool fails, leaving nothing in the store", async () => {
