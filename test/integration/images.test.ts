@@ -1,9 +1,9 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { loadConfigFile } from "../../src/config/load.js";
 import { imageFiles, Lab } from "../../src/lab/cluster.js";
 
@@ -13,6 +13,15 @@ import { imageFiles, Lab } from "../../src/lab/cluster.js";
  * they COPY exists, and what they run is what the lab runs.
  */
 const root = fileURLToPath(new URL("../../", import.meta.url));
+const scratch: string[] = [];
+const tempDir = (prefix: string) => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  scratch.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of scratch) rmSync(d, { recursive: true, force: true });
+});
 const DOCKERFILES = ["images/mariadb/Dockerfile", "images/mysql/Dockerfile"];
 
 interface Copy {
@@ -46,7 +55,7 @@ describe("images and compose stack (static)", () => {
   });
 
   it("a broken compose file fails the same check", () => {
-    const dir = mkdtempSync(join(tmpdir(), "statepilot-compose-"));
+    const dir = tempDir("statepilot-compose-");
     const broken = readFileSync(join(root, "compose/docker-compose.yml"), "utf8").replace("  mysql:\n", "  mysql:\n    ports: 3306\n");
     writeFileSync(join(dir, "docker-compose.yml"), broken);
     const r = spawnSync("docker-compose", ["-f", join(dir, "docker-compose.yml"), "--env-file", join(root, "compose/.env.example"), "config"], { encoding: "utf8" });
@@ -60,7 +69,7 @@ describe("images and compose stack (static)", () => {
   });
 
   it("the linter does catch a broken Dockerfile", () => {
-    const dir = mkdtempSync(join(tmpdir(), "statepilot-dockerfile-"));
+    const dir = tempDir("statepilot-dockerfile-");
     writeFileSync(join(dir, "Dockerfile"), readFileSync(join(root, DOCKERFILES[0]!), "utf8").replace("HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD [", "HEALTHCHECK CMD\nHEALTHCHECK --interval=10s CMD ["));
     const r = spawnSync(join(root, "node_modules/.bin/dockerfile-utils"), ["lint", join(dir, "Dockerfile")], { encoding: "utf8" });
     expect(r.status).not.toBe(0);
@@ -94,7 +103,7 @@ describe("images and compose stack (static)", () => {
     expect(shared.entrypoint).toBe(join(root, "images/shared/statepilot"));
     expect(shared.config).toBe(join(root, "images/shared/statepilot.json5"));
     // A lab node's config is the image's default config with the node's addresses laid over it.
-    const dir = mkdtempSync(join(tmpdir(), "statepilot-labcfg-"));
+    const dir = tempDir("statepilot-labcfg-");
     const lab = Object.assign(Object.create(Lab.prototype) as Lab, { dir, file: { consul: "http://127.0.0.1:8500", consulPid: 0, cluster: "lab", credentials: {}, lossless: false, subnet: "127.0.40", mysql: {}, nodes: [] } });
     const node = lab.defineNode(1);
     expect(JSON.parse(readFileSync(node.config, "utf8")).extends).toBe(shared.config);
@@ -110,7 +119,7 @@ describe("images and compose stack (static)", () => {
     const base = loadConfigFile(imageFiles().config, env);
     expect(base.mysql?.datadir).toBe("/var/lib/mysql");
     expect(base.control.socket).toBe("/run/statepilot/statepilot.sock");
-    const dir = mkdtempSync(join(tmpdir(), "statepilot-composecfg-"));
+    const dir = tempDir("statepilot-composecfg-");
     const overlay = readFileSync(join(root, "compose/statepilot.compose.json5"), "utf8").replace('"/etc/statepilot/statepilot.json5"', JSON.stringify(imageFiles().config));
     writeFileSync(join(dir, "compose.json5"), overlay);
     const c = loadConfigFile(join(dir, "compose.json5"), { ...env, S3_BUCKET: "backups", SNAPSHOT_INTERVAL: "6h" });

@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, encodeConfig, loadConfigFile, parseConfigText } from "../../src/config/load.js";
@@ -134,6 +134,7 @@ describe("config validation", () => {
 
 describe("config extends", () => {
   const dir = mkdtempSync(join(tmpdir(), "statepilot-extends-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const write = (name: string, text: string) => {
     writeFileSync(join(dir, name), text);
     return join(dir, name);
