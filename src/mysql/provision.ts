@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -96,11 +96,17 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
   }
   mkdirSync(cfg.datadir, { recursive: true });
   writeFileSync(join(cfg.datadir, INIT_MARKER), "");
+  // The bootstrap server's temporary tables go to tmpdir, named without anything unique to this
+  // datadir: two installs sharing /tmp can delete each other's files and fail. Each gets its own.
+  const scratch = join(cfg.datadir, "#statepilot-install-tmp");
+  mkdirSync(scratch, { recursive: true });
+  const runAs = process.getuid?.() === 0 ? (cfg.runAs ?? "mysql") : undefined;
+  if (runAs && runAs !== "root") execFileSync("chown", [`${runAs}:`, cfg.datadir, scratch]);
   const started = performance.now();
   const argv =
     version.flavor === "mariadb"
-      ? [findInstallDb(binary), ...defaultsArgs(cfg), `--datadir=${cfg.datadir}`, "--auth-root-authentication-method=normal", "--skip-test-db", ...runAsArgs(cfg)]
-      : [binary, ...defaultsArgs(cfg), "--initialize-insecure", `--datadir=${cfg.datadir}`, ...runAsArgs(cfg)];
+      ? [findInstallDb(binary), ...defaultsArgs(cfg), `--datadir=${cfg.datadir}`, "--auth-root-authentication-method=normal", "--skip-test-db", ...runAsArgs(cfg), `--tmpdir=${scratch}`]
+      : [binary, ...defaultsArgs(cfg), "--initialize-insecure", `--datadir=${cfg.datadir}`, ...runAsArgs(cfg), `--tmpdir=${scratch}`];
   logger.info({ datadir: cfg.datadir, command: argv[0] }, "initialising an empty datadir");
   const out = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
@@ -116,6 +122,7 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
     const shown = lines.length > 30 ? [...lines.slice(0, 20), "...", ...lines.slice(-5)] : lines;
     throw new Error(`initialising ${cfg.datadir} failed (exit ${out.code}):\n${shown.join("\n")}`);
   }
+  rmSync(scratch, { recursive: true, force: true });
   rmSync(join(cfg.datadir, INIT_MARKER));
   logger.info({ datadir: cfg.datadir, durationMs: Math.round(performance.now() - started) }, "datadir initialised");
   return true;

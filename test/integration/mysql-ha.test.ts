@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
@@ -62,9 +62,14 @@ async function converged(timeoutMs = 60_000): Promise<NodeView[]> {
 beforeAll(async () => {
   killAllOnExit();
   const dir = mkdtempSync(join(tmpdir(), "statepilot-ha-"));
+  // Init scripts, as in the official images' /docker-entrypoint-initdb.d: run once, on the first primary.
+  const initDir = join(dir, "initdb.d");
+  mkdirSync(initDir);
+  writeFileSync(join(initDir, "01-schema.sql"), "CREATE TABLE seeded (id INT PRIMARY KEY, source VARCHAR(16));\nINSERT INTO seeded VALUES (1, 'sql');\n");
+  writeFileSync(join(initDir, "02-more.sh"), `#!/bin/sh\nmariadb --user=root --socket="$MYSQL_UNIX_PORT" app -e "INSERT INTO seeded VALUES (2, 'sh')"\n`);
   const started = performance.now();
   // The lagging-replica test needs a replica that is behind but would otherwise be allowed to race.
-  lab = await Lab.up({ dir, nodes: 3, subnet: "127.0.21", lossless: true, mysql: { maximumLagOnFailover: "1h" } });
+  lab = await Lab.up({ dir: join(dir, "lab"), nodes: 3, subnet: "127.0.21", lossless: true, mysql: { maximumLagOnFailover: "1h", initDir } });
   upMs = performance.now() - started;
   await Writer.prepare(lab.file);
   sampler = new ReadOnlySampler(lab.file, 100);
@@ -109,6 +114,19 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
       expect((await fetch(`${n.http}/health`)).status).toBe(200);
     }
     expect((await fetch(`${lab.file.nodes[0]!.http}/replica?lag=abc`)).status).toBe(400);
+    // Consul shows the roles: tags on service mysql, and mysql-primary for the primary only.
+    const health = async (svc: string) => (await (await fetch(`${lab.file.consul}/v1/health/service/${svc}?passing=true`)).json()) as Array<{ Service: { Tags: string[]; Meta: Record<string, string> } }>;
+    const primaries = await health("mysql-primary");
+    expect(primaries.map((x) => x.Service.Meta["statepilot-node"])).toEqual([p.name]);
+    const tags = Object.fromEntries((await health("mysql")).map((x) => [x.Service.Meta["statepilot-node"], x.Service.Tags]));
+    for (const n of lab.file.nodes) expect(tags[n.name]).toEqual([n.name === p.name ? "primary" : "replica"]);
+    // The init scripts ran once, on the first primary, and replicated.
+    for (const n of lab.file.nodes) {
+      const c = await mysql.createConnection({ host: n.mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: "app" });
+      const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT id, source FROM seeded ORDER BY id");
+      c.destroy();
+      expect(rows.map((r) => `${r.id}:${r.source}`)).toEqual(["1:sql", "2:sh"]);
+    }
   });
 
   it("kill -9 of the primary's mysqld: a replica takes over, no acknowledged write is lost, the old primary rejoins", async () => {

@@ -273,3 +273,37 @@ describe("a node added to a running cluster restores from the latest snapshot", 
   });
 });
 
+
+describe("snapshots triggered by binlog rotations", () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await Lab.up({
+      dir: mkdtempSync(join(tmpdir(), "statepilot-snap-binlog-")),
+      nodes: 1,
+      subnet: "127.0.28",
+      mysql: { snapshots: { store: { type: "local", path: join(tmpdir(), `statepilot-binlog-store-${process.pid}`) }, afterBinlogRotations: 2, checkEvery: "1s" } },
+    });
+    labs.push(lab);
+  });
+  afterAll(() => rmSync(join(tmpdir(), `statepilot-binlog-store-${process.pid}`), { recursive: true, force: true }));
+
+  it("takes none without rotations, and one after two", async () => {
+    const n = lab.file.nodes[0]!;
+    const store = new LocalStore(join(tmpdir(), `statepilot-binlog-store-${process.pid}`));
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(await listSnapshots(store, "lab")).toEqual([]);
+    const c = await mysql.createConnection({ socketPath: join(n.dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword });
+    await c.query("FLUSH BINARY LOGS");
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await listSnapshots(store, "lab")).toEqual([]);
+    await c.query("FLUSH BINARY LOGS");
+    c.destroy();
+    const [m] = await waitFor(async () => {
+      const all = await listSnapshots(store, "lab");
+      return all.length ? all : undefined;
+    }, { timeoutMs: 30_000, what: "a snapshot after two binlog rotations" });
+    expect(readFileSync(join(n.dir, "statepilot.log"), "utf8")).toMatch(/"reason":"2 binlog rotations since the latest"/);
+    expect(m!.node).toBe("mysql-1");
+  });
+});
