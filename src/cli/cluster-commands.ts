@@ -1,4 +1,5 @@
 import { parseDuration } from "../config/duration.js";
+import { maskSecrets } from "../config/secrets.js";
 import { ConsulCoordinator } from "../discovery/consul/coordinator.js";
 import { resolveConsulConnection } from "../discovery/consul/connection.js";
 import { Lab } from "../lab/cluster.js";
@@ -52,7 +53,8 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       const vs = await lab.views();
       lab.save();
       if (args.options.has("json")) {
-        out(JSON.stringify({ ...lab.file, credentials: { ...lab.file.credentials }, views: vs }, null, 2));
+        // lab.json itself holds the lab's passwords (mode 0600); the printed view masks them.
+        out(JSON.stringify(maskSecrets({ ...lab.file, views: vs }), null, 2));
         return 0;
       }
       out(`consul ${lab.file.consul}${lab.file.lossless ? "  (lossless)" : ""}`);
