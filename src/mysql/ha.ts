@@ -332,7 +332,7 @@ export class MysqlHa {
     const mine = holder !== undefined && holder === this.session;
 
     if (!state) return this.whenDown(error, mine, lock.entry);
-    if (mine) return this.asPrimary(t0, state, lock.entry!);
+    if (mine) return this.asPrimary(t0, state);
     if (holder) return this.asReplica(state, lock.primary);
     return this.whenFree(state, lock);
   }
@@ -402,7 +402,7 @@ export class MysqlHa {
     return true;
   }
 
-  private async asPrimary(t0: number, state: LocalState, entry: LockEntry): Promise<number> {
+  private async asPrimary(t0: number, state: LocalState): Promise<number> {
     let confirmed = false;
     try {
       confirmed = await this.confirmLease(t0);
@@ -412,12 +412,12 @@ export class MysqlHa {
     if (!confirmed) return this.d.cfg.interval;
     if (this.role !== "primary" || state.readOnly) {
       // Held the lock but was fenced (Consul was unreachable for a while): writable again.
-      await this.becomeWritable(state, entry, undefined);
+      await this.becomeWritable(undefined);
     }
     this.lockFree = undefined;
     await this.d.primaryHealth.report({ status: "passing", output: "primary", durationMs: 0 });
     await this.publish(state);
-    await this.handleSwitchover(state);
+    await this.handleSwitchover();
     return this.d.cfg.interval;
   }
 
@@ -630,7 +630,7 @@ export class MysqlHa {
       if (!entry || entry.session !== this.session) throw new Error("lock lost during promotion");
       const value = { ...this.primaryRecord(final, entry.lockIndex - 1), term: entry.lockIndex };
       await this.d.coordinator.acquire(this.keys.lock, JSON.stringify(value), this.session!);
-      await this.becomeWritable(final, entry, handover);
+      await this.becomeWritable(handover);
       const ms = Date.now() - freeSince;
       this.lastFailoverMs = ms;
       this.d.metrics?.failovers.inc();
@@ -644,7 +644,7 @@ export class MysqlHa {
     }
   }
 
-  private async becomeWritable(state: LocalState, entry: LockEntry, handover: SwitchoverRecord | undefined): Promise<void> {
+  private async becomeWritable(handover: SwitchoverRecord | undefined): Promise<void> {
     const t0 = Date.now();
     if (!(await this.confirmLease(t0))) throw new Error("could not confirm the lock before turning writable");
     if (this.d.cfg.lossless.enabled) await this.d.local.semiSyncPrimary(true);
@@ -660,8 +660,6 @@ export class MysqlHa {
       this.d.metrics?.switchovers.inc({ side: "target", outcome: "done" });
       this.log.info({ unavailableMs: rec.unavailableMs, from: handover.from }, "switchover complete");
     }
-    void state;
-    void entry;
   }
 
   // ---- fencing --------------------------------------------------------------------------------
@@ -718,7 +716,7 @@ export class MysqlHa {
 
   // ---- switchover -----------------------------------------------------------------------------
 
-  private async handleSwitchover(state: LocalState): Promise<void> {
+  private async handleSwitchover(): Promise<void> {
     const { record, modifyIndex } = await this.switchoverRecord();
     if (!record || record.state !== "requested") return;
     const fail = async (error: string) => {
@@ -775,7 +773,6 @@ export class MysqlHa {
     this.d.metrics?.switchovers.inc({ side: "primary", outcome: "handed_over" });
     this.setRole("replica");
     this.wake.abort();
-    void state;
   }
 
   private async unfenceAfterAbort(why: string): Promise<void> {
