@@ -108,6 +108,8 @@ export class MysqlAutopilot {
       });
     const health = serviceHealth(cfg.serviceName, "mysql", ["starting"]);
     const primaryHealth = serviceHealth(`${cfg.serviceName}-primary`, "mysql-primary", ["primary"]);
+    supervisor.followMaintenance(health);
+    supervisor.followMaintenance(primaryHealth);
 
     ap.ha = new MysqlHa(
       {
@@ -124,6 +126,7 @@ export class MysqlAutopilot {
         metrics: opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined,
         mysqldRunning: () => supervisor.jobRunning(MYSQLD_JOB),
         mysqldPid: () => supervisor.jobPid(MYSQLD_JOB),
+        inMaintenance: () => supervisor.inMaintenance,
         killMysqld: () => supervisor.killJob(MYSQLD_JOB),
         bootstrapLocal: async () => {
           const dialect = await local.ready();

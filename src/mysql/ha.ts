@@ -55,6 +55,8 @@ export interface HaDeps {
   logger: Logger;
   metrics: MysqlMetrics | undefined;
   mysqldRunning: () => boolean;
+  /** Maintenance mode: the node does not run for primary (a primary keeps its role: switch over first). */
+  inMaintenance: () => boolean;
   /** The running mysqld's pid: replication that statepilot started belongs to one server process. */
   mysqldPid: () => number | undefined;
   /** Hard fence: SIGKILL mysqld (it restarts read-only). */
@@ -551,6 +553,10 @@ export class MysqlHa {
     const health: CheckStatus = rep.sqlErrno ? "critical" : "passing";
     await this.report(health, rep.sqlErrno ? `SQL thread stopped: ${rep.sqlError}` : "no primary; election under way");
     await this.publish(state);
+    if (this.d.inMaintenance()) {
+      this.log.debug("in maintenance: not racing for the lock");
+      return 250;
+    }
     const [peers, initialized, sw] = await Promise.all([this.peers(), this.clusterInitialized(), this.switchoverRecord()]);
     const handover = sw.record?.state === "handover" && Date.now() - Date.parse(sw.record.requestedAt) < this.d.cfg.switchoverTimeout * 2 ? sw.record : undefined;
     const decision = decideRace({

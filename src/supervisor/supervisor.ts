@@ -305,11 +305,19 @@ export class Supervisor {
     h.start();
   }
 
+  /** Registrations driven by another part (the MySQL autopilot) that follow maintenance mode. */
+  private readonly maintainedHealth: ServiceHealth[] = [];
+
+  followMaintenance(h: ServiceHealth): void {
+    this.maintainedHealth.push(h);
+    if (this.maintenance) void h.setMaintenance(true, "statepilot maintenance");
+  }
+
   async setMaintenance(enable: boolean, reason = "statepilot maintenance"): Promise<void> {
     if (enable === this.maintenance) return;
     this.maintenance = enable;
     this.logger.info({ enable, reason }, enable ? "entering maintenance" : "leaving maintenance");
-    await Promise.all([...this.health.values()].map((h) => h.setMaintenance(enable, reason)));
+    await Promise.all([...this.health.values(), ...this.maintainedHealth].map((h) => h.setMaintenance(enable, reason)));
     for (const job of this.jobs.values()) {
       if (job.config.maintenance !== "pause") continue;
       if (enable) await job.stop("maintenance");

@@ -129,6 +129,19 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     }
   });
 
+  it("maintenance on a replica is set and cleared in Consul through the control socket", async () => {
+    const replica = (await lab.views()).find((v) => v.role === "replica")!;
+    const socket = join(lab.node(replica.name).dir, "statepilot.sock");
+    const maintenanceChecks = async () => {
+      const list = (await (await fetch(`${lab.file.consul}/v1/health/service/mysql`)).json()) as Array<{ Service: { Meta: Record<string, string> }; Checks: Array<{ CheckID: string; Status: string }> }>;
+      return list.find((x) => x.Service.Meta["statepilot-node"] === replica.name)!.Checks.filter((c) => c.CheckID.startsWith("_service_maintenance") && c.Status === "critical").length;
+    };
+    expect((await runCli(["maintenance", "on", "--reason", "disk swap", "--socket", socket])).code).toBe(0);
+    expect(await maintenanceChecks()).toBe(1);
+    expect((await runCli(["maintenance", "off", "--socket", socket])).code).toBe(0);
+    expect(await maintenanceChecks()).toBe(0);
+  });
+
   it("kill -9 of the primary's mysqld: a replica takes over, no acknowledged write is lost, the old primary rejoins", async () => {
     const writer = new Writer(lab.file);
     writer.start();
