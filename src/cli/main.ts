@@ -4,7 +4,6 @@ import { maskSecrets } from "../config/secrets.js";
 import { controlRequest } from "../control/client.js";
 import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js";
 import { resolveConfig, runSupervisor } from "./run.js";
-import { labCommand, mysqlCommand, snapshotCommand } from "./cluster-commands.js";
 import { packageVersion } from "./version.js";
 
 const HELP = `statepilot ${packageVersion()}: an in-container supervisor with Consul discovery
@@ -182,12 +181,13 @@ async function main(argv: string[]): Promise<number> {
       });
       return callControl(args, "POST", "/v1/metric", updates.length === 1 ? updates[0] : updates);
     }
+    // Cluster and lab commands load their code only when used: `statepilot run` stays lean.
     case "lab":
-      return labCommand(args);
+      return (await import("./cluster-commands.js")).labCommand(args);
     case "mysql":
-      return mysqlCommand(args, configPath(args));
+      return (await import("./cluster-commands.js")).mysqlCommand(args, configPath(args));
     case "snapshot":
-      return snapshotCommand(args, configPath(args));
+      return (await import("./cluster-commands.js")).snapshotCommand(args, configPath(args));
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see statepilot --help)`);
   }

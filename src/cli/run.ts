@@ -5,7 +5,7 @@ import { ControlServer, HttpError } from "../control/server.js";
 import { Supervisor, ReloadRefused } from "../supervisor/supervisor.js";
 import { Metrics } from "../telemetry/metrics.js";
 import { Telemetry } from "../telemetry/telemetry.js";
-import { MysqlAutopilot } from "../mysql/autopilot.js";
+import type { MysqlAutopilot } from "../mysql/autopilot.js";
 
 export interface RunOptions {
   configPath: string | undefined;
@@ -48,7 +48,12 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     ...(metrics ? { observer: metrics.observer(), onConsulRequest: (ep: string, ms: number, outcome: "ok" | "error") => metrics.consulRequest(ep, ms, outcome) } : {}),
   });
   const telemetry = config.telemetry && metrics ? new Telemetry(config.telemetry, metrics, supervisor, logger) : undefined;
-  const mysql = config.mysql ? await MysqlAutopilot.prepare(config, supervisor, { env, source: opts.configPath ?? "command line", logger, metrics }) : undefined;
+  // Loaded only when used: a plain supervisor does not pay for mysql2 and the snapshot code.
+  let mysql: MysqlAutopilot | undefined;
+  if (config.mysql) {
+    const { MysqlAutopilot } = await import("../mysql/autopilot.js");
+    mysql = await MysqlAutopilot.prepare(config, supervisor, { env, source: opts.configPath ?? "command line", logger, metrics });
+  }
   if (mysql && telemetry) mysql.serveChecks(telemetry.server);
 
   const reload = async () => {
