@@ -67,12 +67,18 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
     case "hang": {
       const node = needNode();
       const v = await lab.view(node);
-      const pids = [node.pids.statepilot, v.pids.mysqld].filter((p): p is number => alive(p));
-      for (const p of pids) process.kill(p, "SIGSTOP");
-      log(`SIGSTOP ${pids.join(", ")}`);
+      const sp = alive(node.pids.statepilot) ? node.pids.statepilot! : undefined;
+      const db = alive(v.pids.mysqld) ? v.pids.mysqld! : undefined;
+      for (const p of [db, sp]) if (p) process.kill(p, "SIGSTOP");
+      log(`SIGSTOP mysqld ${db ?? "-"}, statepilot ${sp ?? "-"}`);
       await sleep(opts.forMs);
-      for (const p of pids) if (alive(p)) process.kill(p, "SIGCONT");
-      return { kind, node: node.name, description: `SIGSTOP statepilot and mysqld for ${opts.forMs} ms, then SIGCONT` };
+      // statepilot resumes first and gets a moment to fence (it kills a server whose lease is past
+      // the takeover time) before mysqld could answer anyone. A whole container thawed at once has
+      // no such order: there mysqld may answer for the instant before the kill lands.
+      if (sp && alive(sp)) process.kill(sp, "SIGCONT");
+      await sleep(300);
+      if (db && alive(db)) process.kill(db, "SIGCONT");
+      return { kind, node: node.name, description: `SIGSTOP mysqld and statepilot for ${opts.forMs} ms, then SIGCONT (statepilot first, mysqld 300 ms later)` };
     }
     case "partition-consul": {
       const node = needNode();
