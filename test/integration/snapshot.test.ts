@@ -133,6 +133,24 @@ describe("snapshot engine against real mariadbd, MinIO and a local store", () =>
     await new Promise((r) => setTimeout(r, 500));
   });
 
+  it("statepilot snapshot list and restore work from the command line, and refuse bad input by name", async () => {
+    const storeDir = join(dir, "cli-store");
+    const m = await take(new LocalStore(storeDir));
+    const cfg = join(dir, "cli.json");
+    writeFileSync(cfg, JSON.stringify({ mysql: { cluster: "c1", credentials: { rootPassword: "x", replPassword: "y" }, snapshots: { store: { type: "local", path: storeDir } } } }));
+    const list = await runCli(["snapshot", "list", "--json", "--config", cfg]);
+    expect(list.code).toBe(0);
+    expect((JSON.parse(list.output) as Array<{ id: string }>).map((x) => x.id)).toContain(m.id);
+    const target = join(dir, "cli-restore");
+    const r = await runCli(["snapshot", "restore", "--id", m.id, "--datadir", target, "--config", cfg]);
+    expect(r.output).toContain(`restored ${m.id}`);
+    expect(r.code).toBe(0);
+    expect(readdirSync(target)).toContain("ibdata1");
+    const bad = await runCli(["snapshot", "restore", "--id", "nope", "--datadir", join(dir, "x"), "--config", cfg]);
+    expect(bad.code).toBe(2);
+    expect(bad.output).toMatch(/--id: no snapshot "nope"/);
+  });
+
   it("fails cleanly when the backup tool fails, leaving nothing in the store", async () => {
     const store = new LocalStore(join(dir, "local-bad"));
     const err = await take(store, { user: "nobody", password: "wrong" }).catch((e: unknown) => e);
