@@ -12,7 +12,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Lab, type NodeView } from "../src/lab/cluster.js";
+import { Lab } from "../src/lab/cluster.js";
 import { seededRandom } from "../src/lab/random.js";
 import { applyFault, type FaultKind } from "../src/lab/faults.js";
 import { waitFor } from "../src/lab/wait.js";
@@ -63,18 +63,6 @@ interface RoundResult {
 
 const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
 
-async function converge(lab: Lab, timeoutMs: number): Promise<NodeView[]> {
-  return waitFor(
-    async () => {
-      const vs = await lab.views();
-      const primaries = vs.filter((v) => v.role === "primary" && v.readOnly === false);
-      if (primaries.length !== 1) return undefined;
-      const p = primaries[0]!;
-      return vs.every((v) => v === p || (v.role === "replica" && v.health === "passing" && v.executed === p.executed)) ? vs : undefined;
-    },
-    { timeoutMs, intervalMs: 200, what: "the cluster to converge" },
-  );
-}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("bench:chaos needs root (network namespaces and a tmpfs store)");
@@ -122,13 +110,13 @@ async function main(): Promise<void> {
       await writer.stop();
       let convergeMs: number | undefined;
       try {
-        await converge(lab, 120_000);
+        await lab.waitConverged(120_000);
         convergeMs = Date.now() - healedAt;
       } catch {
         unconverged++;
         // Bring killed or exited nodes back so the next round starts from a whole cluster.
         for (const n of lab.file.nodes) if (!(await lab.view(n)).reachable) await lab.start(n.name).catch(() => undefined);
-        await converge(lab, 120_000).catch(() => undefined);
+        await lab.waitConverged(120_000).catch(() => undefined);
       }
       const p = (await lab.primary())!;
       const lost = p ? (await writer.missingOn(lab.node(p.name).mysql.host, 3306)).length : writer.acked.length;

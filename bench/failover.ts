@@ -42,14 +42,7 @@ async function answers(host: string, lab: Lab): Promise<boolean> {
 }
 
 async function settle(lab: Lab): Promise<string> {
-  const vs = await lab.waitHealthy(120_000);
-  let last = "";
-  await waitFor(async () => {
-    const now = await lab.views();
-    last = now.map((v) => `${v.name} ${v.role} ${v.executed} ${v.reason}`).join("; ");
-    const p = now.find((v) => v.role === "primary");
-    return p && now.every((v) => v.executed === p.executed) ? true : undefined;
-  }, { timeoutMs: 60_000, what: "replicas to catch up", intervalMs: 100, detail: () => last });
+  const vs = await lab.waitConverged(120_000);
   return vs.find((v) => v.role === "primary")!.name;
 }
 

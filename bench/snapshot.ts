@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
 import { Lab } from "../src/lab/cluster.js";
-import { findBinary } from "../src/lab/binaries.js";
+import { findBinary } from "../src/binaries.js";
 import { MinioServer } from "../src/lab/minio-server.js";
 import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
 import { requestSnapshot } from "../src/snapshot/request.js";

@@ -11,6 +11,7 @@ import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
 import { requestSnapshot } from "../snapshot/request.js";
 import { optionString, UsageError, type ParsedArgs } from "./args.js";
 import { resolveConfig } from "./run.js";
+import type { Config, MysqlConfig } from "../config/schema.js";
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -26,6 +27,14 @@ function intOption(args: ParsedArgs, name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n)) throw new UsageError(`--${name}: expected a whole number, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+/** A node's config, which cluster-level commands need for Consul, the cluster and the store. */
+function nodeConfig(configPath: string | undefined, why: string): Config & { mysql: MysqlConfig } {
+  if (!configPath) throw new UsageError(`--config FILE is required (${why})`);
+  const config = resolveConfig({ configPath, node: undefined, mainCommand: undefined });
+  if (!config.mysql) throw new UsageError(`${configPath} has no mysql section`);
+  return config as Config & { mysql: MysqlConfig };
 }
 
 const SIGNALS = ["SIGKILL", "SIGTERM", "SIGINT", "SIGSTOP", "SIGCONT", "SIGHUP", "SIGQUIT"];
@@ -120,9 +129,7 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
 /** statepilot mysql status|switchover --config FILE: cluster-level commands, through Consul. */
 export async function mysqlCommand(args: ParsedArgs, configPath: string | undefined): Promise<number> {
   const sub = args.command[1];
-  if (!configPath) throw new UsageError("--config FILE is required (any node's config: it names Consul and the cluster)");
-  const config = resolveConfig({ configPath, node: undefined, mainCommand: undefined });
-  if (!config.mysql) throw new UsageError(`${configPath} has no mysql section`);
+  const config = nodeConfig(configPath, "any node's config: it names Consul and the cluster");
   const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, process.env));
   try {
     switch (sub) {
@@ -158,9 +165,7 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
 /** statepilot snapshot list|create|restore --config FILE */
 export async function snapshotCommand(args: ParsedArgs, configPath: string | undefined): Promise<number> {
   const sub = args.command[1];
-  if (!configPath) throw new UsageError("--config FILE is required (a node's config: it names the store, Consul and the cluster)");
-  const config = resolveConfig({ configPath, node: undefined, mainCommand: undefined });
-  if (!config.mysql) throw new UsageError(`${configPath} has no mysql section`);
+  const config = nodeConfig(configPath, "a node's config: it names the store, Consul and the cluster");
   const m = config.mysql;
   const store = await createStore(m.snapshots.store);
   try {

@@ -6,6 +6,10 @@ import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js"
 import { resolveConfig, runSupervisor } from "./run.js";
 import { packageVersion } from "./version.js";
 
+// The AWS SDK prints a multi-line notice about Node 20 to stderr, which would break the JSON log;
+// the same fact is in docs/operations.md. An operator who wants it can set the variable to "false".
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 const HELP = `statepilot ${packageVersion()}: an in-container supervisor with Consul discovery
 
 Usage:

@@ -69,3 +69,19 @@ export interface Coordinator {
   delete(key: string): Promise<void>;
   close(): void;
 }
+
+/** A JSON record stored under a key; unreadable text counts as no record. */
+export function parseRecord<T>(text: string | null | undefined): T | undefined {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a key holding a JSON record, with the modify index a check-and-set needs (0 when absent). */
+export async function readRecord<T>(c: Coordinator, key: string): Promise<{ value: T | undefined; modifyIndex: number }> {
+  const { entry } = await c.read(key);
+  return { value: parseRecord<T>(entry?.value), modifyIndex: entry?.modifyIndex ?? 0 };
+}

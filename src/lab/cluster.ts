@@ -251,12 +251,7 @@ export class Lab {
   async restartConsul(): Promise<void> {
     const a = this.file.consulAgent;
     if (!a) throw new Error("this lab.json has no consulAgent entry; recreate the lab");
-    if (alive(this.file.consulPid)) {
-      process.kill(this.file.consulPid, "SIGTERM");
-      const until = Date.now() + 10_000;
-      while (Date.now() < until && alive(this.file.consulPid)) await new Promise((r) => setTimeout(r, 50));
-      if (alive(this.file.consulPid)) process.kill(this.file.consulPid, "SIGKILL");
-    }
+    await this.stopConsul();
     const consul = await new ConsulAgent({ dir: join(this.dir, "consul"), persistent: true, host: a.host, ports: a.ports, ...(this.file.network ? { netns: this.file.network.consulNs } : {}) }).start();
     this.file.consulPid = consul.pid!;
     this.save();
@@ -371,6 +366,20 @@ export class Lab {
     );
   }
 
+  /** One writable primary and every other node a passing replica at the primary's GTID position. */
+  async waitConverged(timeoutMs: number): Promise<NodeView[]> {
+    return waitFor(
+      async () => {
+        const vs = await this.views();
+        const primaries = vs.filter((v) => v.role === "primary" && v.readOnly === false);
+        if (primaries.length !== 1) return undefined;
+        const p = primaries[0]!;
+        return vs.every((v) => v === p || (v.role === "replica" && v.health === "passing" && v.executed === p.executed)) ? vs : undefined;
+      },
+      { timeoutMs, intervalMs: 200, what: "the cluster to converge (one primary, every replica caught up)" },
+    );
+  }
+
   async primary(): Promise<NodeView | undefined> {
     return (await this.views()).find((v) => v.role === "primary");
   }
@@ -398,6 +407,20 @@ export class Lab {
     return hit;
   }
 
+  private async stopConsul(): Promise<void> {
+    const pid = this.file.consulPid;
+    if (!alive(pid)) return;
+    process.kill(pid, "SIGTERM");
+    const until = Date.now() + 10_000;
+    while (Date.now() < until && alive(pid)) await new Promise((r) => setTimeout(r, 50));
+    if (alive(pid)) process.kill(pid, "SIGKILL");
+  }
+
+  /** SIGKILL of every process of the lab, synchronously: for a test process's exit hook. */
+  killAllNow(): void {
+    for (const p of [this.file.consulPid, ...this.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (alive(p)) process.kill(p!, "SIGKILL");
+  }
+
   /** Stops every process the lab started, by PID: nodes first (SIGTERM, then SIGKILL), then Consul. */
   async down(opts: { keep?: boolean; timeoutMs?: number } = {}): Promise<void> {
     await this.views().catch(() => undefined);
@@ -406,12 +429,7 @@ export class Lab {
     const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
     while (Date.now() < deadline && procs.some(alive)) await new Promise((r) => setTimeout(r, 100));
     for (const p of procs) if (alive(p)) process.kill(p, "SIGKILL");
-    if (alive(this.file.consulPid)) {
-      process.kill(this.file.consulPid, "SIGTERM");
-      const until = Date.now() + 10_000;
-      while (Date.now() < until && alive(this.file.consulPid)) await new Promise((r) => setTimeout(r, 50));
-      if (alive(this.file.consulPid)) process.kill(this.file.consulPid, "SIGKILL");
-    }
+    await this.stopConsul();
     if (this.file.network) destroyNetwork(this.file.network, this.file.nodes.length);
     if (this.file.storeTmpfsMb) {
       try {

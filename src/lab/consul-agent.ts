@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { findBinary } from "./binaries.js";
+import { findBinary } from "../binaries.js";
 import { ManagedProcess } from "./process.js";
 import { freePorts } from "./ports.js";
 import { waitFor } from "./wait.js";

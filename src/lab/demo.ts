@@ -1,9 +1,9 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { existsSync } from "node:fs";
 import { alive, Lab, type NodeView } from "./cluster.js";
 import { waitFor } from "./wait.js";
 import { Writer } from "./workload.js";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function table(vs: NodeView[], lab: Lab): string {
   return vs

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -23,7 +24,6 @@ export interface FaultResult {
   description: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function needNetwork(lab: Lab, kind: FaultKind) {
   const net = lab.file.network;

@@ -3,7 +3,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 
 import { join } from "node:path";
 import { promisify } from "node:util";
 import mysql from "mysql2/promise";
-import { cacheDir, findBinary } from "./binaries.js";
+import { cacheDir, findBinary } from "../binaries.js";
 import { ManagedProcess } from "./process.js";
 import { waitFor } from "./wait.js";
 

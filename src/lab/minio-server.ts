@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { findBinary } from "./binaries.js";
+import { findBinary } from "../binaries.js";
 import { ManagedProcess } from "./process.js";
 import { freePorts } from "./ports.js";
 import { waitFor } from "./wait.js";

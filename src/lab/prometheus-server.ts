@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findBinary } from "./binaries.js";
+import { findBinary } from "../binaries.js";
 import { ManagedProcess } from "./process.js";
 import { freePort } from "./ports.js";
 import { waitFor } from "./wait.js";

@@ -1,9 +1,9 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import mysql from "mysql2/promise";
 import type { LabFile } from "./cluster.js";
 
 type Endpoint = { name: string; host: string; port: number };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function endpoints(lab: LabFile): Endpoint[] {
   return lab.nodes.map((n) => ({ name: n.name, host: n.mysql.host, port: n.mysql.port }));

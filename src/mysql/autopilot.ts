@@ -1,7 +1,8 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Job as JobSchema, type Config, type MysqlConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
 import { resolveAddress } from "../discovery/address.js";
-import type { Coordinator } from "../discovery/coordination.js";
+import { readRecord, type Coordinator } from "../discovery/coordination.js";
 import { ServiceHealth } from "../discovery/service-health.js";
 import type { Logger } from "../log.js";
 import type { Supervisor } from "../supervisor/supervisor.js";
@@ -31,7 +32,6 @@ import {
 
 export const MYSQLD_JOB = "mysqld";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Wires the MySQL autopilot into the supervisor: provisions the datadir, adds mysqld as the main
@@ -227,13 +227,8 @@ export class MysqlAutopilot {
 async function latestSnapshot(cfg: MysqlConfig, store: SnapshotStore, coordinator: Coordinator): Promise<Manifest | undefined> {
   const { entry: initialized } = await coordinator.read(`statepilot/${cfg.cluster}/initialized`);
   if (!initialized) return undefined;
-  const { entry } = await coordinator.read(snapshotKeys(cfg.cluster).latest);
-  try {
-    if (entry?.value) return JSON.parse(entry.value) as Manifest;
-  } catch {
-    // fall back to listing the store
-  }
-  return (await listSnapshots(store, cfg.cluster))[0];
+  const { value } = await readRecord<Manifest>(coordinator, snapshotKeys(cfg.cluster).latest);
+  return value ?? (await listSnapshots(store, cfg.cluster))[0];
 }
 
 /** Restores into the empty datadir; a failure stops start-up with the reason (the datadir is left empty). */

@@ -1,13 +1,13 @@
 import type { MysqlConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
-import type { CheckStatus, Coordinator, LockEntry } from "../discovery/coordination.js";
+import { parseRecord, readRecord, type CheckStatus, type Coordinator, type LockEntry } from "../discovery/coordination.js";
 import type { HealthResult, ServiceHealth } from "../discovery/service-health.js";
 import type { Logger } from "../log.js";
 import type { MysqlCredentials } from "./credentials.js";
 import type { Dialect } from "./dialect.js";
 import { decideRace, received, type MemberRecord, type Peer, type PrimaryRecord } from "./election.js";
 import { gtidSubset, mariaStateContained } from "./gtid.js";
-import { remoteState, type LocalServer, type LocalState } from "./local.js";
+import { remoteState, waitForRemote, type LocalServer, type LocalState } from "./local.js";
 import type { MysqlMetrics, Role } from "./metrics.js";
 
 export interface SwitchoverRecord {
@@ -121,7 +121,8 @@ export class MysqlHa {
   private bootstrapped = false;
   /** This process has held the primary role (a later divergence is then a former primary's tail). */
   private wasPrimary = false;
-  private readonly clusterInitializedCache = { value: false };
+  /** Once true it stays true: the initialized key is never removed. */
+  private clusterInitializedSeen = false;
 
   constructor(private readonly d: HaDeps, bootstrapped: boolean) {
     const base = `statepilot/${d.cfg.cluster}`;
@@ -204,14 +205,7 @@ export class MysqlHa {
 
   private async readLock(): Promise<{ entry: LockEntry | undefined; primary: PrimaryRecord | undefined; index: number }> {
     const { entry, index } = await this.d.coordinator.read(this.keys.lock);
-    let primary: PrimaryRecord | undefined;
-    if (entry?.value) {
-      try {
-        primary = JSON.parse(entry.value) as PrimaryRecord;
-      } catch {
-        primary = undefined;
-      }
-    }
+    const primary = parseRecord<PrimaryRecord>(entry?.value);
     const r = { entry, primary, index: entry ? Math.max(index, entry.modifyIndex) : index };
     this.lastLock = r;
     return r;
@@ -267,12 +261,9 @@ export class MysqlHa {
     }
     const out: Peer[] = [];
     for (const e of entries) {
-      try {
-        const record = JSON.parse(e.value ?? "") as MemberRecord;
-        out.push({ record, modifyIndex: e.modifyIndex, alive: alive.get(record.node) ?? false });
-      } catch {
-        // a record we cannot read does not vote
-      }
+      // A record that cannot be read does not vote.
+      const record = parseRecord<MemberRecord>(e.value);
+      if (record) out.push({ record, modifyIndex: e.modifyIndex, alive: alive.get(record.node) ?? false });
     }
     return out;
   }
@@ -525,20 +516,15 @@ export class MysqlHa {
   }
 
   private async clusterInitialized(): Promise<boolean> {
-    if (this.clusterInitializedCache.value) return true;
+    if (this.clusterInitializedSeen) return true;
     const { entry } = await this.d.coordinator.read(this.keys.initialized);
-    this.clusterInitializedCache.value = entry !== undefined;
-    return this.clusterInitializedCache.value;
+    this.clusterInitializedSeen = entry !== undefined;
+    return this.clusterInitializedSeen;
   }
 
   private async switchoverRecord(): Promise<{ record: SwitchoverRecord | undefined; modifyIndex: number }> {
-    const { entry } = await this.d.coordinator.read(this.keys.switchover);
-    if (!entry?.value) return { record: undefined, modifyIndex: 0 };
-    try {
-      return { record: JSON.parse(entry.value) as SwitchoverRecord, modifyIndex: entry.modifyIndex };
-    } catch {
-      return { record: undefined, modifyIndex: entry.modifyIndex };
-    }
+    const { value, modifyIndex } = await readRecord<SwitchoverRecord>(this.d.coordinator, this.keys.switchover);
+    return { record: value, modifyIndex };
   }
 
   private async whenFree(observed: LocalState, lock: { entry: LockEntry | undefined; primary: PrimaryRecord | undefined; index: number }): Promise<number> {
@@ -629,7 +615,7 @@ export class MysqlHa {
           await this.d.bootstrapCluster();
         }
         await this.d.coordinator.write(this.keys.initialized, JSON.stringify({ node: this.d.node, at: new Date().toISOString() }));
-        this.clusterInitializedCache.value = true;
+        this.clusterInitializedSeen = true;
       }
       const final = await this.d.local.observe();
       const entry = (await this.readLock()).entry;
@@ -752,19 +738,7 @@ export class MysqlHa {
     // The target must have everything before it may take the lock: nothing acknowledged is lost.
     const deadline = Date.now() + this.d.cfg.switchoverTimeout;
     const source = { host: to.host, port: to.port, user: this.d.creds.replUser, password: this.d.creds.replPassword };
-    let caught = false;
-    while (Date.now() < deadline) {
-      try {
-        const remote = await remoteState(source, this.dialect!);
-        if (gtidSubset(flavor, position, remote.executed)) {
-          caught = true;
-          break;
-        }
-      } catch {
-        // retry until the deadline
-      }
-      await sleep(20);
-    }
+    const caught = await waitForRemote(source, this.dialect!, (remote) => gtidSubset(flavor, position, remote.executed), deadline);
     if (!caught) {
       await this.d.coordinator.write(this.keys.switchover, JSON.stringify({ ...handover, state: "failed", error: `${to.node} did not catch up within ${formatDuration(this.d.cfg.switchoverTimeout)}` }));
       await this.unfenceAfterAbort(`${to.node} did not catch up`);

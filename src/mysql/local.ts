@@ -175,17 +175,45 @@ export class LocalServer {
   }
 }
 
-/** A short-lived connection to another node (as the replication user), for its GTID state. */
-export async function remoteState(
-  target: { host: string; port: number; user: string; password: string },
-  dialect: Dialect,
-): Promise<{ executed: string; state: string; readOnly: boolean }> {
-  const c = await mysql.createConnection({ host: target.host, port: target.port, user: target.user, password: target.password, connectTimeout: 2_000 });
+type Target = { host: string; port: number; user: string; password: string };
+type RemoteState = { executed: string; state: string; readOnly: boolean };
+
+function connectRemote(target: Target): Promise<mysql.Connection> {
+  return mysql.createConnection({ host: target.host, port: target.port, user: target.user, password: target.password, connectTimeout: 2_000 });
+}
+
+async function queryState(c: mysql.Connection, dialect: Dialect): Promise<RemoteState> {
+  const [rows] = await c.query<mysql.RowDataPacket[]>({ sql: dialect.positions(), timeout: QUERY_TIMEOUT_MS });
+  const r = rows[0];
+  return { executed: String(r?.executed ?? "").replace(/\s+/g, ""), state: String(r?.state ?? "").replace(/\s+/g, ""), readOnly: Number(r?.readOnly) === 1 };
+}
+
+/** Another node's GTID state over a short-lived connection (as the replication user). */
+export async function remoteState(target: Target, dialect: Dialect): Promise<RemoteState> {
+  const c = await connectRemote(target);
   try {
-    const [rows] = await c.query<mysql.RowDataPacket[]>({ sql: dialect.positions(), timeout: QUERY_TIMEOUT_MS });
-    const r = rows[0];
-    return { executed: String(r?.executed ?? "").replace(/\s+/g, ""), state: String(r?.state ?? "").replace(/\s+/g, ""), readOnly: Number(r?.readOnly) === 1 };
+    return await queryState(c, dialect);
   } finally {
     c.destroy();
+  }
+}
+
+/** Polls another node's GTID state over one connection (reopened after an error) until `done` or the deadline. */
+export async function waitForRemote(target: Target, dialect: Dialect, done: (s: RemoteState) => boolean, deadline: number, everyMs = 20): Promise<boolean> {
+  let c: mysql.Connection | undefined;
+  try {
+    while (Date.now() < deadline) {
+      try {
+        c ??= await connectRemote(target);
+        if (done(await queryState(c, dialect))) return true;
+      } catch {
+        c?.destroy();
+        c = undefined;
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+    return false;
+  } finally {
+    c?.destroy();
   }
 }

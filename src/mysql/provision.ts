@@ -6,7 +6,7 @@ import { gunzipSync } from "node:zlib";
 import mysql from "mysql2/promise";
 import type { MysqlConfig } from "../config/schema.js";
 import type { Coordinator } from "../discovery/coordination.js";
-import { findBinary } from "../lab/binaries.js";
+import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
 import type { MysqlCredentials } from "./credentials.js";
 import { parseServerVersion, replicationArgs, type Dialect, type ServerVersion } from "./dialect.js";

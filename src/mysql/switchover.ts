@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import type { Coordinator } from "../discovery/coordination.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseRecord, readRecord, type Coordinator } from "../discovery/coordination.js";
 import type { MemberRecord, PrimaryRecord } from "./election.js";
 import type { SwitchoverRecord } from "./ha.js";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class SwitchoverError extends Error {
   override name = "SwitchoverError";
@@ -18,19 +18,12 @@ export interface ClusterView {
 /** The cluster as Consul has it: the lock holder, every member's last record, any switchover. */
 export async function clusterView(coordinator: Coordinator, cluster: string): Promise<ClusterView> {
   const base = `statepilot/${cluster}`;
-  const [{ entry }, { entries }, sw] = await Promise.all([coordinator.read(`${base}/primary`), coordinator.list(`${base}/members/`), coordinator.read(`${base}/switchover`)]);
-  const parse = <T>(v: string | null | undefined): T | undefined => {
-    try {
-      return v ? (JSON.parse(v) as T) : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const p = entry?.session ? parse<PrimaryRecord>(entry.value) : undefined;
+  const [{ entry }, { entries }, sw] = await Promise.all([coordinator.read(`${base}/primary`), coordinator.list(`${base}/members/`), readRecord<SwitchoverRecord>(coordinator, `${base}/switchover`)]);
+  const p = entry?.session ? parseRecord<PrimaryRecord>(entry.value) : undefined;
   return {
     primary: p && entry?.session ? { ...p, session: entry.session } : undefined,
-    members: entries.map((e) => parse<MemberRecord>(e.value)).filter((m): m is MemberRecord => m !== undefined),
-    switchover: parse<SwitchoverRecord>(sw.entry?.value),
+    members: entries.map((e) => parseRecord<MemberRecord>(e.value)).filter((m): m is MemberRecord => m !== undefined),
+    switchover: sw.value,
   };
 }
 
@@ -48,18 +41,17 @@ export async function switchover(coordinator: Coordinator, cluster: string, opts
     const m = view.members.find((x) => x.node === opts.to);
     if (!m) throw new SwitchoverError(`--to: no node ${JSON.stringify(opts.to)} in cluster ${cluster} (members: ${view.members.map((x) => x.node).join(", ")})`);
   }
-  const { entry } = await coordinator.read(key);
+  const { modifyIndex } = await readRecord<SwitchoverRecord>(coordinator, key);
   const current = view.switchover;
   if (current && (current.state === "requested" || current.state === "handover") && Date.now() - Date.parse(current.requestedAt) < opts.timeoutMs * 2) {
     throw new SwitchoverError(`a switchover (${current.id}, ${current.state}) is already in progress`);
   }
   const record: SwitchoverRecord = { id: randomUUID(), to: opts.to, state: "requested", requestedAt: new Date().toISOString() };
   const started = performance.now();
-  if (!(await coordinator.writeCas(key, JSON.stringify(record), entry?.modifyIndex ?? 0))) throw new SwitchoverError("another switchover request was written at the same time; try again");
+  if (!(await coordinator.writeCas(key, JSON.stringify(record), modifyIndex))) throw new SwitchoverError("another switchover request was written at the same time; try again");
   const deadline = Date.now() + opts.timeoutMs + 5_000;
   while (Date.now() < deadline) {
-    const { entry: e } = await coordinator.read(key);
-    const r = e?.value ? (JSON.parse(e.value) as SwitchoverRecord) : undefined;
+    const { value: r } = await readRecord<SwitchoverRecord>(coordinator, key);
     if (r?.id === record.id && r.state === "done") return { ...r, observedMs: Math.round(performance.now() - started) };
     if (r?.id === record.id && r.state === "failed") throw new SwitchoverError(`switchover failed: ${r.error ?? "no reason given"}`);
     if (r && r.id !== record.id) throw new SwitchoverError("the request was replaced by another one");

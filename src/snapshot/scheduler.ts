@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { SnapshotsConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
-import type { Coordinator } from "../discovery/coordination.js";
+import { readRecord, type Coordinator } from "../discovery/coordination.js";
 import type { Logger } from "../log.js";
 import type { Flavor } from "../mysql/gtid.js";
 import type { LocalServer } from "../mysql/local.js";
@@ -104,15 +104,6 @@ export class SnapshotScheduler {
     await this.running;
   }
 
-  private async readJson<T>(key: string): Promise<{ value: T | undefined; modifyIndex: number }> {
-    const { entry } = await this.d.coordinator.read(key);
-    try {
-      return { value: entry?.value ? (JSON.parse(entry.value) as T) : undefined, modifyIndex: entry?.modifyIndex ?? 0 };
-    } catch {
-      return { value: undefined, modifyIndex: entry?.modifyIndex ?? 0 };
-    }
-  }
-
   /** Binlog files and bytes on this node since it first saw the current latest snapshot. */
   private async binlogSince(latestId: string | undefined): Promise<{ rotations: number; bytes: number }> {
     const rows = await this.d.local.query("SHOW BINARY LOGS");
@@ -153,8 +144,8 @@ export class SnapshotScheduler {
   async tick(): Promise<Manifest | undefined> {
     if (this.stopped) return undefined;
     const [{ value: latest }, { value: request, modifyIndex: requestIndex }] = await Promise.all([
-      this.readJson<Manifest>(this.keys.latest),
-      this.readJson<SnapshotRequest>(this.keys.request),
+      readRecord<Manifest>(this.d.coordinator, this.keys.latest),
+      readRecord<SnapshotRequest>(this.d.coordinator, this.keys.request),
     ]);
     if (latest) this.d.metrics && (this.d.metrics.latestCreatedAt = Date.parse(latest.createdAt));
     const reason = await this.due(latest, request);

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { join } from "node:path";
 import { pipeline, Transform, type Readable } from "node:stream";
 import { createGunzip, createGzip } from "node:zlib";
-import { findBinary } from "../lab/binaries.js";
+import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
 import type { Flavor } from "../mysql/gtid.js";
 import type { SnapshotStore } from "./store.js";

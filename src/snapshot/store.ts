@@ -31,9 +31,6 @@ export async function createStore(cfg: StoreConfig): Promise<SnapshotStore> {
     const { LocalStore } = await import("./local-store.js");
     return new LocalStore(cfg.path);
   }
-  // The SDK prints a multi-line notice about Node 20 to stderr, which would break the JSON log;
-  // the same fact is in docs/operations.md. An operator who wants it can set the variable to "false".
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const { S3Store } = await import("./s3-store.js");
   return new S3Store(cfg);
 }

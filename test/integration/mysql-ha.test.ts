@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { alive, Lab, type NodeView } from "../../src/lab/cluster.js";
+import { Lab, type NodeView } from "../../src/lab/cluster.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { ReadOnlySampler, Writer } from "../../src/lab/workload.js";
 import { runCli } from "../support/cli.js";
@@ -17,14 +17,6 @@ let lab: Lab;
 let sampler: ReadOnlySampler;
 let upMs = 0;
 
-function killAllOnExit(): void {
-  process.on("exit", () => {
-    if (!lab) return;
-    for (const p of [lab.file.consulPid, ...lab.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) {
-      if (alive(p)) process.kill(p!, "SIGKILL");
-    }
-  });
-}
 
 async function replUser(host: string) {
   return mysql.createConnection({ host, port: 3306, user: lab.file.credentials.replUser, password: lab.file.credentials.replPassword });
@@ -47,20 +39,11 @@ async function primaryView(): Promise<NodeView> {
   return p;
 }
 
-/** Waits until every running node is primary or a passing replica with the primary's GTID position. */
-async function converged(timeoutMs = 60_000): Promise<NodeView[]> {
-  return waitFor(
-    async () => {
-      const vs = await lab.waitHealthy(timeoutMs);
-      const p = vs.find((v) => v.role === "primary")!;
-      return vs.every((v) => v.executed === p.executed) ? vs : undefined;
-    },
-    { timeoutMs, what: "replicas to catch up with the primary", intervalMs: 200 },
-  );
-}
+/** One writable primary, every other node a passing replica with the primary's GTID position. */
+const converged = (timeoutMs = 60_000): Promise<NodeView[]> => lab.waitConverged(timeoutMs);
 
 beforeAll(async () => {
-  killAllOnExit();
+  process.on("exit", () => lab?.killAllNow());
   const dir = mkdtempSync(join(tmpdir(), "statepilot-ha-"));
   // Init scripts, as in the official images' /docker-entrypoint-initdb.d: run once, on the first primary.
   const initDir = join(dir, "initdb.d");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConsulAgent } from "../../src/lab/consul-agent.js";
 import { ConsulCoordinator } from "../../src/discovery/consul/coordinator.js";
-import { alive, Lab } from "../../src/lab/cluster.js";
+import { Lab } from "../../src/lab/cluster.js";
 import { applyFault } from "../../src/lab/faults.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { ReadOnlySampler, Writer } from "../../src/lab/workload.js";
@@ -52,9 +52,7 @@ describe("network partitions and hangs on a namespaced lab (lossless)", () => {
   beforeAll(async () => {
     if (process.getuid?.() !== 0) throw new Error("these tests need root: network namespaces and veth pairs");
     lab = await Lab.up({ dir: mkdtempSync(join(tmpdir(), "statepilot-partition-")), nodes: 3, subnet: "127.0.61", netns: true, lossless: true });
-    process.on("exit", () => {
-      for (const p of [lab.file.consulPid, ...lab.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (alive(p)) process.kill(p!, "SIGKILL");
-    });
+    process.on("exit", () => lab.killAllNow());
     await Writer.prepare(lab.file, "part");
     sampler = new ReadOnlySampler(lab.file, 100);
     sampler.start();
@@ -64,16 +62,8 @@ describe("network partitions and hangs on a namespaced lab (lossless)", () => {
     await lab?.down();
   });
 
-  async function converged(): Promise<void> {
-    await waitFor(
-      async () => {
-        const vs = await lab.views();
-        const p = vs.filter((v) => v.role === "primary" && v.readOnly === false);
-        return p.length === 1 && vs.every((v) => v === p[0] || (v.role === "replica" && v.health === "passing" && v.executed === p[0]!.executed)) ? true : undefined;
-      },
-      { timeoutMs: 90_000, intervalMs: 200, what: "the cluster to converge" },
-    );
-  }
+  const converged = () => lab.waitConverged(90_000);
+
 
   it("a primary cut off from Consul fences itself, a replica takes over, and the old primary rejoins after healing", async () => {
     const old = (await lab.primary())!;

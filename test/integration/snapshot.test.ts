@@ -6,7 +6,7 @@ import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import mysql from "mysql2/promise";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { alive, Lab } from "../../src/lab/cluster.js";
+import { Lab } from "../../src/lab/cluster.js";
 import { MariaDbServer } from "../../src/lab/mariadb-server.js";
 import { MinioServer } from "../../src/lab/minio-server.js";
 import { waitFor } from "../../src/lab/wait.js";
@@ -20,7 +20,7 @@ import { runCli, startCli } from "../support/cli.js";
 const logger = pino({ level: "silent" });
 const labs: Lab[] = [];
 process.on("exit", () => {
-  for (const lab of labs) for (const p of [lab.file.consulPid, ...lab.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (alive(p)) process.kill(p!, "SIGKILL");
+  for (const lab of labs) lab.killAllNow();
 });
 
 const minio = new MinioServer("snapshots");
@@ -259,11 +259,7 @@ describe("a node added to a running cluster restores from the latest snapshot", 
     await writer.stop();
     const log = readFileSync(join(n.dir, "statepilot.log"), "utf8");
     expect(log).toMatch(/"msg":"restore done"/);
-    await waitFor(async () => {
-      const vs = await lab.views();
-      const p = vs.find((v) => v.role === "primary");
-      return p && vs.every((v) => v.executed === p.executed) ? true : undefined;
-    }, { timeoutMs: 60_000, what: "the new node to catch up" });
+    await lab.waitConverged(60_000);
     const p = (await lab.primary())!;
     expect(await checksums(n.mysql.host, lab, ["orders"])).toEqual(await checksums(lab.node(p.name).mysql.host, lab, ["orders"]));
     expect(await writer.missingOn(n.mysql.host, 3306)).toEqual([]);

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli, startCli, writeConfig } from "../support/cli.js";
 import { waitFor } from "../../src/lab/wait.js";
-import { findBinary } from "../../src/lab/binaries.js";
+import { findBinary } from "../../src/binaries.js";
 
 const dir = mkdtempSync(join(tmpdir(), "statepilot-sup-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

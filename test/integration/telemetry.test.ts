@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConsulAgent } from "../../src/lab/consul-agent.js";
 import { PrometheusServer } from "../../src/lab/prometheus-server.js";
-import { findBinary } from "../../src/lab/binaries.js";
+import { findBinary } from "../../src/binaries.js";
 import { freePort } from "../../src/lab/ports.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { runCli, startCli, writeConfig, type CliRun } from "../support/cli.js";

@@ -126,6 +126,11 @@ function decodeBase64(v: unknown): string | null {
   return typeof v === "string" ? Buffer.from(v, "base64").toString("utf8") : null;
 }
 
+/** KV writes and deletes answer a bare `true` or `false`, decoded or not depending on the content type. */
+function consulTrue(body: unknown): boolean {
+  return body === true || (typeof body === "string" && body.trim() === "true") || (body instanceof Buffer && body.toString().trim() === "true");
+}
+
 function toKvEntry(raw: Record<string, unknown>): KvEntry {
   return {
     key: String(raw.Key),
@@ -376,8 +381,7 @@ export class ConsulClient {
 
   async kvDelete(key: string, opts: { cas?: number } = {}): Promise<boolean> {
     const res = await this.request("DELETE", "kv.delete", { path: "/kv/{key}", params: { key }, query: opts.cas !== undefined ? { cas: opts.cas } : {} });
-    const body = res.body;
-    return body === true || (typeof body === "string" && body.trim() === "true") || (body instanceof Buffer && body.toString().trim() === "true");
+    return consulTrue(res.body);
   }
 
   private async kvWrite(endpoint: string, key: string, value: string, query: Record<string, string | number>): Promise<boolean> {
@@ -388,8 +392,7 @@ export class ConsulClient {
       headers: { "content-type": "application/octet-stream" },
       body: Buffer.from(value, "utf8"),
     });
-    const body = res.body;
-    return body === true || (typeof body === "string" && body.trim() === "true") || (body instanceof Buffer && body.toString().trim() === "true");
+    return consulTrue(res.body);
   }
 
   async kvPut(key: string, value: string, opts: { cas?: number } = {}): Promise<boolean> {
