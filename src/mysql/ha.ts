@@ -416,7 +416,7 @@ export class MysqlHa {
 
   private async asReplica(state: LocalState, primary: PrimaryRecord | undefined): Promise<number> {
     this.lockFree = undefined;
-    if (this.role === "primary" || !state.readOnly) await this.fence(this.role === "primary" ? "lock lost" : "writable without the lock", "lock_held_elsewhere", this.role === "primary" ? "policy" : "read-only");
+    await this.fenceWithoutLock(state, "writable without the lock", "lock_held_elsewhere");
     await this.ensureSession();
     if (!primary) {
       await this.report("warning", "lock held but its value is unreadable");
@@ -532,9 +532,9 @@ export class MysqlHa {
     // stopped could miss a transaction this node received (and acknowledged) just before.
     const state = await this.d.local.observe().catch(() => observed);
     this.lastState = state;
-    if (this.role === "primary" || !state.readOnly) await this.fence(this.role === "primary" ? "lock lost" : "writable while nobody holds the lock", "lock_lost", this.role === "primary" ? "policy" : "read-only");
+    await this.fenceWithoutLock(state, "writable while nobody holds the lock", "lock_lost");
     this.lockFree ??= { index: lock.index, since: Date.now() };
-    if (this.role === "primary" || this.role === "starting") this.setRole(this.role === "primary" ? "fenced" : "replica");
+    if (this.role === "starting") this.setRole("replica");
     const rep = state.replication;
     const health: CheckStatus = rep.sqlErrno ? "critical" : "passing";
     await this.report(health, rep.sqlErrno ? `SQL thread stopped: ${rep.sqlError}` : "no primary; election under way");
@@ -655,6 +655,12 @@ export class MysqlHa {
   }
 
   // ---- fencing --------------------------------------------------------------------------------
+
+  /** This node does not hold the lock: a primary fences by policy, any other writable server goes read-only. */
+  private async fenceWithoutLock(state: LocalState, writableReason: string, label: string): Promise<void> {
+    if (this.role === "primary") await this.fence("lock lost", label, "policy");
+    else if (!state.readOnly) await this.fence(writableReason, label, "read-only");
+  }
 
   private checkLease(): void {
     if (this.role !== "primary") return;
