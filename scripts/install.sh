@@ -27,7 +27,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else need sudo "run as root or ins
 
 install_apt() {
   # docker-compose (v1) validates compose/docker-compose.yml; no Docker engine is needed for that.
-  local pkgs=(mariadb-server mariadb-backup tini prometheus iproute2 docker-compose)
+  local pkgs=(mariadb-server mariadb-backup tini prometheus iproute2 docker-compose stress-ng)
   step "Debian packages: ${pkgs[*]}"
   local missing=()
   for p in "${pkgs[@]}"; do

@@ -1,0 +1,131 @@
+import type { Clock } from "../src/cluster/clock.js";
+
+interface Timer {
+  at: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+/** A binary min-heap on (at, seq): timers due at the same time fire in the order they were set. */
+class TimerHeap {
+  private readonly items: Timer[] = [];
+  get size(): number {
+    return this.items.length;
+  }
+  peek(): Timer | undefined {
+    return this.items[0];
+  }
+  push(t: Timer): void {
+    const a = this.items;
+    a.push(t);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(a[i]!, a[p]!)) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+  pop(): Timer | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && before(a[l]!, a[m]!)) m = l;
+        if (r < a.length && before(a[r]!, a[m]!)) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+const before = (x: Timer, y: Timer) => x.at < y.at || (x.at === y.at && x.seq < y.seq);
+
+/** Lets every promise continuation queued so far (and those they queue) run. */
+export const flushMicrotasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Virtual time for the simulation: timers fire in time order, and between two timers every
+ * promise continuation runs, so async code behaves as it would, only without waiting. Nothing
+ * here reads the real clock: a run is a function of its seed.
+ */
+export class SimClock implements Clock {
+  private t = 0;
+  private seq = 0;
+  private readonly heap = new TimerHeap();
+
+  now(): number {
+    return this.t;
+  }
+
+  /** Runs `fn` after `ms` of virtual time; returns a handle for `cancel`. */
+  schedule(ms: number, fn: () => void): Timer {
+    const timer: Timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
+    this.heap.push(timer);
+    return timer;
+  }
+
+  cancel(timer: Timer): void {
+    timer.cancelled = true;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (signal?.aborted) return resolve();
+      const onAbort = () => {
+        this.cancel(timer);
+        resolve();
+      };
+      const timer = this.schedule(ms, () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  every(ms: number, fn: () => void): () => void {
+    let current: Timer;
+    const arm = () => {
+      current = this.schedule(ms, () => {
+        arm();
+        fn();
+      });
+    };
+    arm();
+    return () => this.cancel(current);
+  }
+
+  /**
+   * Fires timers in order until virtual time passes `until` or none is left, letting promise
+   * continuations run after each; `afterEach` runs after every timer (invariant checks).
+   * Returns the number of timers fired.
+   */
+  async runUntil(until: number, afterEach?: () => void): Promise<number> {
+    let fired = 0;
+    await flushMicrotasks();
+    for (;;) {
+      const next = this.heap.peek();
+      if (!next || next.at > until) break;
+      this.heap.pop();
+      if (next.cancelled) continue;
+      this.t = next.at;
+      next.fn();
+      fired++;
+      await flushMicrotasks();
+      afterEach?.();
+    }
+    if (this.t < until) this.t = until;
+    return fired;
+  }
+}

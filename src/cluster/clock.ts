@@ -1,0 +1,31 @@
+/**
+ * Time as the HA core sees it. Production uses the system clock; the simulation runs the same code
+ * on a virtual clock, so no HA decision may read Date.now() or set a timer of its own.
+ */
+export interface Clock {
+  /** Milliseconds on a monotonic-enough wall clock (Date.now() in production). */
+  now(): number;
+  /** Resolves after `ms`, or early (without error) when `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** A repeating timer; returns the function that stops it. */
+  every(ms: number, fn: () => void): () => void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(t);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal?.addEventListener("abort", done, { once: true });
+    }),
+  every: (ms, fn) => {
+    const t = setInterval(fn, ms);
+    return () => clearInterval(t);
+  },
+};

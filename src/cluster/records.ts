@@ -1,0 +1,73 @@
+import { z } from "zod";
+
+/**
+ * The records the HA core keeps in the cluster store, in the problem's words. The store encodes
+ * them (JSON in Consul and etcd) and validates what it reads back with these schemas: a record that
+ * does not match is reported (`ClusterState.invalid`), never trusted.
+ */
+
+export const ROLES = ["starting", "primary", "replica", "fenced", "diverged", "down"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const Flavor = z.enum(["mariadb", "mysql"]);
+
+/** What every node publishes each loop. */
+export const MemberRecord = z.object({
+  node: z.string().min(1),
+  serverId: z.number().int().nonnegative(),
+  host: z.string(),
+  port: z.number().int().min(0).max(65535),
+  role: z.enum(ROLES),
+  /** mysqld answers. */
+  up: z.boolean(),
+  /** Applied (MariaDB gtid_binlog_pos ∪ gtid_slave_pos / MySQL gtid_executed). */
+  executed: z.string(),
+  /** Applied plus what sits in the relay log: what the node could serve once it has drained it. */
+  received: z.string(),
+  lagSeconds: z.number().nullable(),
+  /** The SQL thread stopped on an error: this node cannot apply what it received. */
+  sqlError: z.string(),
+  nofailover: z.boolean(),
+  /** Why the node must not be promoted (diverged or errant GTIDs), empty when it may. */
+  blocked: z.string(),
+  /** In maintenance: never runs for primary. */
+  maintenance: z.boolean().default(false),
+  /** The node this one replicates from, when it does. */
+  source: z.string().default(""),
+  /** When the node wrote this record (its own clock, ISO 8601): shown as the record's age. */
+  at: z.string().default(""),
+});
+export type MemberRecord = z.infer<typeof MemberRecord>;
+
+/** The leader key's value: who is primary, where, and from which position it started. */
+export const LeaderRecord = z.object({
+  node: z.string().min(1),
+  serverId: z.number().int().nonnegative(),
+  host: z.string(),
+  port: z.number().int().min(0).max(65535),
+  flavor: Flavor,
+  version: z.string(),
+  /** Executed GTIDs when the node was promoted; every later candidate must have them. */
+  gtid: z.string(),
+  promotedAt: z.string(),
+});
+export type LeaderRecord = z.infer<typeof LeaderRecord>;
+
+export const SWITCHOVER_STATES = ["requested", "handover", "done", "failed"] as const;
+
+/** A switchover request and its progress; every step is a compare-and-set on the previous version. */
+export const SwitchoverRecord = z.object({
+  id: z.string().min(1),
+  /** Requested target; the primary picks the best replica when absent. */
+  to: z.string().optional(),
+  state: z.enum(SWITCHOVER_STATES),
+  requestedAt: z.string(),
+  from: z.string().optional(),
+  /** The old primary's executed GTIDs once fenced: the target applies them before it takes the lock. */
+  position: z.string().optional(),
+  fencedAt: z.number().optional(),
+  promotedAt: z.number().optional(),
+  unavailableMs: z.number().optional(),
+  error: z.string().optional(),
+});
+export type SwitchoverRecord = z.infer<typeof SwitchoverRecord>;

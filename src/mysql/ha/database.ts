@@ -1,0 +1,69 @@
+import type { Flavor } from "../gtid.js";
+import type { ReplicationStatus } from "../dialect.js";
+
+/**
+ * The database facade the HA core acts through (after Patroni's Postgresql class): the node's own
+ * server, its process, and read-only looks at peers. Production implements it over mysql2
+ * (`LocalServer`, `remoteState`); the simulation implements it over a model of MySQL.
+ */
+
+export interface LocalState {
+  readOnly: boolean;
+  /** What this server has applied: MariaDB gtid_binlog_pos ∪ gtid_slave_pos / MySQL gtid_executed. */
+  executed: string;
+  /** MariaDB gtid_binlog_pos alone (MySQL: gtid_executed). */
+  binlogPos: string;
+  /** MariaDB gtid_binlog_state (per domain and server) / MySQL gtid_executed. */
+  state: string;
+  slavePos: string;
+  serverId: number;
+  replication: ReplicationStatus;
+  semiSyncPrimary: boolean;
+}
+
+export interface RemoteState {
+  executed: string;
+  state: string;
+  readOnly: boolean;
+}
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface Database {
+  /** Connects (first call) and returns the server's flavor and version. */
+  ready(): Promise<{ flavor: Flavor; version: string }>;
+  observe(): Promise<LocalState>;
+  setReadOnly(on: boolean): Promise<void>;
+  /** Kills client connections that could still write; returns how many. */
+  killWriters(): Promise<number>;
+  /** Semi-sync on the primary side; turning it off never throws. */
+  semiSyncPrimary(on: boolean): Promise<void>;
+  /**
+   * Points replication at a source with GTID auto-positioning and starts it. `slavePos`: "binlog"
+   * aligns MariaDB's gtid_slave_pos with the binlog; a position string sets it (a restored node).
+   */
+  replicateFrom(source: Endpoint, slavePos: "binlog" | string | undefined): Promise<void>;
+  startReplica(): Promise<void>;
+  stopReceiver(): Promise<void>;
+  /** Waits until `gtids` are applied; false on timeout. */
+  waitApplied(gtids: string, timeoutMs: number): Promise<boolean>;
+  /** Stops replication and forgets the source. */
+  resetReplication(): Promise<void>;
+  /** A peer's GTID state (as the replication user). */
+  remoteState(peer: Endpoint): Promise<RemoteState>;
+  /** Polls a peer until `done` holds or `deadline` (clock ms) passes. */
+  waitForRemote(peer: Endpoint, done: (s: RemoteState) => boolean, deadline: number): Promise<boolean>;
+  close(): void;
+}
+
+/** The node's mysqld process as the supervisor runs it. */
+export interface ServerProcess {
+  running(): boolean;
+  /** The running process's id: replication statepilot started belongs to one server process. */
+  pid(): number | undefined;
+  /** Hard fence: SIGKILL (the supervisor restarts it read-only). */
+  kill(): void;
+}
