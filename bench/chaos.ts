@@ -8,6 +8,9 @@
  *   npm run bench:chaos -- --rounds 30 --seed 42
  * Last line: chaos: rounds=N seed=N acked=N lost=N split_brain_samples=N unconverged=N
  * Needs root (network namespaces, tmpfs).
+ * Interrupted (Ctrl-C, SIGTERM, `timeout`, or its npm parent killed), it stops the lab and removes
+ * its namespaces, veths and tmpfs before exiting; a run killed with SIGKILL leaves nothing running
+ * either (parent-death signal), and the next run removes the namespaces it left.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -76,6 +79,8 @@ async function main(): Promise<void> {
     netns: true,
     lossless: true,
     storeTmpfsMb: 256,
+    // The lab lives and dies with this process, whatever ends it.
+    owned: true,
     mysql: { snapshots: { store: { type: "local", path: join(dir, "snapshots") }, interval: "15s", checkEvery: "1s", keepLast: 2 } },
     log: (l) => console.log(l),
   });

@@ -16,6 +16,7 @@ import { waitFor } from "../src/lab/wait.js";
 import { ReadOnlySampler, Writer } from "../src/lab/workload.js";
 import { switchover } from "../src/mysql/switchover.js";
 import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
+import { clusterClient } from "../src/discovery/cluster-store-factory.js";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
         const writer = new Writer(lab.file, "bench", 1);
         writer.start();
         await waitFor(async () => writer.acked.length > 20, { timeoutMs: 10_000, what: "writes before the switchover" });
-        const r = await switchover(coordinator, lab.file.cluster, { timeoutMs: 30_000 });
+        const r = await switchover(clusterClient(coordinator, { cluster: lab.file.cluster, serviceName: "mysql" }), lab.file.cluster, { timeoutMs: 30_000 });
         const outage = await writer.waitForWriteElsewhere(primary, 30_000);
         await writer.stop();
         const measured = outage.recoveredAt! - outage.failedAt;

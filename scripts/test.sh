@@ -1,30 +1,94 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, type-checks, then runs the unit and
 # integration tests against real Consul, MariaDB, MinIO and Prometheus.
-#   scripts/test.sh                 everything
-#   scripts/test.sh --project unit  forwarded to vitest
+#   scripts/test.sh                          everything
+#   scripts/test.sh --project unit           forwarded to vitest
+#   scripts/test.sh --loaded [vitest args]   the same with `stress-ng --cpu 2` busy beside it
+#                                            (npm run test:loaded): a machine with both cores taken
+#
+# No server outlives the run. Everything the suite starts carries STATEPILOT_TEST_RUN=<this
+# script's pid:start time> in its environment (inherited by whatever it starts in turn); after
+# vitest, or when this script is interrupted, what still carries it is reported, stopped, and fails
+# the run. Nothing else on the machine is looked at, let alone stopped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+loaded=0
+if [ "${1:-}" = "--loaded" ]; then loaded=1; shift; fi
+
+run_id="$$:$(cut -d' ' -f22 /proc/$$/stat)"
+stress_pid=""
+vitest_pid=""
+
+stop_load() {
+  [ -n "$stress_pid" ] || return 0
+  # stress-ng leads its own process group (setsid): its workers go with it.
+  kill -TERM -- "-$stress_pid" 2>/dev/null
+  for _ in $(seq 50); do kill -0 "$stress_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$stress_pid" 2>/dev/null
+  wait "$stress_pid" 2>/dev/null
+  echo "==> stress-ng stopped"
+  stress_pid=""
+}
+
+# Reports and stops what this run left; fails the run if there was anything.
+sweep() {
+  if node scripts/leftovers.mjs --run "$run_id" --kill; then
+    echo "==> no process of this run left behind"
+    return 0
+  fi
+  return 1
+}
+
+on_exit() {
+  local rc=$?
+  stop_load
+  exit "$rc"
+}
+trap on_exit EXIT
+
+on_signal() {
+  local sig=$1 code=$2
+  trap - INT TERM HUP
+  echo "test: $sig: stopping" >&2
+  if [ -n "$vitest_pid" ]; then
+    # vitest ends its workers with SIGTERM; the lab and server cleanup runs in them then.
+    kill -TERM "$vitest_pid" 2>/dev/null
+    for _ in $(seq 150); do kill -0 "$vitest_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  sweep >&2
+  exit "$code"
+}
+trap 'on_signal SIGINT 130' INT
+trap 'on_signal SIGTERM 143' TERM
+trap 'on_signal SIGHUP 129' HUP
+
 bash scripts/install.sh || exit 1
+
+if [ $loaded = 1 ]; then
+  command -v stress-ng >/dev/null || { echo "test: stress-ng is not installed (scripts/install.sh installs it)" >&2; exit 1; }
+  setsid stress-ng --cpu 2 --quiet &
+  stress_pid=$!
+  echo "==> stress-ng --cpu 2 running beside the tests (pid $stress_pid)"
+fi
+
 echo "==> build and type check"
 npm run --silent build || exit 1
 npm run --silent typecheck || exit 1
-# Process names are matched one at a time (pgrep matches at most 15 characters of a name), plus
-# the statepilot nodes the lab starts.
-servers() { { for n in consul mariadbd minio prometheus tini; do pgrep -x "$n"; done; pgrep -f 'dist/src/cli/main.js run'; } | sort; }
-before=$(servers)
+
+# Leftovers of earlier runs that were killed before they could clean up (their test.sh is gone).
+node scripts/leftovers.mjs --stale --kill || true
+
 mkdir -p .test-results
 rm -f .test-results/vitest.json
 echo "==> vitest"
-NO_COLOR=1 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json "$@"
+# In the background so that a signal reaches this script's trap at once (bash defers traps while a
+# foreground command runs).
+NO_COLOR=1 STATEPILOT_TEST_RUN="$run_id" ./node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json "$@" &
+vitest_pid=$!
+wait "$vitest_pid"
 rc=$?
+vitest_pid=""
 node scripts/test-summary.mjs .test-results/vitest.json "$rc" || rc=1
-leftover=$(comm -13 <(echo "$before") <(servers) | tr '\n' ' ')
-if [ -n "${leftover// /}" ]; then
-  echo "test: processes started by the suite are still running: $leftover" >&2
-  ps -o pid,ppid,comm,args -p ${leftover// /,} >&2 || true
-  rc=1
-else
-  echo "==> no server process left behind"
-fi
+sweep || rc=1
 exit $rc

@@ -6,6 +6,7 @@ import { Lab } from "../lab/cluster.js";
 import { runDemo } from "../lab/demo.js";
 import { applyFault, FAULTS, type FaultKind } from "../lab/faults.js";
 import { clusterView, switchover } from "../mysql/switchover.js";
+import { clusterClient } from "../discovery/cluster-store-factory.js";
 import { createStore } from "../snapshot/store.js";
 import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
 import { requestSnapshot } from "../snapshot/request.js";
@@ -131,18 +132,29 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
   const sub = args.command[1];
   const config = nodeConfig(configPath, "any node's config: it names Consul and the cluster");
   const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, process.env));
+  const store = clusterClient(coordinator, config.mysql);
   try {
     switch (sub) {
       case "status": {
-        const v = await clusterView(coordinator, config.mysql.cluster);
+        const v = await clusterView(store);
         if (args.options.has("json")) {
           out(JSON.stringify(v, null, 2));
           return 0;
         }
         out(`cluster ${config.mysql.cluster}: primary ${v.primary ? `${v.primary.node} (${v.primary.host}:${v.primary.port}, term ${v.primary.term})` : "NONE"}`);
-        for (const m of v.members.sort((a, b) => a.node.localeCompare(b.node))) {
-          out(`  ${m.node.padEnd(10)} ${m.role.padEnd(9)} up=${m.up ? 1 : 0} lag=${m.lagSeconds ?? "-"} gtid=${m.executed || "-"}${m.blocked ? `  BLOCKED: ${m.blocked}` : ""}`);
-        }
+        const rows = v.members.sort((a, b) => a.node.localeCompare(b.node)).map((m) => [
+          m.node,
+          `${m.host}:${m.port}`,
+          m.alive ? m.role : `${m.role}?`,
+          m.alive ? (m.up ? "running" : "mysqld down") : "unreachable",
+          m.lagSeconds === null ? "-" : String(m.lagSeconds),
+          m.ageSeconds === null ? "-" : `${m.ageSeconds}s`,
+          m.executed || "-",
+          m.blocked ? `BLOCKED: ${m.blocked}` : m.maintenance ? "maintenance" : "",
+        ]);
+        out(table(["member", "host", "role", "state", "lag", "age", "gtid", "note"], rows));
+        if (v.members.some((m) => !m.alive)) out("(role? = last role the node published; it is not alive in the store, so the role may be stale)");
+        for (const bad of v.invalid) out(`unreadable record ${bad.what}: ${bad.error}`);
         if (v.switchover) out(`last switchover: ${v.switchover.from ?? "?"} -> ${v.switchover.to ?? "?"} ${v.switchover.state}${v.switchover.error ? `: ${v.switchover.error}` : ""}`);
         return 0;
       }
@@ -150,7 +162,7 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         const rawTimeout = optionString(args, "timeout");
         const timeoutMs = rawTimeout === undefined ? config.mysql.switchoverTimeout : parseDuration(rawTimeout);
         if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "30s", got ${JSON.stringify(rawTimeout)}`);
-        const r = await switchover(coordinator, config.mysql.cluster, { to: optionString(args, "to"), timeoutMs });
+        const r = await switchover(store, config.mysql.cluster, { to: optionString(args, "to"), timeoutMs });
         out(`switchover ${r.from} -> ${r.to} done: writes unavailable ${r.unavailableMs ?? "?"} ms (between the old primary fencing and the new one turning writable); ${r.observedMs} ms end to end`);
         return 0;
       }
@@ -211,4 +223,11 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
   } finally {
     store.close();
   }
+}
+
+/** A plain text table: columns padded to their widest cell. */
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(head), ...rows.map(line)].join("\n");
 }

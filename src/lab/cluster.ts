@@ -2,10 +2,14 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import mysql from "mysql2/promise";
 import { ConsulAgent } from "./consul-agent.js";
+import { onInterrupt } from "./interrupt.js";
 import { ManagedProcess } from "./process.js";
 import { waitFor } from "./wait.js";
-import { addNamespace, consulIp, createNetwork, destroyNetwork, nodeIp, nodeNs, type LabNetwork } from "./netns.js";
+import { addNamespace, consulIp, createNetwork, nodeIp, nodeNs, reclaimNetwork, removeNetwork, type LabNetwork } from "./netns.js";
+import { describeProcess, gone, killSync, LAB_DIR_ENV, LAB_NET_ENV, LAB_OWNER_ENV, listenersOn, procCmdline, procEnv, processesWithEnv, processToken, procStat, tokenAlive } from "./procs.js";
 import { execFileSync } from "node:child_process";
 
 export interface LabNode {
@@ -15,6 +19,8 @@ export interface LabNode {
   pids: { statepilot: number | null; mysqld: number | null };
   config: string;
   dir: string;
+  /** mysqld's unix socket. */
+  socket?: string;
   /** The node's network namespace (a lab started with --netns). */
   ns?: string;
 }
@@ -35,6 +41,12 @@ export interface LabFile {
   network?: LabNetwork;
   /** The local snapshot store is a tmpfs of this many MiB (for store faults). */
   storeTmpfsMb?: number;
+  /** "starting" while Lab.up runs, "up" once it returned. */
+  state?: "starting" | "up";
+  /** The process that ran Lab.up ("pid:starttime"). */
+  startedBy?: string;
+  /** The process the lab belongs to (a test, a benchmark): the lab dies with it. Absent: it outlives its creator (the CLI). */
+  owner?: string;
   nodes: LabNode[];
 }
 
@@ -52,6 +64,13 @@ export interface LabUpOptions {
   netns?: boolean;
   /** Mount the shared local snapshot store as a tmpfs of this size (root only). */
   storeTmpfsMb?: number;
+  /**
+   * The lab belongs to this process: its processes die with it, however it ends (exit, signal,
+   * SIGKILL, its parent gone). Default: inside a Vitest worker, yes; otherwise (the CLI) the lab
+   * outlives the process that started it, and is stopped only if that process is interrupted
+   * during Lab.up.
+   */
+  owned?: boolean;
   timeoutMs?: number;
   log?: (line: string) => void;
 }
@@ -104,12 +123,75 @@ export function alive(pid: number | null | undefined): boolean {
   }
 }
 
+/** Whether the lab in `dir` is still wanted; if not, whatever it left running is a leftover. */
+export function labIsLive(dir: string): boolean {
+  let f: LabFile;
+  try {
+    f = JSON.parse(readFileSync(Lab.path(dir), "utf8")) as LabFile;
+  } catch {
+    return false; // no lab.json: nothing can operate that lab any more
+  }
+  if (f.owner) return tokenAlive(f.owner);
+  if (f.state === "starting") return tokenAlive(f.startedBy);
+  return true;
+}
+
+/** Processes of the lab in `dir`, found by their marker (see procs.ts), whatever lab.json remembers. */
+export function labProcesses(dir: string): number[] {
+  return processesWithEnv(LAB_DIR_ENV, resolve(dir));
+}
+
+/** A PID from lab.json that still names a process of this lab (PIDs get reused). */
+function ours(pid: number | null | undefined, dir: string): pid is number {
+  if (!pid || gone(pid)) return false;
+  const env = procEnv(pid);
+  if (env?.get(LAB_DIR_ENV) !== undefined) return env.get(LAB_DIR_ENV) === dir;
+  // A lab.json written before processes were marked.
+  return procCmdline(pid).includes(dir) || procStat(pid)?.comm === "consul";
+}
+
+/** Unmounts whatever is mounted at or below `dir` (the lab's tmpfs store), lazily: nothing can keep it busy. */
+function unmountUnder(dir: string): void {
+  let mounts: string[] = [];
+  try {
+    mounts = readFileSync("/proc/mounts", "utf8")
+      .split("\n")
+      .map((l) => l.split(" ")[1] ?? "")
+      .map((m) => m.replace(/\\040/g, " "))
+      .filter((m) => m === dir || m.startsWith(`${dir}/`));
+  } catch {
+    return;
+  }
+  for (const m of mounts.sort().reverse()) {
+    try {
+      execFileSync("umount", ["-l", m], { stdio: "ignore" });
+    } catch {
+      // not mounted any more
+    }
+  }
+}
+
+/** SIGKILLs every process of the lab in `dir`, removes its network and unmounts its store; synchronous. */
+function killLabNow(dir: string, file: LabFile | undefined): void {
+  const pids = new Set(labProcesses(dir));
+  if (file) for (const p of [file.consulPid, ...file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (ours(p, dir)) pids.add(p);
+  killSync(pids);
+  if (file?.network) removeNetwork(file.network.k);
+  unmountUnder(dir);
+}
+
+let myToken: string | undefined;
+const thisProcess = () => (myToken ??= processToken());
+
 /**
  * A local cluster of real processes: one Consul dev agent and N statepilot nodes, each running
  * mariadbd on <subnet>.<i>:3306 from an empty datadir. Processes outlive the CLI; lab.json
  * remembers them, so any later command (status, kill, start, down) can find them by PID.
  */
 export class Lab {
+  /** Unregisters the cleanup that stops this lab if this process is interrupted (Lab.up registers it). */
+  private releaseInterrupt: (() => void) | undefined;
+
   private constructor(
     readonly dir: string,
     public file: LabFile,
@@ -135,58 +217,97 @@ export class Lab {
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 9) throw new Error(`--nodes: expected 1 to 9, got ${opts.nodes}`);
     const subnet = opts.subnet ?? "127.0.10";
     if (!/^127\.\d{1,3}\.\d{1,3}$/.test(subnet)) throw new Error(`--subnet: expected three octets inside 127.0.0.0/8 such as 127.0.10, got ${JSON.stringify(subnet)}`);
-    if (existsSync(Lab.path(dir))) {
-      const old = Lab.open(dir);
-      if (alive(old.file.consulPid) || old.file.nodes.some((n) => alive(n.pids.statepilot))) {
-        throw new Error(`a lab is already running in ${dir}; stop it first: statepilot lab down --dir ${opts.dir}`);
-      }
-      if (!opts.fresh) throw new Error(`${dir} holds a stopped lab; pass --fresh to replace it`);
-    }
+    const owned = opts.owned ?? process.env.VITEST !== undefined;
+    Lab.reclaimDir(dir, opts.fresh ?? false, log);
     if (opts.fresh) rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const consulDir = join(dir, "consul");
     mkdirSync(consulDir, { recursive: true });
     const k = Number(subnet.split(".")[2]);
-    const network = opts.netns ? createNetwork(k) : undefined;
-    if (opts.storeTmpfsMb) {
-      mkdirSync(join(dir, "snapshots"), { recursive: true });
-      execFileSync("mount", ["-t", "tmpfs", "-o", `size=${opts.storeTmpfsMb}m`, "statepilot-lab-store", join(dir, "snapshots")]);
-    }
-    log(`starting Consul (dev agent${network ? ` in namespace ${network.consulNs}` : ""}) ...`);
-    const consul = await new ConsulAgent({
-      dir: consulDir,
-      persistent: true,
-      ...(network ? { host: consulIp(k), netns: network.consulNs, ports: [8500, 8301, 8302, 8300] } : {}),
-    }).start();
-    const secret = () => randomBytes(12).toString("base64url");
-    const file: LabFile = {
-      consul: consul.address,
-      consulPid: consul.pid!,
-      consulAgent: { host: consul.host, ports: consul.portList },
-      cluster: "lab",
-      credentials: { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret() },
-      lossless: opts.lossless ?? false,
-      subnet,
-      mysql: opts.mysql ?? {},
-      ...(network ? { network } : {}),
-      ...(opts.storeTmpfsMb ? { storeTmpfsMb: opts.storeTmpfsMb } : {}),
-      nodes: [],
-    };
-    const lab = new Lab(dir, file);
-    lab.save();
+    // From here on, an interrupted up (Ctrl-C, SIGTERM, a timeout) stops what it started.
+    let file: LabFile | undefined;
+    const release = onInterrupt({ what: `the lab in ${dir}`, onExit: owned, onOrphaned: owned, run: () => killLabNow(dir, file) });
+    let lab: Lab | undefined;
     try {
+      const network = opts.netns ? createNetwork(k, dir, labIsLive) : undefined;
+      file = {
+        consul: "",
+        consulPid: 0,
+        cluster: "lab",
+        credentials: { user: "app", password: "", database: "app", rootPassword: "", replUser: "repl", replPassword: "" },
+        lossless: opts.lossless ?? false,
+        subnet,
+        mysql: opts.mysql ?? {},
+        ...(network ? { network } : {}),
+        ...(opts.storeTmpfsMb ? { storeTmpfsMb: opts.storeTmpfsMb } : {}),
+        state: "starting",
+        startedBy: thisProcess(),
+        ...(owned ? { owner: thisProcess() } : {}),
+        nodes: [],
+      };
+      if (opts.storeTmpfsMb) {
+        mkdirSync(join(dir, "snapshots"), { recursive: true });
+        execFileSync("mount", ["-t", "tmpfs", "-o", `size=${opts.storeTmpfsMb}m`, "statepilot-lab-store", join(dir, "snapshots")]);
+      }
+      lab = new Lab(dir, file);
+      lab.releaseInterrupt = release;
+      lab.save();
+      log(`starting Consul (dev agent${network ? ` in namespace ${network.consulNs}` : ""}) ...`);
+      const consul = await new ConsulAgent({
+        dir: consulDir,
+        persistent: !owned,
+        env: lab.markers(),
+        ...(network ? { host: consulIp(k), netns: network.consulNs, ports: [8500, 8301, 8302, 8300] } : {}),
+      }).start();
+      const secret = () => randomBytes(12).toString("base64url");
+      file.consul = consul.address;
+      file.consulPid = consul.pid!;
+      file.consulAgent = { host: consul.host, ports: consul.portList };
+      file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret() };
+      lab.save();
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();
       log(`starting ${opts.nodes} statepilot nodes, each with its own mariadbd (${file.nodes.map((n) => `${n.mysql.host}:3306`).join(", ")}) ...`);
       for (const n of file.nodes) await lab.spawnNode(n);
       lab.save();
-      await lab.waitHealthy(opts.timeoutMs ?? 90_000);
+      await lab.waitReady(opts.timeoutMs ?? 180_000);
+      file.state = "up";
       lab.save();
     } catch (err) {
-      await lab.down().catch(() => undefined);
+      if (lab) await lab.down({ keep: true, timeoutMs: 10_000 }).catch(() => undefined);
+      else {
+        killLabNow(dir, file);
+        release();
+      }
       throw err;
     }
     return lab;
+  }
+
+  /**
+   * Before a lab starts in `dir`: a running lab there is an error; what a killed or interrupted one
+   * left (processes, its network, its tmpfs) is stopped and removed.
+   */
+  private static reclaimDir(dir: string, fresh: boolean, log: (line: string) => void): void {
+    let old: LabFile | undefined;
+    try {
+      old = existsSync(Lab.path(dir)) ? (JSON.parse(readFileSync(Lab.path(dir), "utf8")) as LabFile) : undefined;
+    } catch {
+      old = undefined; // unreadable: treated as a leftover
+    }
+    const running = new Set(labProcesses(dir));
+    if (old) for (const p of [old.consulPid, ...old.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (ours(p, dir)) running.add(p);
+    if (running.size && labIsLive(dir)) {
+      throw new Error(`a lab is already running in ${dir}; stop it first: statepilot lab down --dir ${dir}`);
+    }
+    if (running.size) {
+      log(`stopping what an interrupted lab left in ${dir}: ${[...running].map(describeProcess).join(", ")}`);
+      const left = killSync(running);
+      if (left.length) throw new Error(`cannot stop what an earlier lab left in ${dir}: ${left.map(describeProcess).join(", ")}`);
+    }
+    if (old?.network) reclaimNetwork(old.network.k, dir, labIsLive);
+    unmountUnder(dir);
+    if (old && !fresh) throw new Error(`${dir} holds a stopped lab; pass --fresh to replace it`);
   }
 
   /** Writes node i's config and directory; the node is not started. */
@@ -221,7 +342,8 @@ export class Lab {
     };
     const configPath = join(ndir, "statepilot.json");
     writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
-    const node: LabNode = { name, mysql: { host, port: 3306 }, http: `http://${host}:${HTTP_PORT}`, pids: { statepilot: null, mysqld: null }, config: configPath, dir: ndir, ...(net ? { ns: nodeNs(net.k, i) } : {}) };
+    const socket = typeof config.mysql.socket === "string" ? config.mysql.socket : join(ndir, "mysqld.sock");
+    const node: LabNode = { name, mysql: { host, port: 3306 }, http: `http://${host}:${HTTP_PORT}`, pids: { statepilot: null, mysqld: null }, config: configPath, dir: ndir, socket, ...(net ? { ns: nodeNs(net.k, i) } : {}) };
     if (net) addNamespace(net, node.ns!, host);
     this.file.nodes = [...this.file.nodes.filter((n) => n.name !== name), node];
     return node;
@@ -242,6 +364,7 @@ export class Lab {
       },
       { timeoutMs, intervalMs: 250, what: `${n.name} to join as a replicating replica`, detail: () => this.logTail(n, 15), abortIf: () => (alive(n.pids.statepilot) ? undefined : `${n.name}'s statepilot exited`) },
     );
+    await waitFor(async () => (await this.nodeAnswers(n, "replica")) === "", { timeoutMs: 60_000, what: `${n.name}'s mysqld to accept connections`, detail: () => this.logTail(n, 15) });
     await this.views();
     this.save();
     return n;
@@ -252,7 +375,7 @@ export class Lab {
     const a = this.file.consulAgent;
     if (!a) throw new Error("this lab.json has no consulAgent entry; recreate the lab");
     await this.stopConsul();
-    const consul = await new ConsulAgent({ dir: join(this.dir, "consul"), persistent: true, host: a.host, ports: a.ports, ...(this.file.network ? { netns: this.file.network.consulNs } : {}) }).start();
+    const consul = await new ConsulAgent({ dir: join(this.dir, "consul"), persistent: !this.tiedHere, env: this.markers(), host: a.host, ports: a.ports, ...(this.file.network ? { netns: this.file.network.consulNs } : {}) }).start();
     this.file.consulPid = consul.pid!;
     this.save();
   }
@@ -263,10 +386,25 @@ export class Lab {
     return n;
   }
 
+  /** Marks every process of this lab (and what they start): found later by it, whatever lab.json says. */
+  markers(): Record<string, string> {
+    return {
+      [LAB_DIR_ENV]: this.dir,
+      ...(this.file.network ? { [LAB_NET_ENV]: String(this.file.network.k) } : {}),
+      ...(this.file.owner ? { [LAB_OWNER_ENV]: this.file.owner } : {}),
+    };
+  }
+
+  /** Processes started now die with this process: the lab is owned by it. */
+  private get tiedHere(): boolean {
+    return !!this.file.owner && this.file.owner === thisProcess();
+  }
+
   private env(): NodeJS.ProcessEnv {
     const c = this.file.credentials;
     return {
       ...process.env,
+      ...this.markers(),
       MYSQL_ROOT_PASSWORD: c.rootPassword,
       MYSQL_DATABASE: c.database,
       MYSQL_USER: c.user,
@@ -277,17 +415,53 @@ export class Lab {
   }
 
   async spawnNode(n: LabNode): Promise<void> {
-    if (alive(n.pids.statepilot)) throw new Error(`${n.name} is already running (statepilot pid ${n.pids.statepilot})`);
+    if (ours(n.pids.statepilot, this.dir)) throw new Error(`${n.name} is already running (statepilot pid ${n.pids.statepilot})`);
     cliPath(); // fails early, with a hint, when the build is missing
+    if (!n.ns) await this.ensureAddressFree(n);
     const argv = ["/bin/sh", imageFiles().entrypoint, "run", "--config", n.config];
     const [cmd, ...args] = n.ns ? ["ip", "netns", "exec", n.ns, ...argv] : argv;
     const p = await ManagedProcess.start(`statepilot@${n.name}`, cmd!, args, {
       env: { ...this.env(), NODE: process.execPath, STATEPILOT_HOME: repoRoot() },
       cwd: n.dir,
       logFile: join(n.dir, "statepilot.log"),
-      persistent: true,
+      persistent: !this.tiedHere,
     });
     n.pids = { statepilot: p.pid, mysqld: null };
+  }
+
+  /**
+   * The node's addresses must be free before it starts: otherwise whatever holds them (a server an
+   * earlier run left) answers in its place, and the lab reports that process's state as its own.
+   * This lab's own processes that are still exiting are waited for; a leftover of a lab that is no
+   * longer wanted is stopped; anything else is an error that names it.
+   */
+  private async ensureAddressFree(n: LabNode, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const busy: string[] = [];
+      const stale: number[] = [];
+      let waiting = false;
+      for (const port of [n.mysql.port, HTTP_PORT]) {
+        const l = listenersOn(n.mysql.host, port);
+        if (!l.inUse) continue;
+        if (!l.pids.length) busy.push(`${n.mysql.host}:${port} (by a process this user cannot inspect)`);
+        for (const pid of l.pids) {
+          const owner = procEnv(pid)?.get(LAB_DIR_ENV);
+          if (owner === this.dir) waiting = true;
+          else if (owner && !labIsLive(owner)) stale.push(pid);
+          else busy.push(`${n.mysql.host}:${port} by ${describeProcess(pid)}${owner ? ` of the lab in ${owner}` : ""}`);
+        }
+      }
+      if (busy.length) throw new Error(`${n.name}: its addresses are in use: ${busy.join("; ")}. Stop that process, or give this lab another --subnet`);
+      if (stale.length) {
+        const left = killSync(stale);
+        if (left.length) throw new Error(`${n.name}: cannot stop ${left.map(describeProcess).join(", ")}, left by an earlier lab`);
+        continue;
+      }
+      if (!waiting) return;
+      if (Date.now() > deadline) throw new Error(`${n.name}: ${n.mysql.host} is still in use by this lab's earlier processes after ${timeoutMs} ms`);
+      await sleep(100);
+    }
   }
 
   /** Starts a stopped node again and waits until it answers on HTTP. */
@@ -313,7 +487,7 @@ export class Lab {
   async view(n: LabNode): Promise<NodeView> {
     const down: NodeView = { name: n.name, reachable: false, role: alive(n.pids.statepilot) ? "unreachable" : "stopped", health: "critical", reason: "", readOnly: undefined, lagSeconds: null, primary: undefined, pids: { statepilot: alive(n.pids.statepilot) ? n.pids.statepilot : null, mysqld: null }, executed: "" };
     try {
-      const res = await fetch(`${n.http}/status`, { signal: AbortSignal.timeout(1_000) });
+      const res = await fetch(`${n.http}/status`, { signal: AbortSignal.timeout(3_000) });
       const s = (await res.json()) as { jobs?: Array<{ name: string; pid?: number }>; mysql?: { role: string; health: string; reason: string; readOnly?: boolean; lagSeconds: number | null; primary?: { node: string }; executed: string } };
       const m = s.mysql;
       return {
@@ -366,6 +540,82 @@ export class Lab {
     );
   }
 
+  /**
+   * What Lab.up promises, checked rather than assumed: one writable primary and passing replicas
+   * (waitHealthy), every HTTP answer coming from this lab's own statepilot (its mysqld is that
+   * statepilot's child), and every mysqld accepting root on its unix socket and the application
+   * user over TCP, read-only exactly where it should be.
+   */
+  async waitReady(timeoutMs: number): Promise<NodeView[]> {
+    const deadline = Date.now() + timeoutMs;
+    await this.waitHealthy(timeoutMs);
+    let problems: string[] = [];
+    let impostor: string | undefined;
+    return waitFor(
+      async () => {
+        const vs = await this.views();
+        problems = [];
+        for (const v of vs) {
+          const n = this.node(v.name);
+          impostor ??= this.impostor(n, v);
+          const p = await this.nodeAnswers(n, v.role === "primary" ? "primary" : "replica");
+          if (p) problems.push(`${n.name}: ${p}`);
+        }
+        const primaries = vs.filter((v) => v.role === "primary" && v.readOnly === false);
+        if (primaries.length !== 1) problems.push(`${primaries.length} writable primaries`);
+        return problems.length ? undefined : vs;
+      },
+      {
+        timeoutMs: Math.max(1_000, deadline - Date.now()),
+        intervalMs: 200,
+        what: "every node's mysqld to accept connections (socket and TCP)",
+        abortIf: () => {
+          if (impostor) return impostor;
+          const dead = this.file.nodes.filter((n) => !alive(n.pids.statepilot));
+          return dead.length ? `statepilot is not running on ${dead.map((n) => n.name).join(", ")}` : undefined;
+        },
+        detail: () => `${problems.join("; ")}\n${this.file.nodes.map((n) => `--- ${n.name}\n${this.logTail(n, 8)}`).join("\n")}`,
+      },
+    );
+  }
+
+  /** Why the node's HTTP answer is not from this lab's statepilot, or undefined. */
+  private impostor(n: LabNode, v: NodeView): string | undefined {
+    const mysqld = v.pids.mysqld;
+    if (!v.reachable || !mysqld || !n.pids.statepilot) return undefined;
+    const st = procStat(mysqld);
+    if (!st || st.ppid === n.pids.statepilot) return undefined;
+    return `${n.http} is answered by a process that is not this lab's ${n.name}: the mysqld it reports, ${describeProcess(mysqld)}, is not a child of statepilot pid ${n.pids.statepilot}`;
+  }
+
+  /** "" when the node's mysqld accepts root over its socket and the application user over TCP with the expected read_only. */
+  async nodeAnswers(n: LabNode, role: "primary" | "replica"): Promise<string> {
+    const c = this.file.credentials;
+    const socket = n.socket ?? join(n.dir, "mysqld.sock");
+    let conn: mysql.Connection | undefined;
+    try {
+      conn = await mysql.createConnection({ socketPath: socket, user: "root", password: c.rootPassword, connectTimeout: 5_000 });
+      await conn.query("SELECT 1");
+    } catch (err) {
+      return `root on ${socket}: ${err instanceof Error ? err.message : String(err)}`;
+    } finally {
+      conn?.destroy();
+    }
+    conn = undefined;
+    try {
+      conn = await mysql.createConnection({ host: n.mysql.host, port: n.mysql.port, user: c.user, password: c.password, database: c.database, connectTimeout: 5_000 });
+      const [rows] = await conn.query<mysql.RowDataPacket[]>("SELECT @@GLOBAL.read_only AS ro");
+      const ro = Number(rows[0]?.ro);
+      if (role === "primary" && ro !== 0) return `read_only=${ro} on the primary`;
+      if (role === "replica" && ro !== 1) return `read_only=${ro} on a replica`;
+      return "";
+    } catch (err) {
+      return `${c.user} on ${n.mysql.host}:${n.mysql.port}: ${err instanceof Error ? err.message : String(err)}`;
+    } finally {
+      conn?.destroy();
+    }
+  }
+
   /** One writable primary and every other node a passing replica at the primary's GTID position. */
   async waitConverged(timeoutMs: number): Promise<NodeView[]> {
     return waitFor(
@@ -407,40 +657,70 @@ export class Lab {
     return hit;
   }
 
-  private async stopConsul(): Promise<void> {
-    const pid = this.file.consulPid;
-    if (!alive(pid)) return;
-    process.kill(pid, "SIGTERM");
-    const until = Date.now() + 10_000;
-    while (Date.now() < until && alive(pid)) await new Promise((r) => setTimeout(r, 50));
-    if (alive(pid)) process.kill(pid, "SIGKILL");
-  }
-
-  /** SIGKILL of every process of the lab, synchronously: for a test process's exit hook. */
-  killAllNow(): void {
-    for (const p of [this.file.consulPid, ...this.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (alive(p)) process.kill(p!, "SIGKILL");
-  }
-
-  /** Stops every process the lab started, by PID: nodes first (SIGTERM, then SIGKILL), then Consul. */
-  async down(opts: { keep?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    await this.views().catch(() => undefined);
-    const procs = this.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld]).filter((p): p is number => alive(p));
-    for (const n of this.file.nodes) if (alive(n.pids.statepilot)) process.kill(n.pids.statepilot!, "SIGTERM");
-    const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
-    while (Date.now() < deadline && procs.some(alive)) await new Promise((r) => setTimeout(r, 100));
-    for (const p of procs) if (alive(p)) process.kill(p, "SIGKILL");
-    await this.stopConsul();
-    if (this.file.network) destroyNetwork(this.file.network, this.file.nodes.length);
-    if (this.file.storeTmpfsMb) {
+  /** SIGTERM, then SIGKILL after the timeout; resolves once all are gone. */
+  private static async terminate(pids: number[], timeoutMs: number): Promise<void> {
+    for (const p of pids) {
       try {
-        execFileSync("umount", [join(this.dir, "snapshots")]);
+        process.kill(p, "SIGTERM");
       } catch {
-        // not mounted
+        // gone
       }
     }
-    if (opts.keep) {
-      for (const n of this.file.nodes) n.pids = { statepilot: null, mysqld: null };
-      this.save();
-    } else rmSync(this.dir, { recursive: true, force: true });
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && pids.some((p) => !gone(p))) await sleep(50);
+    killSync(pids.filter((p) => !gone(p)));
+  }
+
+  /** This lab's Consul agents: the one lab.json names, and any other marked as this lab's. */
+  private consulPids(): number[] {
+    const pids = new Set(labProcesses(this.dir).filter((p) => procStat(p)?.comm === "consul"));
+    if (ours(this.file.consulPid, this.dir)) pids.add(this.file.consulPid);
+    return [...pids];
+  }
+
+  private async stopConsul(): Promise<void> {
+    await Lab.terminate(this.consulPids(), 10_000);
+  }
+
+  /**
+   * SIGKILL of every process of the lab (found by its marker, not only by the PIDs lab.json
+   * remembers), its network and tmpfs removed; synchronous, for exit and signal handlers.
+   */
+  killAllNow(): void {
+    killLabNow(this.dir, this.file);
+    for (const n of this.file.nodes) n.pids = { statepilot: null, mysqld: null };
+    if (existsSync(this.dir)) this.save();
+  }
+
+  /**
+   * Stops every process of the lab: nodes first (SIGTERM to statepilot, which stops its mysqld;
+   * SIGKILL after the timeout), then Consul; then whatever still carries the lab's marker is
+   * killed, and the network and tmpfs are removed, even if a step before failed.
+   */
+  async down(opts: { keep?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    try {
+      const consul = new Set(this.consulPids());
+      const nodes = [...new Set([...labProcesses(this.dir), ...this.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld]).filter((p) => ours(p, this.dir))])].filter((p) => !consul.has(p));
+      for (const n of this.file.nodes) {
+        if (!ours(n.pids.statepilot, this.dir)) continue;
+        try {
+          process.kill(n.pids.statepilot, "SIGTERM");
+        } catch {
+          // gone
+        }
+      }
+      const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+      while (Date.now() < deadline && nodes.some((p) => !gone(p))) await sleep(100);
+      killSync(nodes.filter((p) => !gone(p)));
+      await this.stopConsul();
+    } finally {
+      killLabNow(this.dir, this.file);
+      this.releaseInterrupt?.();
+      this.releaseInterrupt = undefined;
+      if (opts.keep) {
+        for (const n of this.file.nodes) n.pids = { statepilot: null, mysqld: null };
+        if (existsSync(this.dir)) this.save();
+      } else rmSync(this.dir, { recursive: true, force: true });
+    }
   }
 }

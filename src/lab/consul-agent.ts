@@ -18,6 +18,8 @@ export interface ConsulAgentOptions {
   netns?: string;
   /** http, serf LAN, serf WAN, server RPC (a fresh namespace has every port free). */
   ports?: number[];
+  /** Added to the agent's environment (the lab marks its processes this way). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A real `consul agent -dev` on loopback, on free ports, with DNS and gRPC off. */
@@ -61,7 +63,7 @@ export class ConsulAgent {
     return this.opts.nodeName ?? "statepilot-dev";
   }
 
-  async start(timeoutMs = 30_000): Promise<this> {
+  async start(timeoutMs = 90_000): Promise<this> {
     if (this.proc?.running) return this;
     if (!this.ports.length) this.ports = this.opts.ports ?? (await freePorts(4, this.host));
     const [, serfLan, serfWan, server] = this.ports;
@@ -76,16 +78,17 @@ export class ConsulAgent {
     const [cmd, ...prefix] = this.opts.netns ? ["ip", "netns", "exec", this.opts.netns, findBinary("consul")] : [findBinary("consul")];
     this.proc = await ManagedProcess.start("consul", cmd!, [...prefix, ...args], {
       logFile: join(this.dir, "consul.log"),
+      env: { ...process.env, ...this.opts.env },
       persistent: this.opts.persistent ?? false,
     });
     const proc = this.proc;
     await waitFor(
       async () => {
-        const res = await fetch(`${this.address}/v1/status/leader`);
+        const res = await fetch(`${this.address}/v1/status/leader`, { signal: AbortSignal.timeout(5_000) });
         const leader = (await res.json()) as string;
         if (!leader) return false;
         // The agent's own node must be in the catalog before sessions can be created on it.
-        const node = await fetch(`${this.address}/v1/catalog/node/${this.nodeName}`);
+        const node = await fetch(`${this.address}/v1/catalog/node/${this.nodeName}`, { signal: AbortSignal.timeout(5_000) });
         return node.ok && ((await node.json()) as unknown) !== null;
       },
       {

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { existsSync } from "node:fs";
 import { alive, Lab, type NodeView } from "./cluster.js";
 import { waitFor } from "./wait.js";
@@ -34,7 +33,7 @@ export async function runDemo(dir: string, out: (s: string) => void): Promise<vo
   await Writer.prepare(lab.file, "demo");
   const writer = new Writer(lab.file, "demo", 10);
   writer.start();
-  await sleep(2_000);
+  await waitFor(async () => writer.acked.length >= 100 || undefined, { timeoutMs: 60_000, what: "the client's first writes" });
   const primary = (await lab.primary())!;
   out(`\n2. a client writes continuously: ${writer.acked.length} inserts acknowledged by ${primary.name} so far`);
 
@@ -43,7 +42,8 @@ export async function runDemo(dir: string, out: (s: string) => void): Promise<vo
   out(`\n3. kill -9 of ${primary.name}'s mariadbd (pid ${primary.pids.mysqld}) ...`);
   const outage = await writer.waitForWriteElsewhere(primary.name, 60_000);
   out(`   ${outage.node} accepted the next write ${outage.recoveredAt! - killedAt} ms after the kill`);
-  await sleep(1_500);
+  const ackedAtRecovery = writer.acked.length;
+  await waitFor(async () => writer.acked.length >= ackedAtRecovery + 100 || undefined, { timeoutMs: 60_000, what: "writes to continue on the new primary" });
   await writer.stop();
 
   const vs = await waitFor(

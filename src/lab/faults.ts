@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { alive, type Lab } from "./cluster.js";
+import { onInterrupt } from "./interrupt.js";
 import { blackhole, consulIp } from "./netns.js";
 
 export const FAULTS = [
@@ -36,8 +37,18 @@ function storePath(lab: Lab, kind: FaultKind): string {
   return join(lab.dir, "snapshots");
 }
 
+/** Runs `fault` with `heal` registered to run if this process is interrupted meanwhile (Ctrl-C, SIGTERM). */
+async function healing<T>(what: string, heal: () => void, fault: () => Promise<T>): Promise<T> {
+  const release = onInterrupt({ what: `healing ${what}`, run: heal });
+  try {
+    return await fault();
+  } finally {
+    release();
+  }
+}
+
 /**
- * Applies one fault for `forMs` and heals it: a process is killed (and the node started again),
+ * Applies one fault for `forMs` and heals it, also when this process is interrupted meanwhile: a process is killed (and the node started again),
  * stopped and continued, cut off from Consul or from its peers, or a shared part fails (Consul
  * restarts with an empty state, the snapshot store turns read-only or full).
  */
@@ -69,26 +80,34 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
       const v = await lab.view(node);
       const sp = alive(node.pids.statepilot) ? node.pids.statepilot! : undefined;
       const db = alive(v.pids.mysqld) ? v.pids.mysqld! : undefined;
-      for (const p of [db, sp]) if (p) process.kill(p, "SIGSTOP");
-      log(`SIGSTOP mysqld ${db ?? "-"}, statepilot ${sp ?? "-"}`);
-      await sleep(opts.forMs);
-      // statepilot resumes first and gets a moment to fence (it kills a server whose lease is past
-      // the takeover time) before mysqld could answer anyone. A whole container thawed at once has
-      // no such order: there mysqld may answer for the instant before the kill lands.
-      if (sp && alive(sp)) process.kill(sp, "SIGCONT");
-      await sleep(300);
-      if (db && alive(db)) process.kill(db, "SIGCONT");
+      const thaw = () => {
+        for (const p of [sp, db]) if (p && alive(p)) process.kill(p, "SIGCONT");
+      };
+      await healing(`the stopped ${node.name}`, thaw, async () => {
+        for (const p of [db, sp]) if (p) process.kill(p, "SIGSTOP");
+        log(`SIGSTOP mysqld ${db ?? "-"}, statepilot ${sp ?? "-"}`);
+        await sleep(opts.forMs);
+        // statepilot resumes first and gets a moment to fence (it kills a server whose lease is past
+        // the takeover time) before mysqld could answer anyone. A whole container thawed at once has
+        // no such order: there mysqld may answer for the instant before the kill lands.
+        if (sp && alive(sp)) process.kill(sp, "SIGCONT");
+        await sleep(300);
+        if (db && alive(db)) process.kill(db, "SIGCONT");
+      });
       return { kind, node: node.name, description: `SIGSTOP mysqld and statepilot for ${opts.forMs} ms, then SIGCONT (statepilot first, mysqld 300 ms later)` };
     }
     case "partition-consul": {
       const node = needNode();
       const net = needNetwork(lab, kind);
-      blackhole(node.ns!, consulIp(net.k), true);
-      try {
-        await sleep(opts.forMs);
-      } finally {
-        blackhole(node.ns!, consulIp(net.k), false);
-      }
+      const heal = () => blackhole(node.ns!, consulIp(net.k), false);
+      await healing(`${node.name}'s partition from Consul`, heal, async () => {
+        blackhole(node.ns!, consulIp(net.k), true);
+        try {
+          await sleep(opts.forMs);
+        } finally {
+          heal();
+        }
+      });
       return { kind, node: node.name, description: `${node.name} cut off from Consul for ${opts.forMs} ms` };
     }
     case "partition-peers": {
@@ -101,12 +120,14 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
           blackhole(p.ns!, node.mysql.host, on);
         }
       };
-      set(true);
-      try {
-        await sleep(opts.forMs);
-      } finally {
-        set(false);
-      }
+      await healing(`${node.name}'s partition from its peers`, () => set(false), async () => {
+        set(true);
+        try {
+          await sleep(opts.forMs);
+        } finally {
+          set(false);
+        }
+      });
       return { kind, node: node.name, description: `${node.name} cut off from ${peers.map((p) => p.name).join(", ")} (Consul still reachable) for ${opts.forMs} ms` };
     }
     case "consul-restart": {
@@ -116,24 +137,30 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
     }
     case "store-down": {
       const path = storePath(lab, kind);
-      execFileSync("mount", ["-o", "remount,ro", path]);
-      try {
-        await sleep(opts.forMs);
-      } finally {
-        execFileSync("mount", ["-o", "remount,rw", path]);
-      }
+      const heal = () => execFileSync("mount", ["-o", "remount,rw", path]);
+      await healing("the read-only snapshot store", heal, async () => {
+        execFileSync("mount", ["-o", "remount,ro", path]);
+        try {
+          await sleep(opts.forMs);
+        } finally {
+          heal();
+        }
+      });
       return { kind, node: undefined, description: `snapshot store read-only for ${opts.forMs} ms` };
     }
     case "disk-full": {
       const path = storePath(lab, kind);
       const avail = Number(execFileSync("df", ["-B1", "--output=avail", path], { encoding: "utf8" }).trim().split("\n").pop());
       const filler = join(path, ".chaos-filler");
-      execFileSync("fallocate", ["-l", String(Math.max(4096, avail)), filler]);
-      try {
-        await sleep(opts.forMs);
-      } finally {
-        rmSync(filler, { force: true });
-      }
+      const heal = () => rmSync(filler, { force: true });
+      await healing("the full snapshot store", heal, async () => {
+        execFileSync("fallocate", ["-l", String(Math.max(4096, avail)), filler]);
+        try {
+          await sleep(opts.forMs);
+        } finally {
+          heal();
+        }
+      });
       return { kind, node: undefined, description: `snapshot store full for ${opts.forMs} ms` };
     }
   }

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { connect } from "node:net";
 import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -61,6 +62,21 @@ async function makeTemplateDatadir(): Promise<string> {
   return template;
 }
 
+/** A MySQL server at host:port sends its handshake as soon as a client connects. */
+export function greets(host: string, port: number, timeoutMs = 5_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once("data", () => done(true));
+    sock.once("error", () => done(false));
+    sock.once("close", () => done(false));
+  });
+}
+
 /** One real mariadbd with its own datadir, listening on host:port and a unix socket. */
 export class MariaDbServer {
   private proc: ManagedProcess | undefined;
@@ -104,7 +120,7 @@ export class MariaDbServer {
     ];
   }
 
-  async start(timeoutMs = 30_000): Promise<this> {
+  async start(timeoutMs = 90_000): Promise<this> {
     if (this.proc?.running) return this;
     if (!existsSync(this.datadir)) {
       mkdirSync(this.opts.dir, { recursive: true });
@@ -114,11 +130,12 @@ export class MariaDbServer {
       logFile: join(this.opts.dir, "mysqld.out"),
     });
     const proc = this.proc;
+    // Ready means both promises hold: root answers on the socket, and the server greets on host:port.
     await waitFor(
       async () => {
         const c = await this.rootConnection();
         await c.end();
-        return true;
+        return await greets(this.host, this.port);
       },
       {
         timeoutMs,

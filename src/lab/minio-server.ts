@@ -48,7 +48,7 @@ export class MinioServer {
     });
   }
 
-  async start(timeoutMs = 30_000): Promise<this> {
+  async start(timeoutMs = 90_000): Promise<this> {
     if (this.proc?.running) return this;
     if (!this.port) [this.port, this.consolePort] = (await freePorts(2, this.host)) as [number, number];
     mkdirSync(join(this.dir, "data"), { recursive: true });
@@ -69,7 +69,7 @@ export class MinioServer {
       },
     );
     const proc = this.proc;
-    await waitFor(async () => (await fetch(`${this.endpoint}/minio/health/ready`)).ok, {
+    await waitFor(async () => (await fetch(`${this.endpoint}/minio/health/ready`, { signal: AbortSignal.timeout(5_000) })).ok, {
       timeoutMs,
       what: `minio on ${this.endpoint}`,
       detail: () => proc.logTail(),

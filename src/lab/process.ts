@@ -1,17 +1,46 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { signalGroup } from "../supervisor/signal-group.js";
 import { openSync, closeSync, readFileSync } from "node:fs";
+import { findBinary } from "../binaries.js";
+import { onInterrupt } from "./interrupt.js";
 
-/** Every process the lab starts, so that none outlives the run even when a test fails. */
+/**
+ * Every non-persistent process started here, killed when this process ends in any way: on exit,
+ * on SIGINT/SIGTERM/SIGHUP (Vitest ends a test file's worker with SIGTERM, which skips 'exit'
+ * handlers), or, if this process is SIGKILLed, by the kernel (parent-death signal, see tiedArgv).
+ */
 const live = new Set<ManagedProcess>();
-let exitHookInstalled = false;
+let unregister: (() => void) | undefined;
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const p of live) p.killNow();
-  });
+function track(p: ManagedProcess): void {
+  live.add(p);
+  unregister ??= onInterrupt({ what: "processes started by the lab", onExit: true, onOrphaned: true, run: () => {
+    for (const q of live) q.killNow();
+  } });
+}
+
+function untrack(p: ManagedProcess): void {
+  live.delete(p);
+  if (live.size === 0 && unregister) {
+    unregister();
+    unregister = undefined;
+  }
+}
+
+let setpriv: string | null | undefined;
+/**
+ * The command prefixed so that the kernel SIGKILLs it when this process dies, however it dies
+ * (setpriv --pdeathsig; the setting survives the exec). Without setpriv, the command as it is.
+ */
+export function tiedArgv(argv: string[]): string[] {
+  if (setpriv === undefined) {
+    try {
+      setpriv = process.platform === "linux" ? findBinary("setpriv") : null;
+    } catch {
+      setpriv = null;
+    }
+  }
+  return setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...argv] : argv;
 }
 
 export interface StartOptions {
@@ -19,7 +48,10 @@ export interface StartOptions {
   cwd?: string;
   /** stdout and stderr are appended here; read back in error messages. */
   logFile: string;
-  /** Outlives this Node process (the `statepilot lab` CLI exits and leaves the cluster running). */
+  /**
+   * Outlives this Node process (the `statepilot lab` CLI exits and leaves the cluster running).
+   * Otherwise the process dies with this one, even when this one is SIGKILLed.
+   */
   persistent?: boolean;
 }
 
@@ -41,17 +73,17 @@ export class ManagedProcess {
     this.exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
         this.exitInfo = { code, signal };
-        live.delete(this);
+        untrack(this);
         resolve(this.exitInfo);
       });
     });
   }
 
   static async start(name: string, command: string, args: string[], opts: StartOptions): Promise<ManagedProcess> {
-    installExitHook();
     const fd = openSync(opts.logFile, "a");
+    const [cmd, ...argv] = opts.persistent ? [command, ...args] : tiedArgv([command, ...args]);
     try {
-      const child = spawn(command, args, {
+      const child = spawn(cmd!, argv, {
         env: opts.env ?? process.env,
         cwd: opts.cwd,
         stdio: ["ignore", fd, fd],
@@ -63,7 +95,7 @@ export class ManagedProcess {
       });
       const p = new ManagedProcess(name, child, opts.logFile);
       if (opts.persistent) child.unref();
-      else live.add(p);
+      else if (p.running) track(p);
       return p;
     } finally {
       closeSync(fd);

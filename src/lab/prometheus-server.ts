@@ -25,7 +25,7 @@ export class PrometheusServer {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async start(timeoutMs = 30_000): Promise<this> {
+  async start(timeoutMs = 90_000): Promise<this> {
     if (this.proc?.running) return this;
     this.port ||= await freePort();
     mkdirSync(this.dir, { recursive: true });
@@ -43,7 +43,7 @@ export class PrometheusServer {
       { logFile: join(this.dir, "prometheus.log") },
     );
     const proc = this.proc;
-    await waitFor(async () => (await fetch(`${this.url}/-/ready`)).ok, {
+    await waitFor(async () => (await fetch(`${this.url}/-/ready`, { signal: AbortSignal.timeout(5_000) })).ok, {
       timeoutMs,
       what: `prometheus on ${this.url}`,
       detail: () => proc.logTail(),

@@ -9,7 +9,12 @@ import type { Supervisor } from "../supervisor/supervisor.js";
 import type { Metrics } from "../telemetry/metrics.js";
 import type { TelemetryServer } from "../telemetry/server.js";
 import { resolveCredentials, type MysqlCredentials } from "./credentials.js";
-import { MysqlHa, type HaStatus } from "./ha.js";
+import { MysqlHa } from "./ha/loop.js";
+import type { HaStatus } from "./ha/status.js";
+import { MysqlDatabase } from "./ha/mysql-database.js";
+import { haSettings } from "./ha/settings.js";
+import { systemClock } from "../cluster/clock.js";
+import { createClusterStore } from "../discovery/cluster-store-factory.js";
 import { LocalServer } from "./local.js";
 import { MysqlMetrics } from "./metrics.js";
 import { createStore, type SnapshotStore } from "../snapshot/store.js";
@@ -111,23 +116,28 @@ export class MysqlAutopilot {
     supervisor.followMaintenance(health);
     supervisor.followMaintenance(primaryHealth);
 
+    const clusterStore = createClusterStore({ coordinator: supervisor.coordination(), node: supervisor.node, cfg, health });
+    const metrics = opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined;
     ap.ha = new MysqlHa(
       {
-        cfg,
+        settings: haSettings(cfg, clusterStore.timing),
         node: supervisor.node,
         serverId: nodeState.serverId,
         advertise,
-        creds,
-        coordinator: supervisor.coordination(),
-        local,
-        health,
-        primaryHealth,
+        store: clusterStore,
+        db: new MysqlDatabase(local, creds),
+        process: { running: () => supervisor.jobRunning(MYSQLD_JOB), pid: () => supervisor.jobPid(MYSQLD_JOB), kill: () => supervisor.killJob(MYSQLD_JOB) },
+        clock: systemClock,
         logger: opts.logger,
-        metrics: opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined,
-        mysqldRunning: () => supervisor.jobRunning(MYSQLD_JOB),
-        mysqldPid: () => supervisor.jobPid(MYSQLD_JOB),
+        metrics,
+        hooks: {
+          roleChanged: (role) => {
+            health.setTags([role]);
+            if (role !== "primary" && primaryHealth.isRegistered) void primaryHealth.stop(true);
+          },
+          leading: () => void primaryHealth.report({ status: "passing", output: "primary", durationMs: 0 }),
+        },
         inMaintenance: () => supervisor.inMaintenance,
-        killMysqld: () => supervisor.killJob(MYSQLD_JOB),
         bootstrapLocal: async () => {
           const dialect = await local.ready();
           await bootstrapLocal(local, dialect, creds);
@@ -141,11 +151,14 @@ export class MysqlAutopilot {
           const r = await bootstrapCluster({ socket: socketPath(cfg), creds, initDir: cfg.initDir, logger: log });
           log.info({ database: creds.database, user: creds.user, scripts: r.scripts.length }, "cluster bootstrapped");
         },
-        restoredGtid: () => (nodeState.restoredFrom?.pending ? nodeState.restoredFrom.gtid : undefined),
-        restoredGtidApplied: () => {
-          if (!nodeState.restoredFrom) return;
-          nodeState.restoredFrom = { ...nodeState.restoredFrom, pending: false };
-          writeNodeState(cfg.datadir, nodeState);
+        restored: {
+          pending: () => (nodeState.restoredFrom?.pending ? nodeState.restoredFrom.gtid : undefined),
+          applied: () => {
+            if (!nodeState.restoredFrom) return;
+            nodeState.restoredFrom = { ...nodeState.restoredFrom, pending: false };
+            writeNodeState(cfg.datadir, nodeState);
+          },
+          base: () => nodeState.restoredFrom?.gtid ?? "",
         },
       },
       nodeState.bootstrapped,
@@ -161,7 +174,11 @@ export class MysqlAutopilot {
       local,
       backup: { socket: socketPath(cfg), datadir: cfg.datadir, user: creds.replUser, password: creds.replPassword },
       server: () => ap.ha?.serverVersion,
-      ha: () => ap.ha!.view,
+      ha: () => {
+        const st = ap.ha!.statusView();
+        return { role: st.role, health: st.health };
+      },
+      checkId: health.checkId,
       logger: opts.logger,
       metrics: snapshotMetrics,
     });

@@ -2,19 +2,9 @@ import mysql from "mysql2/promise";
 import { Dialect, parseServerVersion, type ReplicationStatus } from "./dialect.js";
 import { gtidUnion } from "./gtid.js";
 
-export interface LocalState {
-  readOnly: boolean;
-  /** What this server has applied: MariaDB gtid_binlog_pos ∪ gtid_slave_pos (a restored node has no binlog yet) / MySQL gtid_executed. */
-  executed: string;
-  /** MariaDB gtid_binlog_pos alone (MySQL: gtid_executed). */
-  binlogPos: string;
-  /** MariaDB gtid_binlog_state (per domain and server) / MySQL gtid_executed. */
-  state: string;
-  slavePos: string;
-  serverId: number;
-  replication: ReplicationStatus;
-  semiSyncPrimary: boolean;
-}
+import type { LocalState, RemoteState } from "./ha/database.js";
+
+export type { LocalState };
 
 type Row = Record<string, unknown>;
 
@@ -176,7 +166,6 @@ export class LocalServer {
 }
 
 type Target = { host: string; port: number; user: string; password: string };
-type RemoteState = { executed: string; state: string; readOnly: boolean };
 
 function connectRemote(target: Target): Promise<mysql.Connection> {
   return mysql.createConnection({ host: target.host, port: target.port, user: target.user, password: target.password, connectTimeout: 2_000 });
@@ -185,7 +174,11 @@ function connectRemote(target: Target): Promise<mysql.Connection> {
 async function queryState(c: mysql.Connection, dialect: Dialect): Promise<RemoteState> {
   const [rows] = await c.query<mysql.RowDataPacket[]>({ sql: dialect.positions(), timeout: QUERY_TIMEOUT_MS });
   const r = rows[0];
-  return { executed: String(r?.executed ?? "").replace(/\s+/g, ""), state: String(r?.state ?? "").replace(/\s+/g, ""), readOnly: Number(r?.readOnly) === 1 };
+  const clean = (v: unknown) => String(v ?? "").replace(/\s+/g, "");
+  // MariaDB: what the peer has applied is its binlog plus its slave position (a restored node's
+  // history before its restore point is only in the latter).
+  const executed = dialect.flavor === "mariadb" ? gtidUnion("mariadb", clean(r?.executed), clean(r?.slavePos)) : clean(r?.executed);
+  return { executed, state: clean(r?.state), readOnly: Number(r?.readOnly) === 1 };
 }
 
 /** Another node's GTID state over a short-lived connection (as the replication user). */

@@ -1,7 +1,8 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 
-export const ROLES = ["starting", "primary", "replica", "fenced", "diverged", "down"] as const;
-export type Role = (typeof ROLES)[number];
+import { ROLES, type Role } from "../cluster/records.js";
+
+export { ROLES, type Role };
 
 /** The autopilot's view for Prometheus; labels are bounded (roles, fixed reasons, thread names). */
 export class MysqlMetrics {
@@ -14,6 +15,7 @@ export class MysqlMetrics {
   readonly lastFailover: Gauge;
   readonly fencing: Counter;
   readonly switchovers: Counter;
+  readonly invariantViolations: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -26,6 +28,7 @@ export class MysqlMetrics {
     this.lastFailover = new Gauge({ name: "statepilot_mysql_last_failover_duration_seconds", help: "From the lock found free to this node accepting writes, at its last promotion.", registers });
     this.fencing = new Counter({ name: "statepilot_mysql_fencing_actions_total", help: "Times this node made itself read-only or killed its server to fence, by reason.", labelNames: ["reason"], registers });
     this.switchovers = new Counter({ name: "statepilot_mysql_switchovers_total", help: "Switchovers this node took part in, by side and outcome.", labelNames: ["side", "outcome"], registers });
+    this.invariantViolations = new Counter({ name: "statepilot_mysql_invariant_violations_total", help: "Times a safety invariant was found violated on this node (and repaired), by invariant.", labelNames: ["invariant"], registers });
     for (const r of ROLES) this.role.set({ role: r }, r === "starting" ? 1 : 0);
   }
 

@@ -1,61 +1,70 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseRecord, readRecord, type Coordinator } from "../discovery/coordination.js";
-import type { MemberRecord, PrimaryRecord } from "./election.js";
-import type { SwitchoverRecord } from "./ha.js";
-
+import type { ClusterStore, Leader } from "../cluster/store.js";
+import type { MemberRecord, SwitchoverRecord } from "../cluster/records.js";
 
 export class SwitchoverError extends Error {
   override name = "SwitchoverError";
 }
 
-export interface ClusterView {
-  primary: (PrimaryRecord & { session: string }) | undefined;
-  members: MemberRecord[];
-  switchover: SwitchoverRecord | undefined;
+export interface MemberView extends MemberRecord {
+  /** The store's liveness of the node (its TTL check / lease). */
+  alive: boolean;
+  /** Seconds since the node wrote its record (from the record's own time), null when unknown. */
+  ageSeconds: number | null;
 }
 
-/** The cluster as Consul has it: the lock holder, every member's last record, any switchover. */
-export async function clusterView(coordinator: Coordinator, cluster: string): Promise<ClusterView> {
-  const base = `statepilot/${cluster}`;
-  const [{ entry }, { entries }, sw] = await Promise.all([coordinator.read(`${base}/primary`), coordinator.list(`${base}/members/`), readRecord<SwitchoverRecord>(coordinator, `${base}/switchover`)]);
-  const p = entry?.session ? parseRecord<PrimaryRecord>(entry.value) : undefined;
+export interface ClusterView {
+  primary: (Leader["record"] & { term: number }) | undefined;
+  members: MemberView[];
+  switchover: SwitchoverRecord | undefined;
+  invalid: Array<{ what: string; error: string }>;
+}
+
+/** The cluster as the store has it: the leader, every member with its liveness and age, any switchover. */
+export async function clusterView(store: ClusterStore, now = Date.now()): Promise<ClusterView> {
+  const st = await store.load();
   return {
-    primary: p && entry?.session ? { ...p, session: entry.session } : undefined,
-    members: entries.map((e) => parseRecord<MemberRecord>(e.value)).filter((m): m is MemberRecord => m !== undefined),
-    switchover: sw.value,
+    primary: st.leader ? { ...st.leader.record, term: st.leader.term } : undefined,
+    members: st.members.map((m) => {
+      const at = Date.parse(m.record.at);
+      return { ...m.record, alive: m.alive, ageSeconds: Number.isFinite(at) ? Math.max(0, Math.round((now - at) / 1000)) : null };
+    }),
+    switchover: st.switchover?.record,
+    invalid: [...st.invalid],
   };
 }
 
 /**
- * Asks the primary to hand over: it fences itself, waits for the target to have every transaction,
- * releases the lock and destroys its session; the target takes the lock and turns writable.
- * Resolves with the finished record (state done) or throws with the reason.
+ * Asks the primary to hand over: it fences itself, waits for the target to have every transaction
+ * and releases the leadership; the target takes it and turns writable. Resolves only when the
+ * record says done AND the store's leader is the target: the answer is the cluster's truth.
  */
-export async function switchover(coordinator: Coordinator, cluster: string, opts: { to?: string | undefined; timeoutMs: number }): Promise<SwitchoverRecord & { observedMs: number }> {
-  const key = `statepilot/${cluster}/switchover`;
-  const view = await clusterView(coordinator, cluster);
-  if (!view.primary) throw new SwitchoverError(`cluster ${cluster} has no primary right now; nothing to switch over`);
+export async function switchover(store: ClusterStore, cluster: string, opts: { to?: string | undefined; timeoutMs: number }): Promise<SwitchoverRecord & { observedMs: number }> {
+  const st = await store.load();
+  if (!st.leader) throw new SwitchoverError(`cluster ${cluster} has no primary right now; nothing to switch over`);
   if (opts.to !== undefined) {
-    if (opts.to === view.primary.node) throw new SwitchoverError(`--to: ${opts.to} is already the primary`);
-    const m = view.members.find((x) => x.node === opts.to);
-    if (!m) throw new SwitchoverError(`--to: no node ${JSON.stringify(opts.to)} in cluster ${cluster} (members: ${view.members.map((x) => x.node).join(", ")})`);
+    if (opts.to === st.leader.node) throw new SwitchoverError(`--to: ${opts.to} is already the primary`);
+    const m = st.members.find((x) => x.node === opts.to);
+    if (!m) throw new SwitchoverError(`--to: no node ${JSON.stringify(opts.to)} in cluster ${cluster} (members: ${st.members.map((x) => x.node).join(", ")})`);
+    if (!m.alive) throw new SwitchoverError(`--to: ${opts.to} is not alive in the store; pick a healthy replica`);
   }
-  const { modifyIndex } = await readRecord<SwitchoverRecord>(coordinator, key);
-  const current = view.switchover;
+  const current = st.switchover?.record;
   if (current && (current.state === "requested" || current.state === "handover") && Date.now() - Date.parse(current.requestedAt) < opts.timeoutMs * 2) {
     throw new SwitchoverError(`a switchover (${current.id}, ${current.state}) is already in progress`);
   }
-  const record: SwitchoverRecord = { id: randomUUID(), to: opts.to, state: "requested", requestedAt: new Date().toISOString() };
+  const record: SwitchoverRecord = { id: randomUUID(), ...(opts.to !== undefined ? { to: opts.to } : {}), state: "requested", requestedAt: new Date().toISOString() };
   const started = performance.now();
-  if (!(await coordinator.writeCas(key, JSON.stringify(record), modifyIndex))) throw new SwitchoverError("another switchover request was written at the same time; try again");
-  const deadline = Date.now() + opts.timeoutMs + 5_000;
+  if (!(await store.writeSwitchover(record, st.switchover?.version ?? 0))) throw new SwitchoverError("another switchover request was written at the same time; try again");
+  const deadline = Date.now() + opts.timeoutMs + 10_000;
   while (Date.now() < deadline) {
-    const { value: r } = await readRecord<SwitchoverRecord>(coordinator, key);
-    if (r?.id === record.id && r.state === "done") return { ...r, observedMs: Math.round(performance.now() - started) };
-    if (r?.id === record.id && r.state === "failed") throw new SwitchoverError(`switchover failed: ${r.error ?? "no reason given"}`);
+    const now = await store.load();
+    const r = now.switchover?.record;
     if (r && r.id !== record.id) throw new SwitchoverError("the request was replaced by another one");
+    if (r?.state === "failed") throw new SwitchoverError(`switchover failed: ${r.error ?? "no reason given"}`);
+    if (r?.state === "done" && now.leader?.node === r.to) return { ...r, observedMs: Math.round(performance.now() - started) };
     await sleep(50);
   }
-  throw new SwitchoverError(`no answer within ${Math.round(opts.timeoutMs / 1000) + 5}s; is the primary's statepilot running?`);
+  const last = (await store.load()).switchover?.record;
+  throw new SwitchoverError(`no confirmed outcome within ${Math.round(opts.timeoutMs / 1000) + 10}s (last state: ${last?.id === record.id ? last.state : "replaced"}); check \`statepilot mysql status\``);
 }

@@ -63,7 +63,9 @@ export interface SchedulerDeps {
   local: LocalServer;
   backup: { socket: string; datadir: string; user: string; password: string };
   server: () => { flavor: Flavor; version: string } | undefined;
-  ha: () => { role: Role; health: string; session: string | undefined };
+  ha: () => { role: Role; health: string };
+  /** The node's TTL check: the snapshot lock's session follows it, so a dead node's lock is freed. */
+  checkId: string | undefined;
   logger: Logger;
   metrics: SnapshotMetrics | undefined;
 }
@@ -151,10 +153,16 @@ export class SnapshotScheduler {
     const reason = await this.due(latest, request);
     if (!reason || !(await this.eligible())) return undefined;
     if (request?.state !== "requested" && Date.now() < this.retryAfter) return undefined;
-    const session = this.d.ha().session;
     const server = this.d.server();
-    if (!session || !server) return undefined;
-    if (!(await this.d.coordinator.acquire(this.keys.lock, JSON.stringify({ node: this.d.node, startedAt: new Date().toISOString() }), session))) return undefined;
+    if (!this.d.checkId || !server) return undefined;
+    const session = await this.d.coordinator.createSession({ name: `statepilot snapshot ${this.d.cluster} ${this.d.node}`, checkIds: [this.d.checkId], lockDelay: "0s" });
+    let locked = false;
+    try {
+      locked = await this.d.coordinator.acquire(this.keys.lock, JSON.stringify({ node: this.d.node, startedAt: new Date().toISOString() }), session);
+    } finally {
+      if (!locked) await this.d.coordinator.destroySession(session).catch(() => undefined);
+    }
+    if (!locked) return undefined;
     try {
       if (request?.state === "requested") {
         await this.d.coordinator.writeCas(this.keys.request, JSON.stringify({ ...request, state: "running", node: this.d.node }), requestIndex);
@@ -214,6 +222,7 @@ export class SnapshotScheduler {
       return manifest;
     } finally {
       await this.d.coordinator.release(this.keys.lock, "", session).catch(() => undefined);
+      await this.d.coordinator.destroySession(session).catch(() => undefined);
     }
   }
 }

@@ -11,11 +11,14 @@ describe("real Consul dev agent", () => {
     console.log(`consul: ${ConsulAgent.version()}`);
     await agent.start();
     consul = new ConsulClient({ address: agent.address });
-  });
+  }, 120_000);
   afterAll(async () => {
-    consul?.close();
-    await agent.destroy();
-  });
+    try {
+      consul?.close();
+    } finally {
+      await agent.destroy();
+    }
+  }, 60_000);
 
   it("releases a session lock when the linked TTL check fails", async () => {
     await consul.registerService({
@@ -26,7 +29,7 @@ describe("real Consul dev agent", () => {
     });
     const sid = await waitFor(
       () => consul.createSession({ name: "ground-lock", serviceChecks: ["service:ground-1"], lockDelay: "0s", ttl: "30s" }),
-      { timeoutMs: 5_000, what: "session creation (the check reaches the catalog asynchronously)" },
+      { timeoutMs: 30_000, what: "session creation (the check reaches the catalog asynchronously)" },
     );
     expect(await consul.kvAcquire("ground/leader", '{"node":"ground-1"}', sid)).toBe(true);
     const held = await consul.kvGet("ground/leader");
@@ -37,7 +40,7 @@ describe("real Consul dev agent", () => {
     await consul.registerService({ id: "ground-2", name: "ground", port: 1235, checks: [{ checkId: "service:ground-2", ttl: "10s", status: "passing" }] });
     const sid2 = await waitFor(
       () => consul.createSession({ name: "ground-lock-2", serviceChecks: ["service:ground-2"], lockDelay: "0s" }),
-      { timeoutMs: 5_000, what: "second session" },
+      { timeoutMs: 30_000, what: "second session" },
     );
     expect(await consul.kvAcquire("ground/leader", '{"node":"ground-2"}', sid2)).toBe(false);
 
@@ -48,10 +51,11 @@ describe("real Consul dev agent", () => {
         const r = await consul.kvGet("ground/leader");
         return r.value && r.value.session === undefined ? performance.now() - failedAt : undefined;
       },
-      { timeoutMs: 5_000, intervalMs: 5, what: "the lock to be released after the check failed" },
+      { timeoutMs: 30_000, intervalMs: 5, what: "the lock to be released after the check failed" },
     );
     console.log(`consul: lock released ${freedAfterMs.toFixed(1)} ms after the linked check failed`);
-    expect(freedAfterMs).toBeLessThan(2_000);
+    // At once (the session's 30 s TTL is not what frees it); the margin is for a busy machine.
+    expect(freedAfterMs).toBeLessThan(5_000);
     expect(await consul.sessionExists(sid)).toBe(false);
     expect(await consul.renewSession(sid)).toBe("gone");
     await expect(consul.kvAcquire("ground/leader", "x", sid)).rejects.toThrow(/invalid session|HTTP 500/);

@@ -13,11 +13,14 @@ describe("real MariaDB GTID replication", () => {
 
   beforeAll(async () => {
     await Promise.all([primary.start(), replica.start()]);
-  });
+  }, 180_000);
   afterAll(async () => {
-    await Promise.all([primary.destroy(), replica.destroy()]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+    try {
+      await Promise.allSettled([primary.destroy(), replica.destroy()]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it("replicates a row with MASTER_USE_GTID=slave_pos", async () => {
     const p = await primary.rootConnection();
@@ -40,7 +43,7 @@ describe("real MariaDB GTID replication", () => {
           return res[0].length ? res : undefined;
         },
         {
-          timeoutMs: 15_000,
+          timeoutMs: 60_000,
           what: "the row to reach the replica",
           detail: () => replica.logTail(),
         },

@@ -8,10 +8,10 @@ describe("real MinIO through @aws-sdk/client-s3", () => {
   beforeAll(async () => {
     console.log(`minio: ${MinioServer.version()}`);
     await minio.start();
-  });
+  }, 120_000);
   afterAll(async () => {
     await minio.destroy();
-  });
+  }, 60_000);
 
   it("puts and gets an object with a path-style endpoint", async () => {
     const s3 = minio.client();

@@ -19,17 +19,20 @@ describe("real Prometheus", () => {
       `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ground\n    static_configs:\n      - targets: ["127.0.0.1:${port}"]\n`,
     );
     await prom.start();
-  });
+  }, 120_000);
   afterAll(async () => {
-    await prom?.destroy();
-    await new Promise((r) => target?.close(r));
-  });
+    try {
+      await prom?.destroy();
+    } finally {
+      await new Promise((r) => (target ? target.close(r) : r(undefined)));
+    }
+  }, 60_000);
 
   it("scrapes a static target and returns the sample over its HTTP API", async () => {
     const result = await waitFor(async () => {
       const r = await prom.query('ground_answer{job="ground"}');
       return r.length ? r : undefined;
-    }, { timeoutMs: 20_000, intervalMs: 250, what: "prometheus to scrape ground_answer" });
+    }, { timeoutMs: 90_000, intervalMs: 250, what: "prometheus to scrape ground_answer" });
     expect(result[0]?.value[1]).toBe("42");
   });
 });

@@ -20,10 +20,10 @@ describe("regressions found by chaos runs", () => {
   const consul = new ConsulAgent();
   beforeAll(async () => {
     await consul.start();
-  });
+  }, 120_000);
   afterAll(async () => {
     await consul.destroy();
-  });
+  }, 60_000);
 
   it("every publication of an unchanged member record moves its ModifyIndex (freshness during elections)", async () => {
     const c = new ConsulCoordinator({ address: consul.address });
@@ -46,33 +46,44 @@ describe("regressions found by chaos runs", () => {
 });
 
 describe("network partitions and hangs on a namespaced lab (lossless)", () => {
-  let lab: Lab;
-  let sampler: ReadOnlySampler;
+  let lab: Lab | undefined;
+  let sampler: ReadOnlySampler | undefined;
+  const the = () => {
+    if (!lab) throw new Error("the lab did not come up");
+    return lab;
+  };
 
   beforeAll(async () => {
     if (process.getuid?.() !== 0) throw new Error("these tests need root: network namespaces and veth pairs");
-    lab = await Lab.up({ dir: mkdtempSync(join(tmpdir(), "statepilot-partition-")), nodes: 3, subnet: "127.0.61", netns: true, lossless: true });
-    process.on("exit", () => lab.killAllNow());
+    // Owned by this test process: its namespaces and servers go with it however it ends, and a
+    // run killed before (same network index 61) is cleaned up by Lab.up rather than failing it.
+    lab = await Lab.up({ dir: mkdtempSync(join(tmpdir(), "statepilot-partition-")), nodes: 3, subnet: "127.0.61", netns: true, lossless: true, owned: true, timeoutMs: 240_000 });
     await Writer.prepare(lab.file, "part");
     sampler = new ReadOnlySampler(lab.file, 100);
     sampler.start();
-  });
+  }, 300_000);
   afterAll(async () => {
-    await sampler?.stop();
-    await lab?.down();
-  });
+    try {
+      await sampler?.stop();
+    } finally {
+      await lab?.down({ timeoutMs: 60_000 });
+    }
+  }, 180_000);
 
-  const converged = () => lab.waitConverged(90_000);
+  const converged = () => the().waitConverged(180_000);
 
-
-  it("a primary cut off from Consul fences itself, a replica takes over, and the old primary rejoins after healing", async () => {
+  it("a primary cut off from Consul fences itself, a replica takes over, and the old primary rejoins after healing", { timeout: 420_000 }, async () => {
+    const lab = the();
     const old = (await lab.primary())!;
     const writer = new Writer(lab.file, "part", 3);
     writer.start();
-    await waitFor(async () => writer.acked.length > 20 || undefined, { timeoutMs: 10_000, what: "writes" });
-    await applyFault(lab, "partition-consul", { node: old.name, forMs: 12_000 });
-    await writer.waitForWriteElsewhere(old.name, 30_000);
-    await writer.stop();
+    try {
+      await waitFor(async () => writer.acked.length > 20 || undefined, { timeoutMs: 60_000, what: "writes" });
+      await applyFault(lab, "partition-consul", { node: old.name, forMs: 12_000 });
+      await writer.waitForWriteElsewhere(old.name, 120_000);
+    } finally {
+      await writer.stop();
+    }
     await converged();
     const now = (await lab.primary())!;
     expect(now.name).not.toBe(old.name);
@@ -80,14 +91,16 @@ describe("network partitions and hangs on a namespaced lab (lossless)", () => {
     expect((await lab.views()).find((v) => v.name === old.name)?.role).toBe("replica");
   });
 
-  it("a primary cut off from its peers keeps the lock (Consul sees it), and replication resumes after healing", async () => {
+  it("a primary cut off from its peers keeps the lock (Consul sees it), and replication resumes after healing", { timeout: 300_000 }, async () => {
+    const lab = the();
     const p = (await lab.primary())!;
     await applyFault(lab, "partition-peers", { node: p.name, forMs: 6_000 });
     await converged();
     expect((await lab.primary())!.name).toBe(p.name);
   });
 
-  it("a primary stopped (SIGSTOP) past the takeover time kills its own mysqld on SIGCONT and rejoins", async () => {
+  it("a primary stopped (SIGSTOP) past the takeover time kills its own mysqld on SIGCONT and rejoins", { timeout: 300_000 }, async () => {
+    const lab = the();
     const old = (await lab.primary())!;
     await applyFault(lab, "hang", { node: old.name, forMs: 12_000 });
     await converged();
@@ -97,6 +110,7 @@ describe("network partitions and hangs on a namespaced lab (lossless)", () => {
   });
 
   it("never had two writable nodes", async () => {
+    if (!sampler) throw new Error("the lab did not come up");
     await sampler.stop();
     expect(sampler.rounds).toBeGreaterThan(100);
     expect(sampler.violations).toEqual([]);

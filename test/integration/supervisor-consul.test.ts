@@ -15,13 +15,20 @@ const runs: CliRun[] = [];
 beforeAll(async () => {
   await agent.start();
   consul = new ConsulClient({ address: agent.address });
-});
+}, 120_000);
 afterAll(async () => {
-  for (const r of runs) r.child.kill("SIGKILL");
-  consul?.close();
-  await agent.destroy();
-  rmSync(dir, { recursive: true, force: true });
-});
+  try {
+    for (const r of runs) r.child.kill("SIGKILL");
+    await Promise.all(runs.map((r) => r.exit));
+    consul?.close();
+  } finally {
+    try {
+      await agent.destroy();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}, 60_000);
 
 async function instance(service: string, id: string): Promise<ServiceInstance | undefined> {
   return (await consul.healthService(service)).value.find((s) => s.id === id);
@@ -62,7 +69,7 @@ describe("supervisor against a real Consul agent", () => {
     const passing = await waitFor(async () => {
       const i = await instance("web", "web-n1");
       return check(i)?.status === "passing" ? i : undefined;
-    }, { timeoutMs: 15_000, what: "web-n1 passing in Consul", detail: run.output });
+    }, { timeoutMs: 60_000, what: "web-n1 passing in Consul", detail: run.output });
     expect(passing.address).toBe("127.0.0.1");
     expect(passing.port).toBe(8080);
     expect(passing.tags).toContain("t1");
@@ -72,30 +79,34 @@ describe("supervisor against a real Consul agent", () => {
     const critical = await waitFor(async () => {
       const c = check(await instance("web", "web-n1"));
       return c?.status === "critical" ? c : undefined;
-    }, { timeoutMs: 8_000, intervalMs: 20, what: "web-n1 critical" });
+    }, { timeoutMs: 30_000, intervalMs: 20, what: "web-n1 critical" });
     const ms = performance.now() - removedAt;
     console.log(`supervisor: failing check critical in Consul after ${ms.toFixed(0)} ms (interval 1s, ttl 10s)`);
-    expect(ms).toBeLessThan(2_000 + 500); // one interval plus the check's own run, far below the 10s TTL
+    // Reported by the check itself (about one interval plus its own run), not by the 10 s TTL
+    // running out; the margin is for a machine whose cores are all busy.
+    expect(ms).toBeLessThan(6_000);
     expect(critical.output).toBeDefined();
     writeFileSync(healthyFile, "");
 
     // putenv reaches jobs started later; a watch change triggers the job.
     expect((await runCli(["putenv", "MARK=first", "--socket", socket])).code).toBe(0);
     await consul.registerService({ id: "other-1", name: "other", port: 1, checks: [{ checkId: "service:other-1", ttl: "30s", status: "passing" }] });
-    await waitFor(async () => existsSync(envFile) && readFileSync(envFile, "utf8").includes("first"), { timeoutMs: 5_000, what: "the watch-triggered job", detail: run.output });
+    await waitFor(async () => existsSync(envFile) && readFileSync(envFile, "utf8").includes("first"), { timeoutMs: 30_000, what: "the watch-triggered job", detail: run.output });
   });
 
   it("is registered again after a Consul agent restart", async () => {
-    await waitFor(async () => check(await instance("web", "web-n1"))?.status === "passing", { timeoutMs: 10_000, what: "passing again" });
+    await waitFor(async () => check(await instance("web", "web-n1"))?.status === "passing", { timeoutMs: 30_000, what: "passing again" });
     await agent.restart();
     const readyAt = performance.now();
     const back = await waitFor(async () => {
       const i = await instance("web", "web-n1");
       return check(i)?.status === "passing" ? i : undefined;
-    }, { timeoutMs: 10_000, intervalMs: 50, what: "re-registration after the agent restart", detail: run.output });
+    }, { timeoutMs: 60_000, intervalMs: 50, what: "re-registration after the agent restart", detail: run.output });
     const ms = performance.now() - readyAt;
     console.log(`supervisor: registered again ${ms.toFixed(0)} ms after the Consul agent came back (interval 1s)`);
-    expect(ms).toBeLessThan(2 * 1_000 + 500);
+    // Within a few check intervals (the margin is for a busy machine); without re-registration
+    // the service would not come back at all.
+    expect(ms).toBeLessThan(8_000);
     expect(back.port).toBe(8080);
   });
 
@@ -106,9 +117,9 @@ describe("supervisor against a real Consul agent", () => {
     expect(body.jobs.find((j) => j.name === "web")?.state).toBe("running");
 
     expect((await runCli(["maintenance", "on", "--reason", "upgrade", "--socket", socket])).code).toBe(0);
-    await waitFor(async () => (await instance("web", "web-n1"))?.checks.some((c) => c.checkId.startsWith("_service_maintenance")), { timeoutMs: 5_000, what: "maintenance check" });
+    await waitFor(async () => (await instance("web", "web-n1"))?.checks.some((c) => c.checkId.startsWith("_service_maintenance")), { timeoutMs: 30_000, what: "maintenance check" });
     expect((await runCli(["maintenance", "off", "--socket", socket])).code).toBe(0);
-    await waitFor(async () => !(await instance("web", "web-n1"))?.checks.some((c) => c.checkId.startsWith("_service_maintenance")), { timeoutMs: 5_000, what: "maintenance off" });
+    await waitFor(async () => !(await instance("web", "web-n1"))?.checks.some((c) => c.checkId.startsWith("_service_maintenance")), { timeoutMs: 30_000, what: "maintenance off" });
 
     // An invalid config is rejected with its errors; the running config stays.
     const pidBefore = body.jobs.find((j) => j.name === "web");

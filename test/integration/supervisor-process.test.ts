@@ -1,11 +1,11 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli, startCli, writeConfig } from "../support/cli.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { findBinary } from "../../src/binaries.js";
+import { procStat } from "../../src/lab/procs.js";
 
 const dir = mkdtempSync(join(tmpdir(), "statepilot-sup-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,14 +37,14 @@ describe("the supervisor as a process", () => {
         {
           name: "app",
           main: true,
-          exec: ["sh", "-c", `trap 'echo term > ${marker}; exit 0' TERM; while :; do sleep 0.05; done`],
+          // Says when its trap is in place: SIGTERM is sent then, not some time after the start.
+          exec: ["sh", "-c", `trap 'echo term > ${marker}; exit 0' TERM; : > ${marker}.ready; while :; do sleep 0.05; done`],
           hooks: { stopping: { exec: ["sh", "-c", `echo stopping > ${marker}.stopping`] }, stopped: { exec: ["sh", "-c", `echo stopped > ${marker}.stopped`] } },
         },
       ],
     });
     const run = startCli(["--config", cfg]);
-    await waitFor(async () => run.output().includes('"msg":"started"'), { timeoutMs: 10_000, what: "the job to start", detail: run.output });
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(async () => existsSync(`${marker}.ready`), { timeoutMs: 60_000, what: "the job to install its TERM trap", detail: run.output });
     const sent = performance.now();
     run.child.kill("SIGTERM");
     const { code } = await run.exit;
@@ -59,10 +59,11 @@ describe("the supervisor as a process", () => {
   it("SIGKILLs a job that ignores its stop signal after stopTimeout", async () => {
     const cfg = writeConfig(join(dir, "stubborn.json5"), {
       control: { socket: sock() },
-      jobs: [{ name: "stubborn", main: true, exec: ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"], stopTimeout: "300ms" }],
+      jobs: [{ name: "stubborn", main: true, exec: ["sh", "-c", `trap '' TERM; : > ${join(dir, "stubborn.ready")}; while :; do sleep 0.05; done`], stopTimeout: "300ms" }],
     });
     const run = startCli(["--config", cfg]);
-    await waitFor(async () => run.output().includes('"msg":"started"'), { timeoutMs: 10_000, what: "the job to start" });
+    // SIGTERM once the job ignores it (before its trap, SIGTERM would simply end it).
+    await waitFor(async () => existsSync(join(dir, "stubborn.ready")), { timeoutMs: 60_000, what: "the job to ignore SIGTERM", detail: run.output });
     run.child.kill("SIGTERM");
     const { code } = await run.exit;
     expect(code).toBe(137);
@@ -82,15 +83,27 @@ describe("the supervisor as a process", () => {
 
   it("under tini, an orphaned grandchild leaves no zombie", async () => {
     const tini = findBinary("tini");
-    const run = startCli(["--", "sh", "-c", "sh -c 'sleep 0.3 &' ; sleep 1.5; exit 4"], { STATEPILOT_SOCKET: sock() }, [tini, "-s", "-w", "--"]);
-    await new Promise((r) => setTimeout(r, 900));
+    const pidFile = join(dir, "orphan.pid");
+    const done = join(dir, "orphan.done");
+    // The grandchild is orphaned at once (its shell exits) and exits itself shortly after; the main
+    // job keeps running until told to stop, so tini is there to reap it.
+    const script = `sh -c 'sleep 0.3 & echo $! > ${pidFile}'; while [ ! -e ${done} ]; do sleep 0.05; done; exit 4`;
+    const run = startCli(["--", "sh", "-c", script], { STATEPILOT_SOCKET: sock() }, [tini, "-s", "-w", "--"]);
     const tiniPid = run.child.pid!;
-    const ps = execFileSync("ps", ["-eo", "pid,ppid,stat,comm"], { encoding: "utf8" });
-    const zombies = ps.split("\n").filter((l) => {
-      const [, ppid, stat] = l.trim().split(/\s+/);
-      return Number(ppid) === tiniPid && stat?.startsWith("Z");
-    });
-    expect(zombies).toEqual([]);
+    try {
+      const orphan = await waitFor(async () => (existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) || undefined : undefined), { timeoutMs: 60_000, what: "the grandchild to start", detail: run.output });
+      // Reaped: gone from the process table, not left as tini's zombie.
+      await waitFor(async () => !procStat(orphan), {
+        timeoutMs: 60_000,
+        what: `the orphaned grandchild ${orphan} to be reaped`,
+        detail: () => {
+          const st = procStat(orphan);
+          return st ? `it is still there: state ${st.state}, parent ${st.ppid}${st.ppid === tiniPid ? " (tini)" : ""}` : "";
+        },
+      });
+    } finally {
+      writeFileSync(done, "");
+    }
     const { code } = await run.exit;
     expect(code).toBe(4);
   });

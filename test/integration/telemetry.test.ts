@@ -41,7 +41,7 @@ describe("telemetry discovered and scraped by a real Prometheus through Consul",
       jobs: [{ name: "app", main: true, exec: ["sleep", "1000"] }],
     });
     run = startCli(["--config", cfg]);
-    await waitFor(async () => (await runCli(["ping", "--socket", socket])).code === 0, { timeoutMs: 15_000, what: "statepilot's control socket", detail: () => run.output() });
+    await waitFor(async () => (await runCli(["ping", "--socket", socket])).code === 0, { timeoutMs: 60_000, what: "statepilot's control socket", detail: () => run.output() });
     const [host, cport] = agent.address.replace("http://", "").split(":");
     prom = new PrometheusServer(
       [
@@ -58,15 +58,30 @@ describe("telemetry discovered and scraped by a real Prometheus through Consul",
       join(dir, "prom"),
     );
     await prom.start();
-  });
+  }, 180_000);
 
   afterAll(async () => {
-    run?.child.kill("SIGTERM");
-    await run?.exit;
-    await prom?.destroy();
-    await agent.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
+    try {
+      if (run) {
+        run.child.kill("SIGTERM");
+        const stopped = await Promise.race([run.exit.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000))]);
+        if (!stopped) {
+          run.child.kill("SIGKILL");
+          await run.exit;
+        }
+      }
+    } finally {
+      try {
+        await prom?.destroy();
+      } finally {
+        try {
+          await agent.destroy();
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    }
+  }, 90_000);
 
   it("returns a built-in metric and a putmetric value through the Prometheus API", async () => {
     const put = await runCli(["putmetric", "app_queue_depth=42", "--labels", "queue=jobs", "--socket", socket]);
@@ -80,13 +95,13 @@ describe("telemetry discovered and scraped by a real Prometheus through Consul",
     const user = await waitFor(async () => {
       const r = await prom.query('app_queue_depth{queue="jobs"}');
       return r.length ? r : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 250, what: "prometheus to discover statepilot via Consul and scrape the user metric", detail: () => run.output() });
+    }, { timeoutMs: 120_000, intervalMs: 250, what: "prometheus to discover statepilot via Consul and scrape the user metric", detail: () => run.output() });
     expect(user[0]?.value[1]).toBe("42");
     expect(user[0]?.metric.job).toBe("statepilot");
     const builtin = await prom.query('statepilot_job_starts_total{job_name="app"}');
     expect(Number(builtin[0]?.value[1])).toBeGreaterThanOrEqual(1);
     const targets = await prom.activeTargets();
-    expect(targets.some((t) => t.scrapeUrl === `http://127.0.0.1:${port}/metrics` && t.health === "up")).toBe(true);
+    expect(targets.some((t) => t.scrapeUrl === `http://127.0.0.1:${port}/metrics` && t.health === "up"), JSON.stringify(targets)).toBe(true);
   });
 
   it("passes promtool check metrics", async () => {
@@ -103,7 +118,7 @@ describe("telemetry discovered and scraped by a real Prometheus through Consul",
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       const m = /statepilot_sensor_errors_total\{metric="app_garbage"\} (\d+)/.exec(text);
       return m && Number(m[1]) >= 3;
-    }, { timeoutMs: 10_000, what: "three sensor errors" });
+    }, { timeoutMs: 60_000, what: "three sensor errors" });
     const logged = run.output().split("\n").filter((l) => l.includes("sensor failed") && l.includes("app_garbage"));
     expect(logged).toHaveLength(1);
     expect(logged[0]).toContain("not a number");

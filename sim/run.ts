@@ -1,0 +1,255 @@
+import { randomUUID } from "node:crypto";
+import pino from "pino";
+import { MemoryStoreServer } from "../src/cluster/memory-store.js";
+import type { ClusterStore } from "../src/cluster/store.js";
+import { MysqlHa } from "../src/mysql/ha/loop.js";
+import type { PlantedFaults } from "../src/mysql/ha/deps.js";
+import type { HaSettings } from "../src/mysql/ha/settings.js";
+import { SimClock } from "./clock.js";
+import { Gate } from "./gate.js";
+import { SimWorld } from "./mysql-model.js";
+import { describeFault, type Fault, type Schedule } from "./schedule.js";
+
+/** The outcome of one simulated run: the first violated invariant, with when and what. */
+export interface RunResult {
+  seed: number;
+  violation: string | undefined;
+  /** Nodes that did not converge by the end, with their own reason. */
+  unconverged: string[];
+  acked: number;
+  failovers: number;
+  events: number;
+  trace: string[];
+}
+
+const TIMING = { leaseMs: 5_000, lockDelayMs: 2_000 };
+
+function settings(lossless: boolean): HaSettings {
+  return {
+    cluster: "sim",
+    interval: 1_000,
+    fenceAfter: 3_000,
+    takeover: TIMING.leaseMs + TIMING.lockDelayMs,
+    fenceBy: lossless ? "kill" : "read-only",
+    lossless,
+    maximumLagMs: 10_000,
+    healthyLagMs: 30_000,
+    peerWaitMs: TIMING.leaseMs + 1_000,
+    promoteTimeout: 60_000,
+    switchoverTimeout: 30_000,
+    nofailover: false,
+    divergenceEvery: 10,
+  };
+}
+
+class SimNode {
+  gate: Gate;
+  ha: MysqlHa | undefined;
+  constructor(
+    readonly name: string,
+    readonly serverId: number,
+    private readonly env: { clock: SimClock; world: SimWorld; store: MemoryStoreServer; settings: HaSettings; faults: PlantedFaults; logger: pino.Logger },
+  ) {
+    this.gate = new Gate(env.clock);
+  }
+
+  start(): void {
+    const { clock, world, store, settings, faults, logger } = this.env;
+    this.gate = new Gate(clock);
+    const g = this.gate;
+    const ha = new MysqlHa(
+      {
+        settings,
+        node: this.name,
+        serverId: this.serverId,
+        advertise: { host: `10.0.0.${this.serverId}`, port: 3306 },
+        store: g.wrap<ClusterStore>(store.connect(this.name)),
+        db: g.wrap(world.database(this.name)),
+        process: world.process(this.name),
+        clock: g.clockFor(),
+        logger: logger.child({ node: this.name }),
+        inMaintenance: () => false,
+        bootstrapLocal: async () => undefined,
+        bootstrapCluster: async () => undefined,
+        restored: { pending: () => undefined, applied: () => undefined, base: () => "" },
+        faults,
+      },
+      true,
+    );
+    this.ha = ha;
+    ha.start();
+  }
+
+  /** The process dies: nothing it had in flight ever continues. */
+  crash(): void {
+    this.gate.pause();
+    this.ha?.halt();
+    this.ha = undefined;
+  }
+}
+
+/** Runs one schedule against the real HA code; `faults` plants a defect (for the test that the simulation can fail). */
+export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; verbose?: boolean } = {}): Promise<RunResult> {
+  const clock = new SimClock();
+  const trace: string[] = [];
+  const log = (msg: string) => trace.push(`${String(clock.now()).padStart(6)} ${msg}`);
+  const logger = opts.verbose
+    ? pino({ level: "info", base: undefined, timestamp: () => `,"t":${clock.now()}` }, { write: (line: string) => void trace.push(line.trimEnd()) })
+    : pino({ level: "silent" });
+  const world = new SimWorld({ clock, lossless: s.lossless, restartDelayMs: 1_000 });
+  const store = new MemoryStoreServer({ clock, timing: TIMING });
+  const cfg = settings(s.lossless);
+  const names = Array.from({ length: s.nodes }, (_, i) => `n${i + 1}`);
+  const nodes = names.map((name, i) => new SimNode(name, i + 1, { clock, world, store, settings: cfg, faults: opts.faults ?? {}, logger }));
+  for (const n of nodes) {
+    world.addServer(n.name, { serverId: n.serverId, host: `10.0.0.${n.serverId}`, port: 3306 });
+    world.onExit(n.name, () => n.ha?.mysqldExited());
+  }
+  // Seed the cluster: the first node's history exists (an initialised cluster), the others are copies.
+  for (const n of nodes) n.start();
+  const client = store.connect("client");
+
+  let violation: string | undefined;
+  let failovers = 0;
+  let lastWriter: string | undefined;
+  let checkedUpTo = 0;
+  const writing = new Set<string>();
+  const fail = (what: string) => {
+    if (!violation) violation = `${what} at ${clock.now()} ms`;
+  };
+
+  const primaryIndex = (): number => {
+    const leader = store.snapshot().leader;
+    return leader ? names.indexOf(leader.node) + 1 : 1;
+  };
+  const nodeOf = (x: number) => nodes[(x === -1 ? primaryIndex() : x) - 1]!;
+
+  const apply = (f: Fault) => {
+    log(`fault: ${describeFault(f)}`);
+    switch (f.kind) {
+      case "crash-mysqld":
+        world.crash(nodeOf(f.node).name);
+        return;
+      case "crash-node": {
+        const n = nodeOf(f.node);
+        n.crash();
+        world.crash(n.name);
+        clock.schedule(f.downMs, () => n.start());
+        return;
+      }
+      case "pause": {
+        const n = nodeOf(f.node);
+        if (f.what !== "mysqld") n.gate.pause();
+        if (f.what !== "statepilot") world.freeze(n.name);
+        const gate = n.gate;
+        clock.schedule(f.forMs, () => {
+          if (f.what === "both" && f.thawMysqldFirst) {
+            world.thaw(n.name);
+            clock.schedule(50, () => gate.thaw());
+            return;
+          }
+          if (f.what !== "mysqld") gate.thaw();
+          if (f.what !== "statepilot") world.thaw(n.name);
+        });
+        return;
+      }
+      case "store-partition": {
+        const n = nodeOf(f.node).name;
+        store.partition(n, true);
+        clock.schedule(f.forMs, () => store.partition(n, false));
+        return;
+      }
+      case "store-outage":
+        store.outage(true);
+        clock.schedule(f.forMs, () => store.outage(false));
+        return;
+      case "store-latency":
+        store.setLatency(f.ms);
+        clock.schedule(f.forMs, () => store.setLatency(0));
+        return;
+      case "peer-partition":
+        world.cutPeers(`n${f.a}`, `n${f.b}`, true);
+        clock.schedule(f.forMs, () => world.cutPeers(`n${f.a}`, `n${f.b}`, false));
+        return;
+      case "slow-disk": {
+        const n = nodeOf(f.node).name;
+        world.setApplyDelay(n, f.applyMs);
+        clock.schedule(f.forMs, () => world.setApplyDelay(n, 0));
+        return;
+      }
+      case "switchover":
+        for (let i = 0; i < f.count; i++) {
+          void client.load().then((st) => {
+            const to = f.to === undefined ? undefined : `n${f.to}`;
+            if (!st.leader || to === st.leader.node) return;
+            const rec = { id: randomUUID(), ...(to ? { to } : {}), state: "requested" as const, requestedAt: new Date(clock.now()).toISOString() };
+            return client.writeSwitchover(rec, st.switchover?.version ?? 0);
+          });
+        }
+        return;
+      case "errant-write":
+        log(`errant GTID ${world.errantWrite(`n${f.node}`)}`);
+        return;
+    }
+  };
+  for (const f of s.faults) clock.schedule(f.at, () => apply(f.fault));
+
+  // The workload: a client writes to whoever the store says leads, one write in flight per node.
+  const stopWorkload = clock.every(150, () => {
+    if (clock.now() > s.durationMs) return;
+    const leader = store.snapshot().leader?.node;
+    if (!leader || writing.has(leader)) return;
+    writing.add(leader);
+    void world.clientWrite(leader).finally(() => writing.delete(leader));
+  });
+
+  const check = () => {
+    if (violation) return;
+    const writable = names.filter((n) => world.canAcknowledge(n));
+    if (writable.length > 1) fail(`two nodes can acknowledge writes: ${writable.join(", ")}`);
+    const w = writable[0];
+    if (w && w !== lastWriter) {
+      if (lastWriter !== undefined) failovers++;
+      lastWriter = w;
+      checkedUpTo = 0;
+    }
+    if (!s.lossless || !w) return;
+    const acked = world.acked;
+    const have = world.executedSet(w);
+    for (; checkedUpTo < acked.length; checkedUpTo++) {
+      const a = acked[checkedUpTo]!;
+      if (!have.has(a.gtid)) return fail(`acknowledged write ${a.gtid} (acked by ${a.node} at ${a.at} ms) is missing on ${w}, which can acknowledge writes`);
+    }
+  };
+
+  let events = await clock.runUntil(s.durationMs + s.quietMs, check);
+  stopWorkload();
+  const unconverged = converged(names, store, world, nodes);
+  for (const n of nodes) n.crash();
+  events += 0;
+  if (!violation && unconverged.length > 0 && unconverged.some((u) => !u.includes("diverged") && !u.includes("waiting for"))) {
+    violation = `did not converge: ${unconverged.join("; ")}`;
+  }
+  return { seed: s.seed, violation, unconverged, acked: world.acked.length, failovers, events, trace };
+}
+
+/** After the quiet period: one primary, every other node replicating from it, or a stated reason why not. */
+function converged(names: string[], store: MemoryStoreServer, world: SimWorld, nodes: SimNode[]): string[] {
+  const out: string[] = [];
+  const leader = store.snapshot().leader?.node;
+  for (const [i, name] of names.entries()) {
+    const st = nodes[i]!.ha?.statusView();
+    if (!st) {
+      out.push(`${name}: statepilot not running`);
+      continue;
+    }
+    if (name === leader) {
+      if (!(st.role === "primary" && world.isWritable(name))) out.push(`${name}: leads but is ${st.role} (${st.reason}) [${world.describe(name)}]`);
+      continue;
+    }
+    const ok = leader !== undefined && st.role === "replica" && st.replication?.io === "Yes" && st.replication.sql && st.primary?.node === leader;
+    if (!ok) out.push(`${name}: ${st.role}: ${st.reason} [${world.describe(name)}]`);
+  }
+  if (!leader && out.length === 0) out.push("no primary");
+  return out;
+}

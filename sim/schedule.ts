@@ -1,0 +1,125 @@
+import { seededRandom } from "../src/lab/random.js";
+
+/**
+ * A schedule: the faults one simulated run injects, all drawn from one seed, so a failing seed
+ * prints the same schedule and replays the same run.
+ */
+
+export type Fault =
+  | { kind: "crash-mysqld"; node: number }
+  | { kind: "crash-node"; node: number; downMs: number }
+  | { kind: "pause"; node: number; what: "statepilot" | "mysqld" | "both"; forMs: number; thawMysqldFirst: boolean }
+  | { kind: "store-partition"; node: number; forMs: number }
+  | { kind: "store-outage"; forMs: number }
+  | { kind: "store-latency"; ms: number; forMs: number }
+  | { kind: "peer-partition"; a: number; b: number; forMs: number }
+  | { kind: "slow-disk"; node: number; applyMs: number; forMs: number }
+  | { kind: "switchover"; to: number | undefined; count: number }
+  | { kind: "errant-write"; node: number };
+
+/** `node: -1` means "whoever is primary when the fault fires". */
+export interface ScheduledFault {
+  at: number;
+  fault: Fault;
+}
+
+export interface Schedule {
+  seed: number;
+  nodes: number;
+  lossless: boolean;
+  /** Virtual ms of faults and workload; then a quiet period to converge. */
+  durationMs: number;
+  quietMs: number;
+  faults: ScheduledFault[];
+}
+
+export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): Schedule {
+  const rnd = seededRandom(seed);
+  const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const nodes = 3;
+  const lossless = opts.lossless ?? rnd() < 0.75;
+  const node = () => (rnd() < 0.5 ? -1 : int(1, nodes));
+  const faults: ScheduledFault[] = [];
+  const count = int(1, 4);
+  let at = int(6_000, 10_000);
+  for (let i = 0; i < count; i++) {
+    const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write"] as const;
+    const kind = pick(kinds);
+    let f: Fault;
+    switch (kind) {
+      case "crash-mysqld":
+        f = { kind, node: node() };
+        break;
+      case "crash-node":
+        f = { kind, node: node(), downMs: int(500, 15_000) };
+        break;
+      case "pause": {
+        // A supervisor paused alone while its mysqld runs on can only be fenced by semi-sync
+        // (lossless mode); without it nothing can stop that mysqld, so those runs pause both.
+        const what = lossless ? pick(["statepilot", "mysqld", "both"] as const) : pick(["mysqld", "both"] as const);
+        f = { kind, node: node(), what, forMs: pick([int(100, 900), int(1_000, 4_000), int(4_000, 15_000)]), thawMysqldFirst: lossless && rnd() < 0.5 };
+        break;
+      }
+      case "store-partition":
+        f = { kind, node: node(), forMs: int(500, 12_000) };
+        break;
+      case "store-outage":
+        f = { kind, forMs: int(500, 10_000) };
+        break;
+      case "store-latency":
+        f = { kind, ms: int(5, 400), forMs: int(1_000, 10_000) };
+        break;
+      case "peer-partition": {
+        const a = int(1, nodes);
+        const b = (a % nodes) + 1;
+        f = { kind, a, b, forMs: int(500, 12_000) };
+        break;
+      }
+      case "slow-disk":
+        f = { kind, node: node(), applyMs: int(5, 200), forMs: int(1_000, 10_000) };
+        break;
+      case "switchover":
+        f = { kind, to: rnd() < 0.5 ? undefined : int(1, nodes), count: rnd() < 0.3 ? 2 : 1 };
+        break;
+      case "errant-write":
+        f = { kind, node: int(1, nodes) };
+        break;
+    }
+    faults.push({ at, fault: f });
+    at += int(0, 9_000);
+  }
+  return { seed, nodes, lossless, durationMs: Math.max(at, 20_000) + 2_000, quietMs: 40_000, faults };
+}
+
+export function describeFault(f: Fault): string {
+  const n = (x: number) => (x === -1 ? "primary" : `n${x}`);
+  switch (f.kind) {
+    case "crash-mysqld":
+      return `kill -9 mysqld on ${n(f.node)}`;
+    case "crash-node":
+      return `crash ${n(f.node)} (statepilot and mysqld), back after ${f.downMs} ms`;
+    case "pause":
+      return `SIGSTOP ${f.what} on ${n(f.node)} for ${f.forMs} ms${f.what === "both" ? (f.thawMysqldFirst ? ", mysqld thawed first" : ", statepilot thawed first") : ""}`;
+    case "store-partition":
+      return `cut ${n(f.node)} off the store for ${f.forMs} ms`;
+    case "store-outage":
+      return `store down for ${f.forMs} ms`;
+    case "store-latency":
+      return `store answers after ${f.ms} ms for ${f.forMs} ms`;
+    case "peer-partition":
+      return `cut n${f.a} <-> n${f.b} for ${f.forMs} ms`;
+    case "slow-disk":
+      return `slow disk on ${n(f.node)}: ${f.applyMs} ms per applied transaction for ${f.forMs} ms`;
+    case "switchover":
+      return `${f.count} switchover request(s) to ${f.to === undefined ? "any" : `n${f.to}`}`;
+    case "errant-write":
+      return `errant transaction written on n${f.node}`;
+  }
+}
+
+export function describeSchedule(s: Schedule): string {
+  const lines = [`seed ${s.seed}: ${s.nodes} nodes, ${s.lossless ? "lossless" : "async"}, ${s.durationMs} ms of faults then ${s.quietMs} ms quiet`];
+  for (const f of s.faults) lines.push(`  at ${String(f.at).padStart(6)} ms: ${describeFault(f.fault)}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,227 @@
+import type { LeaderRecord, SwitchoverRecord } from "../../cluster/records.js";
+import { received } from "../election.js";
+import type { Decision, Observation } from "./decide.js";
+import type { LocalState } from "./database.js";
+import type { MysqlHa } from "./loop.js";
+
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** Carries out what `decide` chose. Each step re-checks what it relies on (a lease, a version). */
+export class Actions {
+  private fencing: Promise<void> | undefined;
+
+  constructor(private readonly ha: MysqlHa) {}
+
+  private get d() {
+    return this.ha.d;
+  }
+
+  async run(decision: Decision, o: Observation): Promise<void> {
+    const a = decision.action;
+    switch (a.kind) {
+      case "none":
+        return;
+      case "kill-server":
+        return this.killServer(o);
+      case "fence":
+        return this.fence(decision.reason, a.label, a.how);
+      case "release":
+        await this.d.store.releaseLeader();
+        this.ha.log.info("leadership released");
+        return;
+      case "become-writable":
+        return this.becomeWritable();
+      case "lead":
+        this.d.hooks?.leading?.();
+        return;
+      case "replicate": {
+        const pid = this.d.process.pid();
+        await this.d.db.replicateFrom({ host: a.leader.record.host, port: a.leader.record.port }, a.slavePos);
+        this.ha.replicationStartedOnPid = pid;
+        if (this.d.restored.pending()) this.d.restored.applied();
+        if (o.local?.semiSyncPrimary) await this.d.db.semiSyncPrimary(false);
+        return;
+      }
+      case "start-replica": {
+        const pid = this.d.process.pid();
+        await this.d.db.startReplica();
+        this.ha.replicationStartedOnPid = pid;
+        return;
+      }
+      case "acquire":
+        return this.acquire(o, a.handover);
+      case "refuse-switchover":
+        this.d.metrics?.switchovers.inc({ side: "primary", outcome: "failed" });
+        await this.d.store.writeSwitchover({ ...a.record, state: "failed", error: a.error, from: this.d.node }, a.version);
+        return;
+      case "start-switchover":
+        return this.startSwitchover(a.record, a.version, a.to);
+      case "finish-switchover":
+        return this.finishSwitchover();
+      case "abort-switchover":
+        return this.abortSwitchover(a.error);
+    }
+  }
+
+  private async killServer(o: Observation): Promise<void> {
+    this.d.metrics?.fencing.inc({ reason: "server_unresponsive" });
+    this.d.process.kill();
+    for (let i = 0; i < 100 && this.d.process.running(); i++) await this.d.clock.sleep(20);
+    if (o.cluster?.leader?.node === this.d.node && !this.d.process.running()) await this.d.store.releaseLeader();
+  }
+
+  /**
+   * Read-only, writers killed, semi-sync off; if the server does not obey, it is killed. A primary
+   * fenced by `kill` is SIGKILLed: a commit still waiting for a replica's ack would otherwise
+   * complete locally once its client is killed, leaving a tail no replica has; after SIGKILL,
+   * crash recovery as a replica rolls it back.
+   */
+  fence(reason: string, label: string, how: "kill" | "read-only"): Promise<void> {
+    this.fencing ??= (async () => {
+      const wasPrimary = this.ha.role === "primary";
+      if (wasPrimary) this.ha.setRole("fenced");
+      this.d.metrics?.fencing.inc({ reason: label });
+      if (how === "kill" && wasPrimary) {
+        this.ha.log.warn({ reason }, "fenced: killing mysqld (it restarts read-only, as a replica)");
+        this.d.process.kill();
+        return;
+      }
+      try {
+        await this.d.db.setReadOnly(true);
+        const killed = this.d.faults?.fenceKeepsConnections ? 0 : await this.d.db.killWriters();
+        await this.d.db.semiSyncPrimary(false);
+        this.ha.log.warn({ reason, killedConnections: killed }, "fenced: read-only");
+      } catch (err) {
+        this.d.metrics?.fencing.inc({ reason: "kill_server" });
+        this.ha.log.error({ reason, err: errText(err) }, "could not make the server read-only; killing it");
+        this.d.process.kill();
+      }
+    })().finally(() => (this.fencing = undefined));
+    return this.fencing;
+  }
+
+  /** Turns writable only on a lease confirmed within fenceAfter; in lossless mode semi-sync first. */
+  private async becomeWritable(): Promise<void> {
+    const confirmed = this.ha.leaseConfirmedAt;
+    if (confirmed === undefined || this.d.clock.now() - confirmed >= this.d.settings.fenceAfter) throw new Error("the leadership is not confirmed recently enough to turn writable");
+    if (this.d.settings.lossless && !this.d.faults?.writableWithoutSemiSync) await this.d.db.semiSyncPrimary(true);
+    // The only place read_only is turned off, and only right after the lease was confirmed.
+    await this.d.db.setReadOnly(false);
+    this.ha.setRole("primary");
+    this.ha.blocked = "";
+    this.d.hooks?.leading?.();
+  }
+
+  private leaderRecord(state: LocalState): LeaderRecord {
+    return {
+      node: this.d.node,
+      serverId: this.d.serverId,
+      host: this.d.advertise.host,
+      port: this.d.advertise.port,
+      flavor: this.ha.flavor,
+      version: this.ha.version,
+      gtid: state.executed,
+      promotedAt: new Date(this.d.clock.now()).toISOString(),
+      base: this.d.restored.base(),
+    };
+  }
+
+  private async acquire(o: Observation, handover: SwitchoverRecord | undefined): Promise<void> {
+    if (!o.local) return;
+    if (handover && !(await this.d.db.waitApplied(handover.position ?? "", this.d.settings.switchoverTimeout))) {
+      this.ha.log.warn({ position: handover.position }, "switchover target could not apply the old primary's position in time");
+      return;
+    }
+    const got = await this.d.store.attemptToAcquireLeader(this.leaderRecord(o.local));
+    if (!got.acquired) return;
+    this.ha.log.info({ term: got.term }, "leadership acquired; promoting");
+    await this.promote(o, handover, got.term);
+  }
+
+  /** Drain what was received, stop replicating, bootstrap a new cluster, confirm the lease, turn writable. */
+  private async promote(o: Observation, handover: SwitchoverRecord | undefined, term: number): Promise<void> {
+    const freeSince = this.ha.free?.since ?? o.now;
+    const db = this.d.db;
+    try {
+      if (o.local?.replication.configured) {
+        await db.stopReceiver();
+        if (!this.d.faults?.promotionIgnoresReceived) {
+          const after = await db.observe();
+          const want = received(this.ha.flavor, { executed: after.executed, received: after.replication.received });
+          if (!(await db.waitApplied(want, this.d.settings.promoteTimeout))) throw new Error(`relay log not applied within ${this.d.settings.promoteTimeout} ms`);
+        }
+        await db.resetReplication();
+      }
+      if (!o.cluster?.initialized) {
+        if ((await db.observe()).executed === "") {
+          this.ha.log.info("first primary of the cluster: creating the database, users and running init scripts");
+          await this.d.bootstrapCluster();
+        }
+        await this.d.store.markInitialized(this.d.node);
+      }
+      const final = await db.observe();
+      if (!(await this.d.store.updateLeader(this.leaderRecord(final)))) throw new Error("leadership lost during promotion");
+      if (!(await this.ha.confirmLease(this.d.clock.now(), final))) throw new Error("could not confirm the leadership before turning writable");
+      await this.becomeWritable();
+      const ms = this.d.clock.now() - freeSince;
+      this.ha.lastFailoverMs = ms;
+      this.d.metrics?.failovers.inc();
+      this.d.metrics?.lastFailover.set(ms / 1000);
+      this.ha.log.info({ durationMs: ms, gtid: final.executed, term }, "promoted to primary");
+      if (handover) await this.completeHandover(handover);
+    } catch (err) {
+      this.ha.log.error({ err: errText(err) }, "promotion failed; giving the leadership back");
+      await this.fence("promotion failed", "promotion_failed", "read-only");
+      await this.d.store.releaseLeader().catch(() => undefined);
+      this.ha.setRole("replica");
+    }
+  }
+
+  /** The target records the switchover as done, only over the handover it was given. */
+  private async completeHandover(handover: SwitchoverRecord): Promise<void> {
+    const cur = (await this.d.store.load()).switchover;
+    if (!cur || cur.record.id !== handover.id || cur.record.state !== "handover") return;
+    const promotedAt = this.d.clock.now();
+    const rec: SwitchoverRecord = { ...cur.record, state: "done", promotedAt, ...(cur.record.fencedAt !== undefined ? { unavailableMs: promotedAt - cur.record.fencedAt } : {}) };
+    if (await this.d.store.writeSwitchover(rec, cur.version)) {
+      this.d.metrics?.switchovers.inc({ side: "target", outcome: "done" });
+      this.ha.log.info({ unavailableMs: rec.unavailableMs, from: rec.from }, "switchover complete");
+    }
+  }
+
+  private async startSwitchover(record: SwitchoverRecord, version: number, to: string): Promise<void> {
+    const fencedAt = this.d.clock.now();
+    await this.fence(`switchover to ${to}`, "switchover", "read-only");
+    this.ha.setRole("primary");
+    const position = (await this.d.db.observe()).executed;
+    const handover: SwitchoverRecord = { ...record, to, state: "handover", from: this.d.node, position, fencedAt };
+    if (!(await this.d.store.writeSwitchover(handover, version))) {
+      // Someone changed the request: stay primary (the next loop turns writable again).
+      this.ha.log.warn("switchover record changed under us; staying primary");
+      return;
+    }
+    const now = (await this.d.store.load()).switchover;
+    this.ha.handover = { record: handover, version: now?.record.id === handover.id ? now.version : version };
+    this.ha.wake.abort();
+  }
+
+  private async finishSwitchover(): Promise<void> {
+    await this.d.store.releaseLeader();
+    this.ha.handover = undefined;
+    this.d.metrics?.switchovers.inc({ side: "primary", outcome: "handed_over" });
+    this.ha.setRole("replica");
+    this.ha.wake.abort();
+  }
+
+  private async abortSwitchover(error: string): Promise<void> {
+    const h = this.ha.handover;
+    this.ha.handover = undefined;
+    this.d.metrics?.switchovers.inc({ side: "primary", outcome: "failed" });
+    if (h) {
+      const cur = (await this.d.store.load()).switchover;
+      if (cur?.record.id === h.record.id) await this.d.store.writeSwitchover({ ...cur.record, state: "failed", error }, cur.version);
+    }
+    // Writable again at the next loop, through become-writable (semi-sync first in lossless mode).
+    this.ha.log.warn({ error }, "switchover aborted; staying primary");
+  }
+}

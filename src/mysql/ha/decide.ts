@@ -1,0 +1,277 @@
+import type { ClusterState, Health, Leader } from "../../cluster/store.js";
+import type { MemberRecord, Role, SwitchoverRecord } from "../../cluster/records.js";
+import { decideRace, received } from "../election.js";
+import { gtidSubset, mariaStateContained, type Flavor } from "../gtid.js";
+import type { LocalState, RemoteState } from "./database.js";
+import type { HaSettings } from "./settings.js";
+
+/**
+ * The HA core's rules as pure functions: what one loop saw in, one action and its reason out. The
+ * reason is what /status and the log show. Nothing here talks to a store or a server, reads the
+ * clock or keeps state: the loop observes, calls `decide`, then carries the action out.
+ */
+
+export interface Observation {
+  now: number;
+  node: string;
+  serverId: number;
+  flavor: Flavor;
+  settings: HaSettings;
+  role: Role;
+  /** This process has been primary (a later divergence is then a former primary's tail). */
+  wasPrimary: boolean;
+  mysqldRunning: boolean;
+  mysqldPid: number | undefined;
+  local: LocalState | undefined;
+  localError: string;
+  cluster: ClusterState | undefined;
+  storeError: string;
+  /** The store confirmed this node's leadership in this loop (touch, then renew). */
+  leaseConfirmed: boolean;
+  maintenance: boolean;
+  /** Since when (and from which store version) this node has seen the leadership free. */
+  free: { version: number; since: number } | undefined;
+  /** The server process on which statepilot last started replication (a restart stops it). */
+  replicationStartedOnPid: number | undefined;
+  /** The primary's GTID state, when the loop looked (see `needsDivergenceCheck`). */
+  primaryState: RemoteState | undefined;
+  /** The previous verdict of the divergence check ("" when contained). */
+  blocked: string;
+  /** The GTID a node restored from a snapshot replicates from, until it has done so once. */
+  restoredGtid: string | undefined;
+  /** A switchover this primary is carrying out (fenced, waiting for the target). */
+  handover: SwitchoverRecord | undefined;
+  /** The switchover target's GTID state, when a handover is under way. */
+  targetState: RemoteState | undefined;
+  loops: number;
+}
+
+export type Action =
+  | { kind: "none" }
+  /** Hard fence: SIGKILL mysqld (it restarts read-only, and crash recovery drops an unacknowledged tail). */
+  | { kind: "kill-server" }
+  /** Read-only, client connections killed, semi-sync off (kills the server if it does not obey). */
+  | { kind: "fence"; how: "kill" | "read-only"; label: string }
+  | { kind: "release" }
+  /** Holds a confirmed leadership but the server is not (fully) writable: semi-sync first, then read_only off. */
+  | { kind: "become-writable" }
+  | { kind: "lead" }
+  | { kind: "start-switchover"; record: SwitchoverRecord; version: number; to: string }
+  | { kind: "finish-switchover" }
+  | { kind: "abort-switchover"; error: string }
+  | { kind: "refuse-switchover"; record: SwitchoverRecord; version: number; error: string }
+  | { kind: "acquire"; handover: SwitchoverRecord | undefined }
+  | { kind: "replicate"; leader: Leader; slavePos: "binlog" | string | undefined }
+  | { kind: "start-replica" };
+
+export interface Decision {
+  action: Action;
+  role: Role;
+  health: Health;
+  /** Why: shown in /status and logged when it changes. */
+  reason: string;
+  /** Set when the divergence check ran: the new verdict. */
+  blocked?: string;
+  /** Sleep this long before the next loop (ms); undefined: the configured interval. */
+  nextIn?: number;
+}
+
+const pass = (output: string): Health => ({ status: "passing", output });
+const warn = (output: string): Health => ({ status: "warning", output });
+const crit = (output: string): Health => ({ status: "critical", output });
+
+/** Whether the loop should read the primary's GTID state before deciding (a remote call). */
+export function needsDivergenceCheck(o: Pick<Observation, "role" | "local" | "loops" | "settings" | "blocked">, leader: Leader): boolean {
+  const rep = o.local?.replication;
+  const pointsThere = rep?.configured === true && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port;
+  return !pointsThere || o.loops % o.settings.divergenceEvery === 0 || o.blocked !== "" || ["diverged", "fenced", "starting", "primary"].includes(o.role);
+}
+
+/**
+ * Why this node's data is not contained in the primary's, or "". MariaDB compares per (domain,
+ * server) binlog states, so a tail written by another server at the same seq is caught. A primary
+ * restored from a snapshot has no binlog for the history before its restore position (`base`):
+ * entries at or below the base's seq in their domain came with that history and are not missing.
+ */
+export function divergence(flavor: Flavor, local: LocalState, primary: RemoteState, base: string, former: boolean, serverId: number): string {
+  if (flavor === "mysql") {
+    return gtidSubset("mysql", local.executed, primary.executed) ? "" : `errant GTIDs: ${local.executed} is not contained in the primary's ${primary.executed}; it stays read-only until rebuilt`;
+  }
+  const baseSeq = new Map<string, number>();
+  for (const g of base.split(",").filter(Boolean)) {
+    const [d, , q] = g.split("-");
+    baseSeq.set(d ?? "", Number(q));
+  }
+  const c = mariaStateContained(local.state, primary.state);
+  const missing = c.missing.filter((g) => {
+    const [d, , q] = g.split("-");
+    return !(Number(q) <= (baseSeq.get(d ?? "") ?? -1));
+  });
+  const positionsOk = gtidSubset("mariadb", local.binlogPos, primary.executed) || missing.length === 0;
+  if (missing.length === 0 && (c.contained || positionsOk)) return "";
+  const own = missing.some((g) => g.split("-")[1] === String(serverId));
+  const list = missing.length ? missing.join(", ") : local.binlogPos;
+  return `${former && own ? "diverged former primary: " : ""}errant GTIDs: this node has transactions the primary does not have (${list}); it stays read-only until rebuilt from a snapshot`;
+}
+
+/** The one decision of a loop. Order matters: safety (fencing) before anything else. */
+export function decide(o: Observation): Decision {
+  const s = o.settings;
+  const c = o.cluster;
+  const leader = c?.leader;
+  const mine = leader?.node === o.node;
+  const writable = o.local !== undefined && !o.local.readOnly;
+
+  // 1. The store cannot be read: nothing can be decided; a primary keeps serving until the
+  //    watchdog fences it at fenceAfter; any other writable server goes read-only now.
+  if (!c) {
+    if (o.role !== "primary" && writable) return { action: { kind: "fence", how: "read-only", label: "store_unreachable" }, role: o.role, health: crit(o.storeError), reason: `writable without a confirmed leadership; store unreachable: ${o.storeError}` };
+    return { action: { kind: "none" }, role: o.role, health: crit(`store unreachable: ${o.storeError}`), reason: `store unreachable: ${o.storeError}` };
+  }
+
+  // 2. The server is down or does not answer.
+  if (!o.local) {
+    if ((o.role === "primary" || mine) && o.mysqldRunning) {
+      return { action: { kind: "kill-server" }, role: "fenced", health: crit(o.localError), reason: `primary's server does not answer (${o.localError}): killing it before giving up the leadership` };
+    }
+    if (mine) return { action: { kind: "release" }, role: "down", health: crit(o.localError), reason: `primary's server is down (${o.localError}): leadership released` };
+    const role: Role = o.role === "starting" && o.mysqldRunning ? "starting" : "down";
+    return { action: { kind: "none" }, role, health: crit(o.localError), reason: o.localError };
+  }
+  const local = o.local;
+
+  // 3. This node leads.
+  if (mine) {
+    if (!o.leaseConfirmed) {
+      // The store says this node leads but the renewal failed: the lease is being lost.
+      if (writable || o.role === "primary") return { action: { kind: "fence", how: s.fenceBy, label: "lease_not_confirmed" }, role: "fenced", health: crit("leadership not confirmed"), reason: "the store lists this node as leader but the renewal failed: fenced" };
+      return { action: { kind: "none" }, role: o.role, health: warn("leadership not confirmed"), reason: "leadership not confirmed; waiting" };
+    }
+    if (o.handover) return decideHandover(o, local);
+    if (!writable || o.role !== "primary" || (s.lossless && !local.semiSyncPrimary)) {
+      return { action: { kind: "become-writable" }, role: "primary", health: pass("primary, lock held"), reason: !writable ? "leadership confirmed: turning writable" : "leadership confirmed: semi-sync on" };
+    }
+    const sw = c.switchover;
+    if (sw && sw.record.state === "requested") return decideSwitchoverRequest(o, sw.record, sw.version, c);
+    return { action: { kind: "lead" }, role: "primary", health: pass("primary, lock held"), reason: "primary, lock held" };
+  }
+
+  // 4. This node does not lead but is (or was) writable: fence first, whatever else holds.
+  if (o.role === "primary") {
+    return { action: { kind: "fence", how: s.fenceBy, label: leader ? "lock_held_elsewhere" : "lock_lost" }, role: "fenced", health: crit("lost the leadership"), reason: leader ? `leadership held by ${leader.node}: fenced` : "leadership lost: fenced" };
+  }
+  if (writable) {
+    return { action: { kind: "fence", how: "read-only", label: leader ? "lock_held_elsewhere" : "lock_lost" }, role: o.role, health: crit("writable without the leadership"), reason: "writable without the leadership: made read-only" };
+  }
+
+  if (leader) return decideReplica(o, local, leader);
+  return decideFree(o, local, c);
+}
+
+function decideReplica(o: Observation, local: LocalState, leader: Leader): Decision {
+  const rep = local.replication;
+  const pointsThere = rep.configured && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port;
+  const name = leader.node;
+  let blocked = o.blocked;
+  if (o.primaryState) blocked = divergence(o.flavor, local, o.primaryState, leader.record.base, o.wasPrimary, o.serverId);
+  const out = (d: Omit<Decision, "blocked">): Decision => ({ ...d, blocked });
+  if (blocked) return out({ action: { kind: "none" }, role: "diverged", health: crit(blocked), reason: blocked });
+  if (!pointsThere) {
+    // Never follow a primary whose state was not checked against ours in this loop.
+    if (!o.primaryState) return out({ action: { kind: "none" }, role: o.role === "starting" ? "replica" : o.role, health: warn(`cannot read ${name}'s GTID state yet`), reason: `waiting to read ${name}'s GTID state before replicating from it` });
+    const slavePos = o.restoredGtid ?? (o.flavor === "mariadb" && !gtidSubset("mariadb", local.binlogPos, local.slavePos) ? "binlog" : undefined);
+    return out({ action: { kind: "replicate", leader, slavePos }, role: "replica", health: warn(`replication to ${name} starting`), reason: `replicating from ${name}` });
+  }
+  if (rep.sqlErrno) return out({ action: { kind: "none" }, role: "replica", health: crit(`SQL thread stopped: ${rep.sqlError}`), reason: `replication SQL thread stopped: ${rep.sqlError}` });
+  const stopped = rep.ioRunning === "No" || !rep.sqlRunning;
+  if (stopped && o.replicationStartedOnPid !== o.mysqldPid) {
+    // The server was (re)started with skip-slave-start since statepilot started replication.
+    return out({ action: { kind: "start-replica" }, role: "replica", health: warn("replication resumed after a server restart"), reason: `replication from ${name} resumed after a server restart` });
+  }
+  if (rep.ioRunning === "No" && rep.ioError) return out({ action: { kind: "none" }, role: "replica", health: crit(`replication receiver stopped: ${rep.ioError}`), reason: `replication receiver stopped: ${rep.ioError}` });
+  if (stopped) {
+    // Stopped without an error on this server process: someone ran STOP SLAVE (or its IO/SQL half).
+    return out({ action: { kind: "none" }, role: "replica", health: warn("replication stopped by hand"), reason: "replication was stopped by hand; statepilot leaves it stopped (START SLAVE to resume)" });
+  }
+  if (rep.ioRunning === "Connecting") return out({ action: { kind: "none" }, role: "replica", health: warn(`connecting to ${name}`), reason: `replication receiver connecting to ${name}${rep.ioError ? `: ${rep.ioError}` : ""}` });
+  const lag = rep.lagSeconds ?? 0;
+  if (lag * 1000 > o.settings.healthyLagMs) return out({ action: { kind: "none" }, role: "replica", health: warn(`lagging ${lag}s`), reason: `lagging ${lag}s behind ${name}` });
+  return out({ action: { kind: "none" }, role: "replica", health: pass(`replicating from ${name}`), reason: `replicating from ${name}, ${lag}s behind` });
+}
+
+function decideFree(o: Observation, local: LocalState, c: ClusterState): Decision {
+  const role: Role = o.role === "starting" || o.role === "fenced" ? "replica" : o.role;
+  const rep = local.replication;
+  const health = rep.sqlErrno ? crit(`SQL thread stopped: ${rep.sqlError}`) : pass("no primary; election under way");
+  const wait = (reason: string, nextIn: number): Decision => ({ action: { kind: "none" }, role, health, reason, nextIn });
+  if (o.maintenance) return wait("no primary; in maintenance: not running for primary", 250);
+  const sw = c.switchover?.record;
+  const handover = sw?.state === "handover" && sw.fencedAt !== undefined && o.now - sw.fencedAt < o.settings.switchoverTimeout * 2 ? sw : undefined;
+  const self = memberRecordFor(o);
+  const race = decideRace({
+    flavor: o.flavor,
+    self,
+    members: c.members,
+    freeVersion: o.free?.version ?? c.version,
+    freeForMs: o.free ? o.now - o.free.since : 0,
+    peerWaitMs: o.settings.peerWaitMs,
+    maximumLagSeconds: o.settings.maximumLagMs / 1000,
+    lastLeader: c.lastLeader,
+    clusterInitialized: c.initialized,
+    switchoverTarget: handover?.to,
+    lossless: o.settings.lossless,
+  });
+  if (!race.race) return wait(`no primary; not running: ${race.reason}`, race.wait ? 100 : 250);
+  return { action: { kind: "acquire", handover }, role, health, reason: `no primary; running for it: ${race.reason}` };
+}
+
+/** The primary received a switchover request: pick the target, or refuse with the reason. */
+function decideSwitchoverRequest(o: Observation, record: SwitchoverRecord, version: number, c: ClusterState): Decision {
+  const lead = (action: Action, reason: string): Decision => ({ action, role: "primary", health: pass("primary, lock held"), reason });
+  const peers = c.members.filter((m) => m.node !== o.node && m.alive && m.record.role === "replica" && m.record.up && !m.record.blocked && !m.record.nofailover && !m.record.sqlError && !m.record.maintenance);
+  const flavor = o.flavor;
+  const target = record.to
+    ? peers.find((m) => m.node === record.to)
+    : [...peers].sort((a, b) => (gtidSubset(flavor, received(flavor, a.record), received(flavor, b.record)) ? 1 : -1) || a.node.localeCompare(b.node))[0];
+  if (!target) {
+    const error = record.to ? `${record.to} is not a healthy replica that may be promoted` : "no healthy replica to hand over to";
+    return lead({ kind: "refuse-switchover", record, version, error }, `switchover refused: ${error}`);
+  }
+  return lead({ kind: "start-switchover", record, version, to: target.node }, `switchover to ${target.node}: fencing and handing over`);
+}
+
+/** A handover under way: release once the target has everything, or give up at the deadline. */
+function decideHandover(o: Observation, local: LocalState): Decision {
+  const h = o.handover!;
+  const fenced = (action: Action, reason: string, nextIn?: number): Decision => ({ action, role: "primary", health: pass(`handing over to ${h.to}`), reason, ...(nextIn ? { nextIn } : {}) });
+  if (!local.readOnly) return fenced({ kind: "fence", how: "read-only", label: "switchover" }, "switchover: the server became writable again; fencing");
+  if (o.targetState && h.position !== undefined && gtidSubset(o.flavor, h.position, o.targetState.executed)) {
+    return fenced({ kind: "finish-switchover" }, `switchover: ${h.to} has every transaction; releasing the leadership`);
+  }
+  if (h.fencedAt !== undefined && o.now - h.fencedAt > o.settings.switchoverTimeout) {
+    return fenced({ kind: "abort-switchover", error: `${h.to} did not catch up within ${Math.round(o.settings.switchoverTimeout / 1000)}s` }, `switchover aborted: ${h.to} did not catch up`);
+  }
+  return fenced({ kind: "none" }, `switchover: waiting for ${h.to} to apply ${h.position ?? ""}`, 20);
+}
+
+/** The record this node publishes, from what the loop observed. */
+export function memberRecordFor(o: Pick<Observation, "node" | "serverId" | "role" | "local" | "settings" | "blocked" | "maintenance" | "now">, advertise: { host: string; port: number } = { host: "", port: 0 }, lagSeconds: number | null = null): MemberRecord {
+  const rep = o.local?.replication;
+  return {
+    node: o.node,
+    serverId: o.serverId,
+    host: advertise.host,
+    port: advertise.port,
+    role: o.role,
+    up: o.local !== undefined,
+    executed: o.local?.executed ?? "",
+    received: rep?.received ?? "",
+    lagSeconds: o.local ? (o.role === "primary" ? 0 : lagSeconds ?? rep?.lagSeconds ?? null) : null,
+    sqlError: rep && !rep.sqlRunning && rep.sqlErrno ? rep.sqlError : "",
+    nofailover: o.settings.nofailover,
+    blocked: o.blocked,
+    maintenance: o.maintenance,
+    source: "",
+    at: new Date(o.now).toISOString(),
+  };
+}

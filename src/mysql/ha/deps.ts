@@ -1,0 +1,57 @@
+import type { Clock } from "../../cluster/clock.js";
+import type { ClusterStore } from "../../cluster/store.js";
+import type { Role } from "../../cluster/records.js";
+import type { Logger } from "../../log.js";
+import type { MysqlMetrics } from "../metrics.js";
+import type { Database, ServerProcess } from "./database.js";
+import type { HaSettings } from "./settings.js";
+
+/**
+ * Test-only switches that break one safety mechanism each. The simulation plants them to prove it
+ * catches the violation; production never sets them (the autopilot passes none).
+ */
+export interface PlantedFaults {
+  /** The lease watchdog never fences. */
+  watchdogNeverFences?: boolean;
+  /** Promotion does not drain what the relay log received before turning writable. */
+  promotionIgnoresReceived?: boolean;
+  /** A primary turns writable without turning semi-sync on first. */
+  writableWithoutSemiSync?: boolean;
+  /** Fencing keeps the clients' connections (their waiting commits complete). */
+  fenceKeepsConnections?: boolean;
+}
+
+export interface HaHooks {
+  /** The role changed (production: Consul tags, the mysql-primary registration). */
+  roleChanged?(role: Role): void;
+  /** Each loop of a confirmed primary (production: refreshes the mysql-primary check). */
+  leading?(): void;
+}
+
+export interface HaDeps {
+  settings: HaSettings;
+  node: string;
+  serverId: number;
+  advertise: { host: string; port: number };
+  store: ClusterStore;
+  db: Database;
+  process: ServerProcess;
+  clock: Clock;
+  logger: Logger;
+  metrics?: MysqlMetrics | undefined;
+  hooks?: HaHooks;
+  /** Maintenance mode: the node does not run for primary (a primary keeps its role: switch over first). */
+  inMaintenance: () => boolean;
+  /** Once per datadir, before anything else is done with the server. */
+  bootstrapLocal: () => Promise<void>;
+  /** On the cluster's first primary, before it turns writable. */
+  bootstrapCluster: () => Promise<void>;
+  restored: {
+    /** The GTID a node restored from a snapshot replicates from, until it has done so once. */
+    pending(): string | undefined;
+    applied(): void;
+    /** Where this node's binlog starts (the restore position), "" when it holds its whole history. */
+    base(): string;
+  };
+  faults?: PlantedFaults;
+}

@@ -1,0 +1,308 @@
+import type { ClusterState } from "../../cluster/store.js";
+import type { Role, SwitchoverRecord } from "../../cluster/records.js";
+import type { Logger } from "../../log.js";
+import { decide, memberRecordFor, needsDivergenceCheck, type Decision, type Observation } from "./decide.js";
+import type { LocalState, RemoteState } from "./database.js";
+import type { HaDeps } from "./deps.js";
+import { checkInvariants } from "./invariants.js";
+import { Actions } from "./act.js";
+import type { HaStatus } from "./status.js";
+
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * The HA loop, after Patroni's ha.py: every `interval` it observes the local server and the
+ * cluster store, asks `decide` for one action, carries it out, and touches its member record
+ * (which keeps its liveness, and so its leadership). A watchdog fences a primary whose lease it
+ * could not confirm within `fenceAfter`, before any other node can take over.
+ */
+export class MysqlHa {
+  readonly log: Logger;
+  role: Role = "starting";
+  wasPrimary = false;
+  blocked = "";
+  free: { version: number; since: number } | undefined;
+  leaseConfirmedAt: number | undefined;
+  replicationStartedOnPid: number | undefined;
+  handover: { record: SwitchoverRecord; version: number } | undefined;
+  flavor: "mariadb" | "mysql" = "mariadb";
+  version = "";
+  lastFailoverMs: number | undefined;
+  wake = new AbortController();
+  private loops = 0;
+  private running = false;
+  private loopDone: Promise<void> | undefined;
+  private bootstrapped: boolean;
+  private lastLocal: LocalState | undefined;
+  private lastCluster: ClusterState | undefined;
+  private lastDecision: Decision | undefined;
+  private stopWatchdog: (() => void) | undefined;
+  private readonly act: Actions;
+
+  constructor(readonly d: HaDeps, bootstrapped: boolean) {
+    this.log = d.logger.child({ component: "mysql-ha" });
+    this.bootstrapped = bootstrapped;
+    this.act = new Actions(this);
+  }
+
+  get currentRole(): Role {
+    return this.role;
+  }
+
+  get serverVersion(): { flavor: "mariadb" | "mysql"; version: string } | undefined {
+    return this.version ? { flavor: this.flavor, version: this.version } : undefined;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /** The local mysqld exited: act now rather than at the next tick. */
+  mysqldExited(): void {
+    this.wake.abort();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      let delay = this.d.settings.interval;
+      try {
+        delay = await this.iteration();
+      } catch (err) {
+        this.log.error({ err: errText(err) }, "HA loop iteration failed");
+      }
+      if (!this.running) break;
+      await this.waitForChange(delay);
+    }
+  }
+
+  /** Sleeps up to `ms`, waking early when the cluster state changes or a local event arrives. */
+  private async waitForChange(ms: number): Promise<void> {
+    if (this.wake.signal.aborted) this.wake = new AbortController();
+    const signal = this.wake.signal;
+    const version = this.lastCluster?.version;
+    const started = this.d.clock.now();
+    if (version !== undefined && ms >= 200) {
+      try {
+        await this.d.store.watch(version, ms, signal);
+        return;
+      } catch {
+        // Store unreachable: do not spin; sleep out the rest.
+      }
+    }
+    const left = ms - (this.d.clock.now() - started);
+    if (left > 0 && !signal.aborted) await this.d.clock.sleep(left, signal);
+  }
+
+  // ---- observing ------------------------------------------------------------------------------
+
+  private async observeLocal(): Promise<{ local: LocalState | undefined; error: string }> {
+    if (!this.d.process.running()) return { local: undefined, error: "mysqld is not running" };
+    try {
+      if (!this.bootstrapped) {
+        await this.d.bootstrapLocal();
+        this.bootstrapped = true;
+      }
+      if (!this.version) ({ flavor: this.flavor, version: this.version } = await this.d.db.ready());
+      return { local: await this.d.db.observe(), error: "" };
+    } catch (err) {
+      return { local: undefined, error: `mysqld does not answer: ${errText(err)}` };
+    }
+  }
+
+  private async remote(host: string, port: number): Promise<RemoteState | undefined> {
+    try {
+      return await this.d.db.remoteState({ host, port });
+    } catch (err) {
+      this.log.debug({ err: errText(err), host, port }, "cannot read a peer's GTID state");
+      return undefined;
+    }
+  }
+
+  /** Everything `decide` needs, gathered with as few calls as the situation allows. */
+  private async observe(t0: number): Promise<Observation> {
+    this.loops++;
+    const { local, error } = await this.observeLocal();
+    let cluster: ClusterState | undefined;
+    let storeError = "";
+    try {
+      cluster = await this.d.store.load();
+      for (const bad of cluster.invalid) this.log.warn({ record: bad.what, error: bad.error }, "unreadable record in the cluster store; it does not vote");
+    } catch (err) {
+      storeError = errText(err);
+    }
+    this.lastLocal = local;
+    this.lastCluster = cluster ?? this.lastCluster;
+    const leader = cluster?.leader;
+    const mine = leader?.node === this.d.node;
+    let leaseConfirmed = false;
+    if (mine && local) leaseConfirmed = await this.confirmLease(t0, local);
+    if (cluster && !leader) this.free ??= { version: cluster.version, since: t0 };
+    else if (leader) this.free = undefined;
+    const base = { role: this.role, local, loops: this.loops, settings: this.d.settings, blocked: this.blocked };
+    const primaryState = leader && !mine && local && needsDivergenceCheck(base, leader) ? await this.remote(leader.record.host, leader.record.port) : undefined;
+    const target = this.handover?.record.to ? cluster?.members.find((m) => m.node === this.handover?.record.to) : undefined;
+    const targetState = target ? await this.remote(target.record.host, target.record.port) : undefined;
+    return {
+      now: this.d.clock.now(),
+      node: this.d.node,
+      serverId: this.d.serverId,
+      flavor: this.flavor,
+      settings: this.d.settings,
+      role: this.role,
+      wasPrimary: this.wasPrimary,
+      mysqldRunning: this.d.process.running(),
+      mysqldPid: this.d.process.pid(),
+      local,
+      localError: error,
+      cluster,
+      storeError,
+      leaseConfirmed,
+      maintenance: this.d.inMaintenance(),
+      free: this.free,
+      replicationStartedOnPid: this.replicationStartedOnPid,
+      primaryState,
+      blocked: this.blocked,
+      restoredGtid: this.d.restored.pending(),
+      handover: this.handover?.record,
+      targetState,
+      loops: this.loops,
+    };
+  }
+
+  /** Touch (liveness), then renew: only then is the leadership confirmed as of `t0`. */
+  async confirmLease(t0: number, local: LocalState | undefined = this.lastLocal): Promise<boolean> {
+    try {
+      await this.d.store.touchMember(this.record(local, "primary"), { status: "passing", output: "primary, lock held" });
+      if (!(await this.d.store.renewLeader())) return false;
+    } catch (err) {
+      this.log.warn({ err: errText(err) }, "could not confirm the leadership");
+      return false;
+    }
+    this.leaseConfirmedAt = t0;
+    this.armWatchdog(t0);
+    return true;
+  }
+
+  // ---- the watchdog ---------------------------------------------------------------------------
+
+  /**
+   * One timer per confirmation, at `fenceAfter`: if no later confirmation came, the primary fences
+   * itself; if the timer fires past the takeover time (the process was paused or starved), another
+   * node may already lead and mysqld could serve any instant, so it is killed outright.
+   */
+  private armWatchdog(confirmedAt: number): void {
+    this.stopWatchdog?.();
+    if (this.d.faults?.watchdogNeverFences) return;
+    const ac = new AbortController();
+    this.stopWatchdog = () => ac.abort();
+    void this.d.clock.sleep(this.d.settings.fenceAfter, ac.signal).then(() => {
+      if (ac.signal.aborted || this.leaseConfirmedAt !== confirmedAt) return;
+      if (this.role !== "primary" && this.role !== "fenced") return;
+      const age = this.d.clock.now() - confirmedAt;
+      if (age >= this.d.settings.takeover) {
+        this.role = "fenced";
+        this.d.metrics?.fencing.inc({ reason: "paused_past_takeover" });
+        this.log.error({ leaseAgeMs: age, takeoverMs: this.d.settings.takeover }, "lease older than the takeover time: killing mysqld");
+        this.d.process.kill();
+        return;
+      }
+      if (this.role === "primary") void this.act.fence(`could not confirm the leadership for ${age} ms (fenceAfter ${this.d.settings.fenceAfter} ms)`, "lease_expired", this.d.settings.fenceBy);
+    });
+  }
+
+  // ---- one loop -------------------------------------------------------------------------------
+
+  async iteration(): Promise<number> {
+    const t0 = this.d.clock.now();
+    const o = await this.observe(t0);
+    const decision = decide(o);
+    for (const v of checkInvariants(o, this.leaseConfirmedAt)) {
+      this.d.metrics?.invariantViolations.inc({ invariant: v.invariant });
+      this.log.error({ invariant: v.invariant, detail: v.detail, action: decision.action.kind }, "safety invariant violated; repairing");
+    }
+    if (decision.blocked !== undefined) this.blocked = decision.blocked;
+    if (decision.reason !== this.lastDecision?.reason || decision.action.kind !== "none") {
+      const level = decision.health.status === "critical" ? "warn" : "info";
+      this.log[level]({ action: decision.action.kind, role: decision.role }, decision.reason);
+    }
+    this.lastDecision = decision;
+    if (decision.action.kind !== "acquire") this.setRole(decision.role);
+    try {
+      await this.act.run(decision, o);
+    } catch (err) {
+      this.log.error({ err: errText(err), action: decision.action.kind }, "action failed");
+    }
+    if (!(o.cluster?.leader?.node === this.d.node && o.leaseConfirmed && this.role === "primary")) {
+      try {
+        await this.d.store.touchMember(this.record(this.lastLocal), decision.health);
+      } catch (err) {
+        this.log.debug({ err: errText(err) }, "could not publish the member record");
+      }
+    }
+    return decision.nextIn ?? this.d.settings.interval;
+  }
+
+  setRole(role: Role): void {
+    if (role === this.role) return;
+    this.log.info({ from: this.role, to: role }, "role changed");
+    this.role = role;
+    if (role === "primary") this.wasPrimary = true;
+    this.d.metrics?.setRole(role);
+    this.d.hooks?.roleChanged?.(role);
+  }
+
+  record(local: LocalState | undefined, role: Role = this.role) {
+    const rec = memberRecordFor({ node: this.d.node, serverId: this.d.serverId, role, local, settings: this.d.settings, blocked: this.blocked, maintenance: this.d.inMaintenance(), now: this.d.clock.now() }, this.d.advertise);
+    const rep = local?.replication;
+    const leader = this.lastCluster?.leader;
+    if (rep?.configured && leader && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port) rec.source = leader.node;
+    return rec;
+  }
+
+  // ---- status and shutdown --------------------------------------------------------------------
+
+  statusView(): HaStatus {
+    const s = this.lastLocal;
+    const leader = this.lastCluster?.leader;
+    const rep = s?.replication;
+    return {
+      node: this.d.node,
+      role: this.role,
+      up: s !== undefined,
+      readOnly: s?.readOnly,
+      health: this.lastDecision?.health.status ?? "critical",
+      reason: this.lastDecision?.reason ?? "starting",
+      action: this.lastDecision?.action.kind ?? "none",
+      primary: leader ? { node: leader.node, host: leader.record.host, port: leader.record.port, term: leader.term } : undefined,
+      lagSeconds: s ? (this.role === "primary" ? 0 : (rep?.lagSeconds ?? null)) : null,
+      replication: rep?.configured ? { io: rep.ioRunning, sql: rep.sqlRunning, ioError: rep.ioError, sqlError: rep.sqlError } : undefined,
+      executed: s?.executed ?? "",
+      received: s?.replication.received ?? "",
+      blocked: this.blocked,
+      lastFailoverMs: this.lastFailoverMs,
+    };
+  }
+
+  /** Stops at once without any graceful step, as a crash would (the simulation's process death). */
+  halt(): void {
+    this.running = false;
+    this.stopWatchdog?.();
+    this.wake.abort();
+  }
+
+  /** Graceful stop: a primary fences itself and releases the leadership so a replica takes over at once. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopWatchdog?.();
+    this.wake.abort();
+    await this.loopDone;
+    if (this.role === "primary") {
+      await this.act.fence("shutting down", "shutdown", "read-only");
+      await this.d.store.releaseLeader().catch((err: unknown) => this.log.warn({ err: errText(err) }, "could not release the leadership; its lease will lapse"));
+    }
+    await this.d.store.touchMember(this.record(this.lastLocal), { status: "critical", output: "statepilot is stopping" }).catch(() => undefined);
+    this.d.db.close();
+  }
+}
