@@ -91,8 +91,11 @@ for (const e of readdirSync("/proc")) {
 
 if (!found.length) process.exit(0);
 
-const what = run ? "processes started by this test run are still running" : "processes left by earlier test runs (their test.sh is gone)";
-console.error(`test: ${found.length} ${what}:`);
+const n = found.length;
+const what = run
+  ? `${n === 1 ? "process" : "processes"} started by this test run ${n === 1 ? "is" : "are"} still running`
+  : `${n === 1 ? "process" : "processes"} left by earlier test runs (their test.sh is gone)`;
+console.error(`test: ${n} ${what}:`);
 console.error(`  ${"PID".padStart(7)} ${"PPID".padStart(7)} ${"AGE".padStart(7)}  COMMAND`);
 for (const p of found) {
   const args = p.args || `[${p.comm}]`;

@@ -94,6 +94,11 @@ export class SimClock implements Clock {
     });
   }
 
+  after(ms: number, fn: () => void): () => void {
+    const t = this.schedule(ms, fn);
+    return () => this.cancel(t);
+  }
+
   every(ms: number, fn: () => void): () => void {
     let current: Timer;
     const arm = () => {

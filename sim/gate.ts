@@ -43,6 +43,11 @@ export class Gate {
         await c.sleep(ms, signal);
         await this.pass();
       },
+      after: (ms, fn) =>
+        c.after(ms, () => {
+          if (this.paused) this.waiting.push(fn);
+          else fn();
+        }),
       every: (ms, fn) =>
         c.every(ms, () => {
           if (this.paused) this.waiting.push(fn);
@@ -54,24 +59,29 @@ export class Gate {
   /** Wraps every method of `target` so its results reach the caller only while running. */
   wrap<T extends object>(target: T): T {
     const gate = this;
+    const cache = new Map<PropertyKey, unknown>();
+    const hold = <V>(value: V): V | Promise<V> => {
+      const p = gate.pass();
+      return p ? p.then(() => value) : value;
+    };
     return new Proxy(target, {
       get(obj, prop, receiver) {
         const v = Reflect.get(obj, prop, receiver) as unknown;
         if (typeof v !== "function") return v;
-        return (...args: unknown[]) => {
-          const r = (v as (...a: unknown[]) => unknown).apply(obj, args);
-          if (!(r instanceof Promise)) return r;
-          return r.then(
-            async (value) => {
-              await gate.pass();
-              return value;
-            },
-            async (err: unknown) => {
-              await gate.pass();
-              throw err;
-            },
-          );
-        };
+        let wrapped = cache.get(prop);
+        if (!wrapped) {
+          wrapped = (...args: unknown[]) => {
+            const r = (v as (...a: unknown[]) => unknown).apply(obj, args);
+            if (!(r instanceof Promise)) return r;
+            return r.then(hold, (err: unknown) => {
+              const p = gate.pass();
+              if (!p) throw err;
+              return p.then(() => Promise.reject(err));
+            });
+          };
+          cache.set(prop, wrapped);
+        }
+        return wrapped;
       },
     });
   }

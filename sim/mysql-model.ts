@@ -201,6 +201,11 @@ export class SimWorld {
     return s.running && !s.frozen && !s.readOnly;
   }
 
+  /** rpl_semi_sync_master_enabled on that server. */
+  semiSyncOn(node: string): boolean {
+    return this.server(node).semiSync;
+  }
+
   /**
    * Whether a client write sent to this node now could be acknowledged without anyone changing
    * the configuration: it is writable, and either commits do not wait (not lossless, or semi-sync

@@ -24,13 +24,13 @@ export interface RunResult {
 
 const TIMING = { leaseMs: 5_000, lockDelayMs: 2_000 };
 
-function settings(lossless: boolean): HaSettings {
+function settings(lossless: boolean, fenceBy: "kill" | "read-only"): HaSettings {
   return {
     cluster: "sim",
     interval: 1_000,
     fenceAfter: 3_000,
     takeover: TIMING.leaseMs + TIMING.lockDelayMs,
-    fenceBy: lossless ? "kill" : "read-only",
+    fenceBy,
     lossless,
     maximumLagMs: 10_000,
     healthyLagMs: 30_000,
@@ -98,7 +98,7 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     : pino({ level: "silent" });
   const world = new SimWorld({ clock, lossless: s.lossless, restartDelayMs: 1_000 });
   const store = new MemoryStoreServer({ clock, timing: TIMING });
-  const cfg = settings(s.lossless);
+  const cfg = settings(s.lossless, s.fenceBy);
   const names = Array.from({ length: s.nodes }, (_, i) => `n${i + 1}`);
   const nodes = names.map((name, i) => new SimNode(name, i + 1, { clock, world, store, settings: cfg, faults: opts.faults ?? {}, logger }));
   for (const n of nodes) {
@@ -184,18 +184,22 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
             if (!st.leader || to === st.leader.node) return;
             const rec = { id: randomUUID(), ...(to ? { to } : {}), state: "requested" as const, requestedAt: new Date(clock.now()).toISOString() };
             return client.writeSwitchover(rec, st.switchover?.version ?? 0);
-          });
+          }).catch((err: unknown) => log(`switchover request failed: ${String(err)}`));
         }
         return;
       case "errant-write":
-        log(`errant GTID ${world.errantWrite(`n${f.node}`)}`);
+        try {
+          log(`errant GTID ${world.errantWrite(`n${f.node}`)}`);
+        } catch (err) {
+          log(`errant write not possible: ${String(err)}`);
+        }
         return;
     }
   };
   for (const f of s.faults) clock.schedule(f.at, () => apply(f.fault));
 
   // The workload: a client writes to whoever the store says leads, one write in flight per node.
-  const stopWorkload = clock.every(150, () => {
+  const stopWorkload = clock.every(250, () => {
     if (clock.now() > s.durationMs) return;
     const leader = store.snapshot().leader?.node;
     if (!leader || writing.has(leader)) return;
@@ -207,6 +211,7 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     if (violation) return;
     const writable = names.filter((n) => world.canAcknowledge(n));
     if (writable.length > 1) fail(`two nodes can acknowledge writes: ${writable.join(", ")}`);
+    if (s.lossless) for (const n of names) if (world.isWritable(n) && !world.semiSyncOn(n)) fail(`${n} is writable with semi-sync off in lossless mode`);
     const w = writable[0];
     if (w && w !== lastWriter) {
       if (lastWriter !== undefined) failovers++;

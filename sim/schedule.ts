@@ -27,6 +27,8 @@ export interface Schedule {
   seed: number;
   nodes: number;
   lossless: boolean;
+  /** How a primary that lost its lease fences itself (lossless clusters may choose either). */
+  fenceBy: "kill" | "read-only";
   /** Virtual ms of faults and workload; then a quiet period to converge. */
   durationMs: number;
   quietMs: number;
@@ -89,7 +91,8 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
     faults.push({ at, fault: f });
     at += int(0, 9_000);
   }
-  return { seed, nodes, lossless, durationMs: Math.max(at, 20_000) + 2_000, quietMs: 40_000, faults };
+  const fenceBy = lossless && rnd() < 0.5 ? "kill" : "read-only";
+  return { seed, nodes, lossless, fenceBy, durationMs: Math.max(at, 20_000) + 2_000, quietMs: 30_000, faults };
 }
 
 export function describeFault(f: Fault): string {
@@ -119,7 +122,7 @@ export function describeFault(f: Fault): string {
 }
 
 export function describeSchedule(s: Schedule): string {
-  const lines = [`seed ${s.seed}: ${s.nodes} nodes, ${s.lossless ? "lossless" : "async"}, ${s.durationMs} ms of faults then ${s.quietMs} ms quiet`];
+  const lines = [`seed ${s.seed}: ${s.nodes} nodes, ${s.lossless ? "lossless" : "async"}, fence by ${s.fenceBy}, ${s.durationMs} ms of faults then ${s.quietMs} ms quiet`];
   for (const f of s.faults) lines.push(`  at ${String(f.at).padStart(6)} ms: ${describeFault(f.fault)}`);
   return lines.join("\n");
 }

@@ -62,9 +62,9 @@ export function localState(env: Env, s: Server): LocalState {
   };
 }
 
-/** What production's remoteState reads: @@gtid_binlog_pos (not slave_pos), @@gtid_binlog_state, @@read_only. */
+/** What production's remoteState reads: gtid_binlog_pos ∪ gtid_slave_pos, @@gtid_binlog_state, @@read_only. */
 export function remoteView(s: Server): RemoteState {
-  return { executed: s.binlogLast?.str ?? "", state: s.binlogState(), readOnly: s.readOnly };
+  return { executed: gtidUnion("mariadb", s.binlogLast?.str ?? "", s.slavePos?.str ?? ""), state: s.binlogState(), readOnly: s.readOnly };
 }
 
 export class SimDatabase implements Database {

@@ -9,6 +9,8 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
   /** A repeating timer; returns the function that stops it. */
   every(ms: number, fn: () => void): () => void;
+  /** A one-shot timer; returns the function that cancels it. */
+  after(ms: number, fn: () => void): () => void;
 }
 
 export const systemClock: Clock = {
@@ -27,5 +29,9 @@ export const systemClock: Clock = {
   every: (ms, fn) => {
     const t = setInterval(fn, ms);
     return () => clearInterval(t);
+  },
+  after: (ms, fn) => {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
   },
 };

@@ -1,15 +1,7 @@
 import type { z } from "zod";
 import type { Clock } from "./clock.js";
 import { LeaderRecord, MemberRecord, SwitchoverRecord } from "./records.js";
-import {
-  StoreUnavailable,
-  type ClusterState,
-  type ClusterStore,
-  type Health,
-  type Leader,
-  type Member,
-  type StoreTiming,
-} from "./store.js";
+import { StoreUnavailable, type ClusterState, type ClusterStore, type Health, type Leader, type Member, type StoreTiming } from "./store.js";
 
 /**
  * A cluster store that lives in process memory, for tests and for the deterministic simulation.
@@ -21,8 +13,10 @@ import {
  *
  * Liveness is evaluated lazily: before any operation (and in `snapshot()`), members whose deadline
  * has passed are marked dead, a leadership they held is invalidated as of their deadline (not as of
- * when it was noticed), and the version grows. A pending `watch` sleeps no further than the next
- * liveness deadline, so an expiry wakes watchers at the moment it happens.
+ * when it was noticed), and the version grows. `leaderVersion` is the version at which the
+ * leadership last changed (Consul: the leader key's modify index); only its moves wake a `watch`,
+ * and a pending watch sleeps no further than the holder's liveness deadline, so the holder's
+ * expiry wakes watchers at the moment it happens.
  */
 
 interface Entry {
@@ -38,20 +32,21 @@ interface Entry {
   view: Member;
 }
 
-type Switchover = NonNullable<ClusterState["switchover"]>;
-
 const NO_INVALID: ClusterState["invalid"] = Object.freeze([]);
 
-/** Parses `value` with `schema`; throws an Error naming every bad field. The result is frozen. */
-function validate<T extends object>(schema: z.ZodType<T>, value: unknown, what: string): T {
+/**
+ * Parses `value` with `schema` (defaults applied, result frozen); throws an Error naming every bad
+ * field, and the `node` field when `node` is given and the record names another node.
+ */
+function validate<T extends object>(schema: z.ZodType<T>, value: unknown, what: string, node?: string): T {
   const parsed = schema.safeParse(value);
-  if (parsed.success) return Object.freeze(parsed.data);
-  const problems = parsed.error.issues.map((i) => `${i.path.map(String).join(".") || "(record)"}: ${i.message}`);
-  throw new Error(`invalid ${what}: ${problems.join("; ")}`);
-}
-
-function sameNode(record: { node: string }, node: string, what: string): void {
-  if (record.node !== node) throw new Error(`invalid ${what}: node: is "${record.node}" but the handle is for "${node}"`);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.map(String).join(".") || "(record)"}: ${i.message}`);
+    throw new Error(`invalid ${what}: ${problems.join("; ")}`);
+  }
+  const got = (parsed.data as { node?: unknown }).node;
+  if (node !== undefined && got !== node) throw new Error(`invalid ${what}: node: is "${String(got)}" but the handle is for "${node}"`);
+  return Object.freeze(parsed.data);
 }
 
 function memberView(e: Pick<Entry, "node" | "record" | "alive" | "version">): Member {
@@ -69,19 +64,23 @@ export class MemoryStoreServer {
   readonly timing: StoreTiming;
 
   private version = 0;
+  /** The version at which the leadership last changed (taken, released, invalidated, rewritten): what watch() waits on. */
+  private leaderVersion = 0;
+  /** The leadership changed since the last `bump()`, which then moves `leaderVersion` and wakes watches. */
+  private leaderMoved = false;
   private term = 0;
   private leader: Leader | undefined;
   private lastLeader: LeaderRecord | undefined;
   /** Members sorted by node name (the order snapshots list them in). */
   private readonly members: Entry[] = [];
-  private switchover: Switchover | undefined;
+  private switchover: ClusterState["switchover"];
   private initialized = false;
   /** Nobody may acquire before this clock time (set when a holder's leadership is invalidated). */
   private lockDelayUntil = -Infinity;
   /** Smallest deadline among members settled as alive: `settle()` has nothing to do before it. */
   private earliestDeadline = Infinity;
   private cached: ClusterState | undefined;
-  /** Wake-up functions of pending watches; each removes itself when called. */
+  /** Wake-up functions of pending watches (woken when the leadership moves); each removes itself. */
   private readonly waiters = new Set<() => void>();
 
   private outageOn = false;
@@ -142,35 +141,39 @@ export class MemoryStoreServer {
     return this.lockDelayUntil;
   }
 
-  // ---- The operations, called by MemoryClusterStore once a call is admitted. ----
+  // ---- Used by MemoryClusterStore only (not for callers): the calls, and the operations. ----
 
-  /** @internal Counts a call; false when `node` cannot reach the store. Otherwise brings liveness up to date. */
+  /** Starts a call: counts it; false when `node` cannot reach the store, else brings liveness up to date. */
   admit(node: string): boolean {
     this.callCount++;
-    if (this.isCut(node)) return false;
+    if (this.outageOn || this.cut.has(node)) return false;
     this.settle();
     return true;
   }
 
-  /** @internal */
-  isCut(node: string): boolean {
-    return this.outageOn || this.cut.has(node);
+  /**
+   * Finishes a call, after the latency (a promise) or at once (undefined): throws StoreUnavailable
+   * if it was refused or `node` is cut off by then; an aborted `signal` ends the wait quietly.
+   */
+  respond(operation: string, node: string, ok: boolean, signal?: AbortSignal): Promise<void> | undefined {
+    if (this.latency > 0) return this.clock.sleep(this.latency, signal).then(() => this.verdict(operation, node, ok, signal));
+    this.verdict(operation, node, ok, signal);
+    return undefined;
   }
 
-  /** @internal */
-  get latencyMs(): number {
-    return this.latency;
+  private verdict(operation: string, node: string, ok: boolean, signal: AbortSignal | undefined): void {
+    if (signal?.aborted) return;
+    if (!ok || this.outageOn || this.cut.has(node)) throw new StoreUnavailable(operation);
   }
 
-  /** @internal */
   touch(node: string, record: MemberRecord, health: Health): void {
     const now = this.clock.now();
     const deadline = health.status === "critical" ? now : now + this.timing.leaseMs;
     const alive = deadline > now;
-    const version = this.bump();
     const e = this.find(node);
+    if (e?.alive && !alive && this.leader?.node === node) this.invalidate(now);
+    const version = this.bump();
     if (e) {
-      if (e.alive && !alive && this.leader?.node === node) this.invalidate(now);
       e.record = record;
       e.version = version;
       e.deadline = deadline;
@@ -184,7 +187,6 @@ export class MemoryStoreServer {
     this.recomputeEarliest();
   }
 
-  /** @internal */
   remove(node: string): void {
     const i = this.members.findIndex((m) => m.node === node);
     if (i < 0) return;
@@ -194,7 +196,6 @@ export class MemoryStoreServer {
     this.recomputeEarliest();
   }
 
-  /** @internal */
   acquire(node: string, record: LeaderRecord): { acquired: true; term: number } | { acquired: false } {
     const held = this.leader;
     if (held && held.node !== node) return { acquired: false };
@@ -204,12 +205,10 @@ export class MemoryStoreServer {
     return { acquired: true, term };
   }
 
-  /** @internal */
   holds(node: string): boolean {
     return this.leader?.node === node;
   }
 
-  /** @internal */
   update(node: string, record: LeaderRecord): boolean {
     const held = this.leader;
     if (held?.node !== node) return false;
@@ -217,14 +216,13 @@ export class MemoryStoreServer {
     return true;
   }
 
-  /** @internal */
   release(node: string): void {
     if (this.leader?.node !== node) return;
     this.leader = undefined;
+    this.leaderMoved = true;
     this.bump();
   }
 
-  /** @internal */
   casSwitchover(record: SwitchoverRecord, expectedVersion: number): boolean {
     if ((this.switchover?.version ?? 0) !== expectedVersion) return false;
     const version = this.bump();
@@ -232,7 +230,6 @@ export class MemoryStoreServer {
     return true;
   }
 
-  /** @internal */
   markInitialized(): void {
     if (this.initialized) return;
     this.initialized = true;
@@ -240,21 +237,23 @@ export class MemoryStoreServer {
   }
 
   /**
-   * @internal Waits until the version passes `since`, `timeoutMs` elapse, `signal` aborts or
-   * `stop()` turns true (checked whenever the watch wakes).
+   * Waits until `leaderVersion` moved from `seen`, `timeoutMs` elapse, `signal` aborts or `stop()`
+   * turns true (checked whenever the watch wakes). It wakes at the holder's liveness deadline to
+   * notice an expiry; other members' publications and expiries do not wake it.
    */
-  async waitPast(since: number, timeoutMs: number, signal: AbortSignal | undefined, stop: () => boolean): Promise<void> {
+  async waitPast(seen: number, timeoutMs: number, signal: AbortSignal | undefined, stop: () => boolean): Promise<void> {
     const end = this.clock.now() + Math.max(0, timeoutMs);
     for (;;) {
       this.settle();
-      if (this.version > since || signal?.aborted || stop()) return;
+      if (this.leaderVersion !== seen || signal?.aborted || stop()) return;
       const now = this.clock.now();
       if (now >= end) return;
-      await this.waitChange(Math.min(end, this.earliestDeadline) - now, signal);
+      const holder = this.leader ? this.find(this.leader.node) : undefined;
+      await this.waitChange(Math.min(end, holder ? holder.deadline : Infinity) - now, signal);
     }
   }
 
-  /** @internal Wakes every pending watch so it re-checks its conditions. */
+  /** Wakes every pending watch so it re-checks its conditions. */
   wakeAll(): void {
     for (const wake of this.waiters) wake();
   }
@@ -269,12 +268,14 @@ export class MemoryStoreServer {
   private setLeader(node: string, term: number, record: LeaderRecord): void {
     this.leader = Object.freeze({ node, term, record });
     this.lastLeader = record;
+    this.leaderMoved = true;
     this.bump();
   }
 
   /** The holder's liveness ended at `at`: the leadership is gone, and nobody acquires for lock-delay. */
   private invalidate(at: number): void {
     this.leader = undefined;
+    this.leaderMoved = true;
     this.lockDelayUntil = Math.max(this.lockDelayUntil, at + this.timing.lockDelayMs);
   }
 
@@ -298,42 +299,40 @@ export class MemoryStoreServer {
     this.earliestDeadline = earliest;
   }
 
-  /** Records a change of the loadable state: new version, stale snapshot, watches woken. */
+  /** Records a change of the loadable state (new version, stale snapshot); a leadership move wakes watches. */
   private bump(): number {
     this.cached = undefined;
     this.version++;
-    if (this.waiters.size > 0) this.wakeAll();
+    if (this.leaderMoved) {
+      this.leaderMoved = false;
+      this.leaderVersion = this.version;
+      if (this.waiters.size > 0) this.wakeAll();
+    }
     return this.version;
   }
 
   private build(): ClusterState {
-    const members = new Array<Member>(this.members.length);
-    for (let i = 0; i < members.length; i++) members[i] = this.members[i]!.view;
-    return Object.freeze({
-      version: this.version,
-      leader: this.leader,
-      lastLeader: this.lastLeader,
-      members: Object.freeze(members),
-      switchover: this.switchover,
-      initialized: this.initialized,
-      invalid: NO_INVALID,
-    });
+    const { version, leaderVersion, leader, lastLeader, switchover, initialized } = this;
+    const members = Object.freeze(this.members.map((e) => e.view));
+    return Object.freeze({ version, leaderVersion, leader, lastLeader, members, switchover, initialized, invalid: NO_INVALID });
   }
 
-  /** Resolves on the next change, after `ms` of clock time, or when `signal` aborts, whichever is first. */
+  /** Resolves on the next leadership move (or `wakeAll`), after `ms` of clock time, or when `signal` aborts, whichever is first. */
   private waitChange(ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = new AbortController();
+      let finished = false;
       const done = (): void => {
-        if (timer.signal.aborted) return;
-        timer.abort();
+        if (finished) return;
+        finished = true;
+        cancel();
         this.waiters.delete(done);
         signal?.removeEventListener("abort", done);
         resolve();
       };
+      const cancel = this.clock.after(ms, done);
       this.waiters.add(done);
+      if (signal?.aborted) return done();
       signal?.addEventListener("abort", done, { once: true });
-      void this.clock.sleep(ms, timer.signal).then(done);
     });
   }
 }
@@ -364,68 +363,58 @@ export class MemoryClusterStore implements ClusterStore {
   async load(): Promise<ClusterState> {
     const ok = this.enter("load");
     const state = ok ? this.server.snapshot() : undefined;
-    const answer = this.answer("load", ok);
-    if (answer) await answer;
+    await this.server.respond("load", this.node, ok);
     return state!;
   }
 
-  async watch(sinceVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async watch(leaderVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const ok = this.enter("watch");
-    if (ok) await this.server.waitPast(sinceVersion, timeoutMs, signal, this.isClosed);
-    if (this.server.latencyMs > 0 && !signal?.aborted && !this.closed) await this.server.clock.sleep(this.server.latencyMs, signal);
+    if (ok) await this.server.waitPast(leaderVersion, timeoutMs, signal, this.isClosed);
     if (signal?.aborted || this.closed) return;
-    this.verdict("watch", ok);
+    await this.server.respond("watch", this.node, ok, signal);
   }
 
   async touchMember(record: MemberRecord, health: Health): Promise<void> {
-    const what = `member record from ${this.node}`;
-    const valid = validate(MemberRecord, record, what);
-    sameNode(valid, this.node, what);
+    const valid = validate(MemberRecord, record, `member record from ${this.node}`, this.node);
     const ok = this.enter("touchMember");
     if (ok) this.server.touch(this.node, valid, health);
-    const answer = this.answer("touchMember", ok);
-    if (answer) await answer;
+    await this.server.respond("touchMember", this.node, ok);
   }
 
   async attemptToAcquireLeader(record: LeaderRecord): Promise<{ acquired: true; term: number } | { acquired: false }> {
-    const valid = this.leaderRecord(record);
+    const valid = validate(LeaderRecord, record, "leader record", this.node);
     const ok = this.enter("attemptToAcquireLeader");
     const result = ok ? this.server.acquire(this.node, valid) : undefined;
-    const answer = this.answer("attemptToAcquireLeader", ok);
-    if (answer) await answer;
+    await this.server.respond("attemptToAcquireLeader", this.node, ok);
     return result!;
   }
 
   async renewLeader(): Promise<boolean> {
     const ok = this.enter("renewLeader");
     const held = ok && this.server.holds(this.node);
-    const answer = this.answer("renewLeader", ok);
-    if (answer) await answer;
+    await this.server.respond("renewLeader", this.node, ok);
     return held;
   }
 
   async updateLeader(record: LeaderRecord): Promise<boolean> {
-    const valid = this.leaderRecord(record);
+    const valid = validate(LeaderRecord, record, "leader record", this.node);
     const ok = this.enter("updateLeader");
     const updated = ok && this.server.update(this.node, valid);
-    const answer = this.answer("updateLeader", ok);
-    if (answer) await answer;
+    await this.server.respond("updateLeader", this.node, ok);
     return updated;
   }
 
   async releaseLeader(): Promise<void> {
     const ok = this.enter("releaseLeader");
     if (ok) this.server.release(this.node);
-    const answer = this.answer("releaseLeader", ok);
-    if (answer) await answer;
+    await this.server.respond("releaseLeader", this.node, ok);
   }
 
   async writeSwitchover(record: SwitchoverRecord, expectedVersion: number): Promise<boolean> {
     const valid = validate(SwitchoverRecord, record, "switchover record");
     const ok = this.enter("writeSwitchover");
     const written = ok && this.server.casSwitchover(valid, expectedVersion);
-    const answer = this.answer("writeSwitchover", ok);
-    if (answer) await answer;
+    await this.server.respond("writeSwitchover", this.node, ok);
     return written;
   }
 
@@ -433,15 +422,13 @@ export class MemoryClusterStore implements ClusterStore {
   async markInitialized(_node: string): Promise<void> {
     const ok = this.enter("markInitialized");
     if (ok) this.server.markInitialized();
-    const answer = this.answer("markInitialized", ok);
-    if (answer) await answer;
+    await this.server.respond("markInitialized", this.node, ok);
   }
 
   async removeMember(node: string): Promise<void> {
     const ok = this.enter("removeMember");
     if (ok) this.server.remove(node);
-    const answer = this.answer("removeMember", ok);
-    if (answer) await answer;
+    await this.server.respond("removeMember", this.node, ok);
   }
 
   close(): void {
@@ -450,32 +437,9 @@ export class MemoryClusterStore implements ClusterStore {
     this.server.wakeAll();
   }
 
-  private leaderRecord(record: LeaderRecord): LeaderRecord {
-    const valid = validate(LeaderRecord, record, "leader record");
-    sameNode(valid, this.node, "leader record");
-    return valid;
-  }
-
   /** Starts a call: throws once closed; false when this node is cut off (the call must change nothing). */
   private enter(operation: string): boolean {
     if (this.closed) throw new StoreUnavailable(operation, { cause: new Error(`store handle of ${this.node} is closed`) });
     return this.server.admit(this.node);
-  }
-
-  /**
-   * Finishes a call: after the latency (a promise to await) or at once (undefined), throws
-   * StoreUnavailable if the call was refused or this node is cut off by then.
-   */
-  private answer(operation: string, ok: boolean): Promise<void> | undefined {
-    const server = this.server;
-    if (server.latencyMs > 0) {
-      return server.clock.sleep(server.latencyMs).then(() => this.verdict(operation, ok));
-    }
-    this.verdict(operation, ok);
-    return undefined;
-  }
-
-  private verdict(operation: string, ok: boolean): void {
-    if (!ok || this.server.isCut(this.node)) throw new StoreUnavailable(operation);
   }
 }

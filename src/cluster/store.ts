@@ -15,8 +15,10 @@ import type { LeaderRecord, MemberRecord, SwitchoverRecord } from "./records.js"
  *   it returned true, no other node can hold the leadership before `t + leaseMs + lockDelayMs`
  *   (`takeoverMs` from t). The HA core fences itself well before that (`fenceAfter`).
  * - `releaseLeader()` frees the leadership at once, without lock-delay (the holder knows it let go).
- * - `version` grows with every change of the state `load()` returns; `watch(v)` returns once the
- *   version passed v (or on timeout), so a freed leadership is seen without waiting a full loop.
+ * - `version` grows with every change of the state `load()` returns. `leaderVersion` changes
+ *   whenever the leadership does (taken, released, invalidated, its record rewritten);
+ *   `watch(leaderVersion)` returns once it moved (or on timeout), so a freed leadership is seen
+ *   without waiting a full loop, while members' own publications do not wake anyone.
  * - Every method either completes or throws `StoreUnavailable`; a write that threw may or may not
  *   have been applied (as with any network store), so callers re-read before they rely on it.
  */
@@ -53,6 +55,8 @@ export interface InvalidRecord {
 /** One consistent look at the cluster, immutable. */
 export interface ClusterState {
   readonly version: number;
+  /** Changes whenever the leadership does: what `watch` waits on. */
+  readonly leaderVersion: number;
   /** The current holder of the leadership, if any. */
   readonly leader: Leader | undefined;
   /** The latest holder's record, held or not: every later leader must contain its `gtid`. */
@@ -74,8 +78,8 @@ export interface ClusterStore {
   readonly node: string;
 
   load(): Promise<ClusterState>;
-  /** Resolves when the state's version passed `sinceVersion`, after `timeoutMs`, or when `signal` aborts. */
-  watch(sinceVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** Resolves when the leadership changed since `leaderVersion` (from `load()`), after `timeoutMs`, or when `signal` aborts. */
+  watch(leaderVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void>;
 
   /** Publishes this node's record and refreshes (passing, warning) or ends (critical) its liveness. */
   touchMember(record: MemberRecord, health: Health): Promise<void>;

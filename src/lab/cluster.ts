@@ -274,7 +274,8 @@ export class Lab {
       file.state = "up";
       lab.save();
     } catch (err) {
-      if (lab) await lab.down({ keep: true, timeoutMs: 10_000 }).catch(() => undefined);
+      // The error carries the nodes' log tails; STATEPILOT_KEEP_LABS=1 keeps the whole directory.
+      if (lab) await lab.down({ keep: process.env.STATEPILOT_KEEP_LABS === "1", timeoutMs: 10_000 }).catch(() => undefined);
       else {
         killLabNow(dir, file);
         release();

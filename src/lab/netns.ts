@@ -67,7 +67,7 @@ export function reclaimNetwork(k: number, forDir: string, isLive: LabLiveness): 
   for (const [d, pids] of byDir) {
     if (d && d !== forDir && isLive(d)) {
       throw new Error(
-        `network ${k} (10.251.${k}.0/24, namespaces sp${k}*) is in use by the lab in ${d} (${pids.map(describeProcess).join(", ")}); stop it with: statepilot lab down --dir ${d}, or use another --subnet`,
+        `network ${k} (10.251.${k}.0/24, namespaces sp${k}*) is in use by the lab in ${d} (${pids.slice(0, 2).map(describeProcess).join(", ")}${pids.length > 2 ? `, and ${pids.length - 2} more` : ""}); stop it with: statepilot lab down --dir ${d}, or use another --subnet`,
       );
     }
   }

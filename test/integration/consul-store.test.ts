@@ -195,16 +195,20 @@ describe("ClusterStore on a real Consul", () => {
     expect(before.node).toBe("n1");
 
     stopPulse("n1");
+    const failedAt = performance.now();
     await n1.touchMember(member("n1"), critical);
     const freedAt = await until("the leadership to end after the holder's check failed", async () => {
       const s = await n2.load();
       return s.leader === undefined ? performance.now() : undefined;
     });
+    console.log(`consul store: leadership ended ${(freedAt - failedAt).toFixed(0)} ms after touchMember(critical)`);
+    expect((await n2.load()).lastLeader?.node).toBe("n1");
     // Lock-delay: the key is free, but nobody may take it yet.
     expect(await n2.attemptToAcquireLeader(leaderRecord("n2"))).toEqual({ acquired: false });
     // The holder learns it lost the leadership; its session is gone. A critical node cannot run.
     expect(await n1.renewLeader()).toBe(false);
     expect(n1.sessionId).toBeUndefined();
+    expect(await n1.updateLeader(leaderRecord("n1"))).toBe(false);
     expect(await n1.attemptToAcquireLeader(leaderRecord("n1"))).toEqual({ acquired: false });
 
     const got = await until("n2 to acquire after lock-delay", async () => {
@@ -275,6 +279,22 @@ describe("ClusterStore on a real Consul", () => {
 
     for (const node of ["mysql-2", "mysql-3", "mysql-4"]) await n1.removeMember(node);
     expect((await n1.load()).invalid).toEqual([]);
+
+    // A held leader key whose value does not parse: reported, and not taken for a leader.
+    const n2 = store("n2");
+    const held = (await n2.load()).leader!;
+    expect(held.node).toBe("n2");
+    await client.kvPut(`${PREFIX}primary`, JSON.stringify({ ...held.record, port: -1 }));
+    const raw = (await client.kvGet(`${PREFIX}primary`)).value!;
+    // Consul: a plain write keeps the holder's session but resets LockIndex to 0 (why updateLeader acquires again).
+    expect(raw.session).toBe(n2.sessionId);
+    expect(raw.lockIndex).toBe(0);
+    const bad = await n1.load();
+    expect(bad.leader).toBeUndefined();
+    expect(bad.lastLeader).toBeUndefined();
+    expect(bad.invalid).toEqual([{ what: "leader", error: "port: expected number to be >=0, got -1" }]);
+    expect(await n2.updateLeader(held.record)).toBe(true);
+    expect((await n1.load()).leader?.record).toEqual(held.record);
   });
 
   it("compare-and-sets the switchover record", async () => {

@@ -9,7 +9,7 @@ import { applyFault } from "../../src/lab/faults.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { ReadOnlySampler, Writer } from "../../src/lab/workload.js";
 import type { MemberRecord } from "../../src/mysql/election.js";
-import { memberPayload } from "../../src/mysql/ha.js";
+import { encodeMember as memberPayload } from "../../src/discovery/consul/cluster-keys.js";
 
 /**
  * Faults that need network namespaces (root): the lab puts Consul and each node in its own
@@ -29,7 +29,7 @@ describe("regressions found by chaos runs", () => {
     const c = new ConsulCoordinator({ address: consul.address });
     try {
       const key = "statepilot/t/members/n1";
-      const record: MemberRecord = { node: "n1", serverId: 1, host: "h", port: 3306, role: "replica", up: true, executed: "0-1-5", received: "0-1-5", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "" };
+      const record: MemberRecord = { node: "n1", serverId: 1, host: "h", port: 3306, role: "replica", up: true, executed: "0-1-5", received: "0-1-5", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at: "" };
       // Consul keeps the index when the very same value is written again: that is the trap.
       await c.write("statepilot/t/plain", "same");
       const p1 = (await c.read("statepilot/t/plain")).entry!.modifyIndex;

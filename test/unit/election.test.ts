@@ -1,14 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { decideRace, type MemberRecord, type Peer, type RaceInput } from "../../src/mysql/election.js";
+import { decideRace, type MemberRecord, type RaceInput } from "../../src/mysql/election.js";
+import type { Member } from "../../src/cluster/store.js";
 
 const member = (node: string, extra: Partial<MemberRecord> = {}): MemberRecord => ({
   node, serverId: 1, host: "10.0.0.1", port: 3306, role: "replica", up: true,
-  executed: "0-1-100", received: "0-1-100", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", ...extra,
+  executed: "0-1-100", received: "0-1-100", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at: "", ...extra,
 });
-const peer = (r: MemberRecord, extra: Partial<Peer> = {}): Peer => ({ record: r, modifyIndex: 50, alive: true, ...extra });
-const input = (self: MemberRecord, peers: Peer[], extra: Partial<RaceInput> = {}): RaceInput => ({
-  flavor: "mariadb", self, peers, freeIndex: 40, freeForMs: 100, peerWaitMs: 6000, maximumLagSeconds: 10,
-  lastPrimary: undefined, clusterInitialized: true, switchoverTarget: undefined, ...extra,
+const peer = (r: MemberRecord, extra: Partial<Member> = {}): Member => ({ node: r.node, record: r, version: 50, alive: true, ...extra });
+const input = (self: MemberRecord, members: Member[], extra: Partial<RaceInput> = {}): RaceInput => ({
+  flavor: "mariadb", self, members, freeVersion: 40, freeForMs: 100, peerWaitMs: 6000, maximumLagSeconds: 10,
+  lastLeader: undefined, clusterInitialized: true, switchoverTarget: undefined, lossless: false, ...extra,
 });
 
 describe("decideRace", () => {
@@ -24,7 +25,7 @@ describe("decideRace", () => {
   });
 
   it("waits for peers that have not published since the lock was freed, then stops waiting", () => {
-    const stale = peer(member("b"), { modifyIndex: 30 });
+    const stale = peer(member("b"), { version: 30 });
     expect(decideRace(input(member("a"), [stale]))).toMatchObject({ race: false, wait: true });
     expect(decideRace(input(member("a"), [stale], { freeForMs: 7000 })).race).toBe(true);
   });
@@ -47,12 +48,30 @@ describe("decideRace", () => {
   it("never lets an empty server win an initialised cluster, nor one missing the last primary's start position", () => {
     expect(decideRace(input(member("a", { executed: "", received: "" }), [])).race).toBe(false);
     expect(decideRace(input(member("a", { executed: "", received: "" }), [], { clusterInitialized: false })).race).toBe(true);
-    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-9-150", term: 3, promotedAt: "" };
-    expect(decideRace(input(member("a"), [], { lastPrimary: last })).race).toBe(false);
+    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-9-150", promotedAt: "", base: "" };
+    expect(decideRace(input(member("a"), [], { lastLeader: last })).race).toBe(false);
   });
 
   it("during a switchover only the target races", () => {
     expect(decideRace(input(member("a"), [], { switchoverTarget: "a" })).race).toBe(true);
     expect(decideRace(input(member("b"), [], { switchoverTarget: "a" }))).toMatchObject({ race: false, wait: true });
+  });
+
+  it("lossless: waits for every replica of the last primary, reachable or not, and no timeout ends that wait", () => {
+    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-1-50", promotedAt: "", base: "" };
+    const silent = peer(member("b", { source: "p" }), { version: 30, alive: false });
+    const d = decideRace(input(member("a", { source: "p" }), [silent], { lossless: true, lastLeader: last, freeForMs: 3_600_000 }));
+    expect(d).toMatchObject({ race: false, wait: true, reason: expect.stringContaining("b (not reachable)") });
+    // Not lossless: a dead peer does not hold the election up.
+    expect(decideRace(input(member("a", { source: "p" }), [silent], { lossless: false, lastLeader: last })).race).toBe(true);
+    // Once it published after the lock was freed, its position decides.
+    const fresh = peer(member("b", { source: "p", executed: "0-1-100", received: "0-1-100" }), { version: 60, alive: false });
+    expect(decideRace(input(member("a", { source: "p" }), [fresh], { lossless: true, lastLeader: last })).race).toBe(true);
+  });
+
+  it("lossless: a peer that may not be promoted but received more still blocks", () => {
+    const ahead = peer(member("b", { nofailover: true, executed: "0-1-120", received: "0-1-120" }));
+    expect(decideRace(input(member("a"), [ahead], { lossless: true })).race).toBe(false);
+    expect(decideRace(input(member("a"), [ahead], { lossless: false })).race).toBe(true);
   });
 });

@@ -204,27 +204,34 @@ describe("MemoryClusterStore: state", () => {
 });
 
 describe("MemoryClusterStore: watch", () => {
-  it("returns at once when the version already passed, wakes on a change, and times out otherwise", async () => {
+  it("returns at once when the leadership already moved, wakes on a leadership change only, and times out otherwise", async () => {
     const { clock, a, b } = cluster();
     await a.touchMember(member("a"), passing);
+    await a.attemptToAcquireLeader(leader("a"));
     await a.watch(0, 10_000);
     expect(clock.now()).toBe(0);
 
+    const lv = (await b.load()).leaderVersion;
     let woke: number | undefined;
-    void b.watch(1, 10_000).then(() => (woke = clock.now()));
+    void b.watch(lv, 10_000).then(() => (woke = clock.now()));
     await clock.runUntil(700);
-    expect(woke).toBeUndefined();
+    // Members' publications and other records do not wake a watch on the leadership.
+    await b.touchMember(member("b"), passing);
     await a.markInitialized("a");
+    await flushMicrotasks();
+    expect(woke).toBeUndefined();
+    await a.releaseLeader();
     await flushMicrotasks();
     expect(woke).toBe(700);
 
+    const lv2 = (await b.load()).leaderVersion;
+    expect(lv2).toBeGreaterThan(lv);
     let timedOut: number | undefined;
-    void b.watch(2, 1500).then(() => (timedOut = clock.now()));
+    void b.watch(lv2, 1500).then(() => (timedOut = clock.now()));
     await clock.runUntil(2199);
     expect(timedOut).toBeUndefined();
     await clock.runUntil(2200);
     expect(timedOut).toBe(2200);
-    expect((await b.load()).version).toBe(2);
   });
 
   it("wakes at the moment a member's liveness ends, and on abort", async () => {
@@ -233,7 +240,7 @@ describe("MemoryClusterStore: watch", () => {
     await a.attemptToAcquireLeader(leader("a"));
     const v = (await b.load()).version;
     let woke: number | undefined;
-    void b.watch(v, 60_000).then(() => (woke = clock.now()));
+    void b.watch((await b.load()).leaderVersion, 60_000).then(() => (woke = clock.now()));
     await clock.runUntil(10_000);
     expect(woke).toBe(3000);
     const state = await b.load();
@@ -242,11 +249,41 @@ describe("MemoryClusterStore: watch", () => {
 
     const abort = new AbortController();
     let aborted: number | undefined;
-    void b.watch(state.version, 60_000, abort.signal).then(() => (aborted = clock.now()));
+    void b.watch(state.leaderVersion, 60_000, abort.signal).then(() => (aborted = clock.now()));
     await clock.runUntil(11_000);
     abort.abort();
     await flushMicrotasks();
     expect(aborted).toBe(11_000);
+  });
+
+  it("moves leaderVersion on every leadership change and on nothing else; a non-holder's expiry wakes no one", async () => {
+    const { clock, a, b } = cluster();
+    const lv = async () => (await a.load()).leaderVersion;
+    await a.touchMember(member("a"), passing);
+    await b.touchMember(member("b"), passing); // b alive until 3000
+    expect(await lv()).toBe(0);
+    await a.attemptToAcquireLeader(leader("a"));
+    const taken = await lv();
+    expect(taken).toBe((await a.load()).version);
+    await a.writeSwitchover(switchover("requested"), 0);
+    await a.markInitialized("a");
+    expect(await lv()).toBe(taken);
+    await a.updateLeader(leader("a", "0-1-300"));
+    const rewritten = await lv();
+    expect(rewritten).toBeGreaterThan(taken);
+
+    let woke: number | undefined;
+    void a.watch(rewritten, 5_000).then(() => (woke = clock.now()));
+    await clock.runUntil(2_000);
+    await a.touchMember(member("a"), passing); // a (holder) alive until 5000
+    await clock.runUntil(4_000); // b expired at 3000: not a leadership change
+    expect((await a.load()).members.find((m) => m.node === "b")?.alive).toBe(false);
+    expect(woke).toBeUndefined();
+    await clock.runUntil(5_000); // the holder expires: that is one
+    expect(woke).toBe(5_000);
+    const invalidated = await lv();
+    expect(invalidated).toBeGreaterThan(rewritten);
+    expect((await a.load()).leader).toBeUndefined();
   });
 
   it("ends pending watches on close, and refuses calls afterwards", async () => {

@@ -55,7 +55,8 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unkno
   return issues
     .map((issue) => {
       const path = issue.path.map(String).join(".") || "(record)";
-      const detail = issue.message.replace(/^[A-Z][a-z]+(?: [a-z]+)?: /, "");
+      // "Invalid input: expected number, received string" -> "expected number" (the value follows).
+      const detail = issue.message.replace(/^[A-Z][a-z]+(?: [a-z]+)?: /, "").replace(/, received \w+$/, "");
       return `${path}: ${detail}, got ${show(valueAt(input, issue.path))}`;
     })
     .join("; ");

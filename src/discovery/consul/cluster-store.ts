@@ -102,6 +102,7 @@ export class ConsulClusterStore implements ClusterStore {
     }
 
     let version = Math.max(index, this.highestVersion);
+    let leaderVersion = 0;
     let leader: Leader | undefined;
     let lastLeader: LeaderRecord | undefined;
     let switchover: ClusterState["switchover"];
@@ -111,6 +112,9 @@ export class ConsulClusterStore implements ClusterStore {
     for (const e of entries) {
       version = Math.max(version, e.modifyIndex);
       if (e.key === this.keys.leader) {
+        leaderVersion = e.modifyIndex;
+        // A free key released with no value (as older versions did on a failed promotion) is no record.
+        if (!e.session && !e.value) continue;
         const d = decodeRecord(LeaderRecord, "leader", e.value);
         if (!d.ok) {
           invalid.push(d.invalid);
@@ -136,10 +140,11 @@ export class ConsulClusterStore implements ClusterStore {
     }
     members.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
     this.highestVersion = version;
-    return { version, leader, lastLeader, members, switchover, initialized, invalid };
+    // No leader key yet: a blocking read of the missing key returns once it is created.
+    return { version, leaderVersion: leaderVersion || version, leader, lastLeader, members, switchover, initialized, invalid };
   }
 
-  async watch(sinceVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async watch(leaderVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const abort = signal ? AbortSignal.any([signal, this.closed.signal]) : this.closed.signal;
     const deadline = Date.now() + timeoutMs;
     while (!abort.aborted) {
@@ -147,19 +152,21 @@ export class ConsulClusterStore implements ClusterStore {
       if (left <= 0) return;
       let r;
       try {
-        r = await this.client.kvList(this.keys.prefix, { index: sinceVersion, wait: formatDuration(Math.max(1, Math.ceil(left))), signal: abort });
+        // A blocking read of the leader key alone: members' publications do not wake it.
+        r = await this.client.kvGet(this.keys.leader, { index: leaderVersion, wait: formatDuration(Math.max(1, Math.ceil(left))), signal: abort });
       } catch (err) {
         if (abort.aborted) return;
         throw unavailable("watch", err);
       }
-      // Moved on (or went back: a restored or rebuilt Consul): the caller loads again.
-      if (r.index !== sinceVersion) return;
-      if (r.value.length === 0) {
-        // An empty prefix answers 404, whose index the client cannot see: do not spin on it.
-        await sleep(Math.min(left, 500), abort);
+      if (!r.value) {
+        // No leader key: Consul answers 404, whose index the client cannot see; do not spin on it.
+        await sleep(Math.min(left, 250), abort);
         return;
       }
-      // Same index with data: the wait ran out, or Consul woke the query for nothing; block again.
+      const now = Math.max(r.index, r.value.modifyIndex);
+      // Moved on (or went back: a restored or rebuilt Consul): the caller loads again.
+      if (now !== leaderVersion) return;
+      // Same index: the wait ran out, or Consul woke the query for nothing; block again.
     }
   }
 
@@ -230,9 +237,16 @@ export class ConsulClusterStore implements ClusterStore {
     const entry = await this.readLeader("updateLeader");
     if (!entry || entry.session !== session) return false;
     try {
-      // A plain write keeps the key's session and LockIndex; the CAS fails if the lock moved since the read.
-      return await this.client.kvPut(this.keys.leader, JSON.stringify(record), { cas: entry.modifyIndex });
+      // Acquiring again by the holder rewrites the value and keeps the LockIndex. (A plain or CAS
+      // write keeps the session but resets LockIndex to 0, and with it the term.) The read above
+      // makes sure this is no new acquisition: our session can only lose the key by being
+      // invalidated, and then the acquire fails.
+      return await this.client.kvAcquire(this.keys.leader, JSON.stringify(record), session);
     } catch (err) {
+      if (isInvalidSession(err)) {
+        this.forgetSession(session);
+        return false;
+      }
       throw unavailable("updateLeader", err);
     }
   }
@@ -269,6 +283,8 @@ export class ConsulClusterStore implements ClusterStore {
   /** This node's session, created when there is none; undefined while its check is critical. */
   private async ensureSession(operation: string): Promise<string | undefined> {
     if (this.session) return this.session;
+    // Without a check the session would follow nothing but its TTL: no leadership then (a CLI handle).
+    if (!this.opts.checkId) return undefined;
     this.creatingSession ??= (async () => {
       try {
         const id = await this.client.createSession({

@@ -87,8 +87,17 @@ export class Actions {
         return;
       }
       try {
+        if (this.d.faults?.fenceKeepsConnections) {
+          // Planted fault: clients stay connected and semi-sync goes off first, so a commit still
+          // waiting for a replica's ack completes and is acknowledged by a server being fenced.
+          await this.d.db.semiSyncPrimary(false);
+          await this.d.db.setReadOnly(true);
+          return;
+        }
+        // read_only first: it waits for commits in flight (or times out, and the server is killed),
+        // so no commit waiting for an ack is ever released by the semi-sync switch below.
         await this.d.db.setReadOnly(true);
-        const killed = this.d.faults?.fenceKeepsConnections ? 0 : await this.d.db.killWriters();
+        const killed = await this.d.db.killWriters();
         await this.d.db.semiSyncPrimary(false);
         this.ha.log.warn({ reason, killedConnections: killed }, "fenced: read-only");
       } catch (err) {
@@ -202,7 +211,7 @@ export class Actions {
     }
     const now = (await this.d.store.load()).switchover;
     this.ha.handover = { record: handover, version: now?.record.id === handover.id ? now.version : version };
-    this.ha.wake.abort();
+    this.ha.wake.abort("wake");
   }
 
   private async finishSwitchover(): Promise<void> {
@@ -210,7 +219,7 @@ export class Actions {
     this.ha.handover = undefined;
     this.d.metrics?.switchovers.inc({ side: "primary", outcome: "handed_over" });
     this.ha.setRole("replica");
-    this.ha.wake.abort();
+    this.ha.wake.abort("wake");
   }
 
   private async abortSwitchover(error: string): Promise<void> {

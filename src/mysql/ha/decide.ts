@@ -207,7 +207,7 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   if (o.maintenance) return wait("no primary; in maintenance: not running for primary", 250);
   const sw = c.switchover?.record;
   const handover = sw?.state === "handover" && sw.fencedAt !== undefined && o.now - sw.fencedAt < o.settings.switchoverTimeout * 2 ? sw : undefined;
-  const self = memberRecordFor(o);
+  const self = memberRecordFor({ ...o, now: Number.NaN });
   const race = decideRace({
     flavor: o.flavor,
     self,
@@ -272,6 +272,6 @@ export function memberRecordFor(o: Pick<Observation, "node" | "serverId" | "role
     blocked: o.blocked,
     maintenance: o.maintenance,
     source: "",
-    at: new Date(o.now).toISOString(),
+    at: Number.isNaN(o.now) ? "" : new Date(o.now).toISOString(),
   };
 }

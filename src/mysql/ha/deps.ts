@@ -17,7 +17,7 @@ export interface PlantedFaults {
   promotionIgnoresReceived?: boolean;
   /** A primary turns writable without turning semi-sync on first. */
   writableWithoutSemiSync?: boolean;
-  /** Fencing keeps the clients' connections (their waiting commits complete). */
+  /** Fencing keeps the clients' connections and turns semi-sync off first (their waiting commits complete). */
   fenceKeepsConnections?: boolean;
 }
 

@@ -61,7 +61,7 @@ export class MysqlHa {
 
   /** The local mysqld exited: act now rather than at the next tick. */
   mysqldExited(): void {
-    this.wake.abort();
+    this.wake.abort("wake");
   }
 
   private async loop(): Promise<void> {
@@ -81,7 +81,7 @@ export class MysqlHa {
   private async waitForChange(ms: number): Promise<void> {
     if (this.wake.signal.aborted) this.wake = new AbortController();
     const signal = this.wake.signal;
-    const version = this.lastCluster?.version;
+    const version = this.lastCluster?.leaderVersion;
     const started = this.d.clock.now();
     if (version !== undefined && ms >= 200) {
       try {
@@ -195,10 +195,8 @@ export class MysqlHa {
   private armWatchdog(confirmedAt: number): void {
     this.stopWatchdog?.();
     if (this.d.faults?.watchdogNeverFences) return;
-    const ac = new AbortController();
-    this.stopWatchdog = () => ac.abort();
-    void this.d.clock.sleep(this.d.settings.fenceAfter, ac.signal).then(() => {
-      if (ac.signal.aborted || this.leaseConfirmedAt !== confirmedAt) return;
+    this.stopWatchdog = this.d.clock.after(this.d.settings.fenceAfter, () => {
+      if (this.leaseConfirmedAt !== confirmedAt) return;
       if (this.role !== "primary" && this.role !== "fenced") return;
       const age = this.d.clock.now() - confirmedAt;
       if (age >= this.d.settings.takeover) {
@@ -289,14 +287,14 @@ export class MysqlHa {
   halt(): void {
     this.running = false;
     this.stopWatchdog?.();
-    this.wake.abort();
+    this.wake.abort("wake");
   }
 
   /** Graceful stop: a primary fences itself and releases the leadership so a replica takes over at once. */
   async stop(): Promise<void> {
     this.running = false;
     this.stopWatchdog?.();
-    this.wake.abort();
+    this.wake.abort("wake");
     await this.loopDone;
     if (this.role === "primary") {
       await this.act.fence("shutting down", "shutdown", "read-only");

@@ -1,0 +1,25 @@
+import { describe, expect, it } from "vitest";
+import { runSchedule } from "../../sim/run.js";
+import { makeSchedule, describeSchedule } from "../../sim/schedule.js";
+
+// The deterministic simulation in the unit suite: a smaller count than `npm run test:sim`.
+const COUNT = Number(process.env.STATEPILOT_SIM_UNIT_SCHEDULES ?? 300);
+
+describe("deterministic simulation of the HA core", () => {
+  it(`${COUNT} seeded schedules of faults keep every invariant`, async () => {
+    const failures: string[] = [];
+    for (let seed = 1; seed <= COUNT; seed++) {
+      const r = await runSchedule(makeSchedule(seed));
+      if (r.violation) failures.push(`${describeSchedule(makeSchedule(seed))}\n  violation: ${r.violation}\n  replay: npm run test:sim -- --replay ${seed} --verbose`);
+      if (failures.length >= 3) break;
+    }
+    expect(failures.join("\n\n")).toBe("");
+  }, 600_000);
+
+  it("replays a seed exactly", async () => {
+    const a = await runSchedule(makeSchedule(7));
+    const b = await runSchedule(makeSchedule(7));
+    expect({ ...a, trace: [] }).toEqual({ ...b, trace: [] });
+    expect(a.acked).toBeGreaterThan(0);
+  });
+});
