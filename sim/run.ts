@@ -227,11 +227,17 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     }
   };
 
-  let events = await clock.runUntil(s.durationMs + s.quietMs, check);
+  let events = await clock.runUntil(s.durationMs, check);
   stopWorkload();
-  const unconverged = converged(names, store, world, nodes);
+  // The quiet period ends early once the cluster has converged and stayed so for two seconds.
+  let unconverged = converged(names, store, world, nodes);
+  let stable = 0;
+  while (clock.now() < s.durationMs + s.quietMs && stable < 3 && !violation) {
+    events += await clock.runUntil(clock.now() + 1_000, check);
+    unconverged = converged(names, store, world, nodes);
+    stable = unconverged.length === 0 ? stable + 1 : 0;
+  }
   for (const n of nodes) n.crash();
-  events += 0;
   if (!violation && unconverged.length > 0 && unconverged.some((u) => !u.includes("diverged") && !u.includes("waiting for"))) {
     violation = `did not converge: ${unconverged.join("; ")}`;
   }

@@ -79,8 +79,9 @@ export function decideRace(input: RaceInput): RaceDecision {
     }
     if (!fresh) continue;
     // In lossless mode a node that cannot be promoted but received more still blocks: taking over
-    // without its transactions could lose an acknowledged write.
-    if ((promotable(r) || input.lossless) && gtidBehind(flavor, mine, received(flavor, r))) {
+    // without its transactions could lose an acknowledged write. A diverged node does not: what
+    // it has beyond the primary's history is its own errant tail, not the primary's writes.
+    if ((promotable(r) || (input.lossless && !r.blocked)) && gtidBehind(flavor, mine, received(flavor, r))) {
       return { race: false, reason: `${r.node} has received more (${received(flavor, r)} vs ${mine})`, wait: false };
     }
   }

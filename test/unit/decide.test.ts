@@ -1,0 +1,96 @@
+import { describe, expect, it } from "vitest";
+import { decide, divergence, type Observation } from "../../src/mysql/ha/decide.js";
+import type { LocalState } from "../../src/mysql/ha/database.js";
+import type { ClusterState, Leader } from "../../src/cluster/store.js";
+import type { HaSettings } from "../../src/mysql/ha/settings.js";
+
+const settings: HaSettings = {
+  cluster: "t", interval: 1000, fenceAfter: 3000, takeover: 7000, fenceBy: "kill", lossless: true, maximumLagMs: 10_000,
+  healthyLagMs: 30_000, peerWaitMs: 6000, promoteTimeout: 60_000, switchoverTimeout: 30_000, nofailover: false, divergenceEvery: 10,
+};
+const local = (extra: Partial<LocalState> = {}, rep: Partial<LocalState["replication"]> = {}): LocalState => ({
+  readOnly: true, executed: "0-1-10", binlogPos: "0-1-10", state: "0-1-10", slavePos: "0-1-10", serverId: 2, semiSyncPrimary: false,
+  replication: { configured: true, sourceHost: "10.0.0.1", sourcePort: 3306, ioRunning: "Yes", sqlRunning: true, lagSeconds: 0, ioError: "", sqlError: "", sqlErrno: 0, received: "0-1-10", ...rep },
+  ...extra,
+});
+const leader = (node = "a", extra: Partial<Leader["record"]> = {}): Leader => ({
+  node, term: 3, record: { node, serverId: 1, host: "10.0.0.1", port: 3306, flavor: "mariadb", version: "10.11", gtid: "0-1-5", promotedAt: "", base: "", ...extra },
+});
+const cluster = (extra: Partial<ClusterState> = {}): ClusterState => ({ version: 10, leaderVersion: 5, leader: leader(), lastLeader: leader().record, members: [], switchover: undefined, initialized: true, invalid: [], ...extra });
+const obs = (extra: Partial<Observation> = {}): Observation => ({
+  now: 100_000, node: "b", serverId: 2, flavor: "mariadb", settings, role: "replica", wasPrimary: false, mysqldRunning: true, mysqldPid: 42,
+  local: local(), localError: "", cluster: cluster(), storeError: "", leaseConfirmed: false, maintenance: false, free: undefined,
+  replicationStartedOnPid: 42, primaryState: undefined, blocked: "", restoredGtid: undefined, handover: undefined, targetState: undefined, loops: 1, ...extra,
+});
+
+describe("decide: replicas", () => {
+  it("leaves replication an operator stopped, even half-stopped (STOP SLAVE seen between its IO and SQL halves)", () => {
+    const half = decide(obs({ local: local({}, { ioRunning: "No", sqlRunning: true }) }));
+    expect(half.action.kind).toBe("none");
+    expect(half.reason).toMatch(/stopped by hand/);
+    const full = decide(obs({ local: local({}, { ioRunning: "No", sqlRunning: false }) }));
+    expect(full.action.kind).toBe("none");
+  });
+
+  it("resumes replication after the server restarted (skip-slave-start), and only then", () => {
+    const d = decide(obs({ mysqldPid: 43, local: local({}, { ioRunning: "No", sqlRunning: false }) }));
+    expect(d.action.kind).toBe("start-replica");
+  });
+
+  it("never follows a primary whose GTID state it could not check in this loop", () => {
+    const d = decide(obs({ local: local({}, { configured: false, sourceHost: undefined, sourcePort: undefined }) }));
+    expect(d.action.kind).toBe("none");
+    const ok = decide(obs({ local: local({}, { configured: false, sourceHost: undefined, sourcePort: undefined }), primaryState: { executed: "0-1-20", state: "0-1-20", readOnly: false } }));
+    expect(ok.action.kind).toBe("replicate");
+  });
+
+  it("a writable node that does not lead is fenced before anything else", () => {
+    const d = decide(obs({ local: local({ readOnly: false }) }));
+    expect(d.action).toMatchObject({ kind: "fence", how: "read-only" });
+    const p = decide(obs({ role: "primary", local: local({ readOnly: false }) }));
+    expect(p.action).toMatchObject({ kind: "fence", how: "kill" });
+  });
+});
+
+describe("decide: the leader", () => {
+  it("turns writable only on a confirmed lease, and in lossless mode turns semi-sync on first", () => {
+    const mine = cluster({ leader: leader("b") });
+    expect(decide(obs({ cluster: mine, leaseConfirmed: false, role: "primary", local: local({ readOnly: false, semiSyncPrimary: true }) })).action).toMatchObject({ kind: "fence" });
+    expect(decide(obs({ cluster: mine, leaseConfirmed: true, role: "primary", local: local({ readOnly: false, semiSyncPrimary: false }) })).action.kind).toBe("become-writable");
+    expect(decide(obs({ cluster: mine, leaseConfirmed: true, role: "primary", local: local({ readOnly: false, semiSyncPrimary: true }) })).action.kind).toBe("lead");
+  });
+
+  it("a hung server of the leader is killed before the leadership is given up", () => {
+    const d = decide(obs({ cluster: cluster({ leader: leader("b") }), role: "primary", local: undefined, localError: "timeout" }));
+    expect(d.action.kind).toBe("kill-server");
+    const down = decide(obs({ cluster: cluster({ leader: leader("b") }), role: "primary", local: undefined, localError: "refused", mysqldRunning: false }));
+    expect(down.action.kind).toBe("release");
+  });
+
+  it("a handover releases once the target has the fenced position, and aborts at the deadline", () => {
+    const mine = cluster({ leader: leader("b") });
+    const handover = { id: "x", to: "c", state: "handover" as const, requestedAt: "", position: "0-2-50", fencedAt: 99_000 };
+    const base = { cluster: mine, leaseConfirmed: true, role: "primary" as const, handover };
+    expect(decide(obs({ ...base, targetState: { executed: "0-2-49", state: "", readOnly: true } })).action.kind).toBe("none");
+    expect(decide(obs({ ...base, targetState: { executed: "0-2-50", state: "", readOnly: true } })).action.kind).toBe("finish-switchover");
+    expect(decide(obs({ ...base, now: 99_000 + 30_001 })).action.kind).toBe("abort-switchover");
+  });
+});
+
+describe("divergence", () => {
+  const mine = (state: string, binlogPos: string) => local({ state, binlogPos, executed: binlogPos });
+  it("a replica with history from two earlier primaries is contained in a primary restored from a snapshot", () => {
+    // The restored primary (server 4) has no binlog before its restore position 0-2-150.
+    const replica = mine("0-1-50,0-2-150,0-4-160", "0-4-160");
+    const restored = { executed: "0-4-160", state: "0-4-160", readOnly: false };
+    expect(divergence("mariadb", replica, restored, "0-2-150", false, 3)).toBe("");
+    // Without the base, the same look would call the healthy replica diverged (the old defect).
+    expect(divergence("mariadb", replica, restored, "", false, 3)).toMatch(/errant GTIDs/);
+  });
+
+  it("still catches a former primary's unacknowledged tail against a restored primary", () => {
+    const former = mine("0-1-151,0-2-150", "0-1-151");
+    const restored = { executed: "0-4-160", state: "0-4-160", readOnly: false };
+    expect(divergence("mariadb", former, restored, "0-2-150", true, 1)).toMatch(/diverged former primary: errant GTIDs.*0-1-151/);
+  });
+});
