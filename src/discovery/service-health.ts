@@ -2,8 +2,8 @@ import type { EventBus } from "../events/bus.js";
 import type { HealthConfig, ServiceConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
 import type { Logger } from "../log.js";
-import { RunningProcess } from "../supervisor/process-runner.js";
-import { toArgv } from "../supervisor/argv.js";
+import { RunningProcess } from "../process/runner.js";
+import { toArgv } from "../process/argv.js";
 import type { CheckStatus, Coordinator, ServiceSpec } from "./coordination.js";
 import { resolveAddress } from "./address.js";
 

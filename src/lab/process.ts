@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { signalGroup } from "../supervisor/signal-group.js";
+import { signalGroup } from "../process/signal-group.js";
 import { openSync, closeSync, readFileSync } from "node:fs";
 import { findBinary } from "../binaries.js";
 import { onInterrupt } from "./interrupt.js";

@@ -126,7 +126,7 @@ export class Dialect {
   }
 
   semiSyncStatus(): string {
-    return this.flavor === "mariadb" ? "SELECT @@GLOBAL.rpl_semi_sync_master_enabled AS primary" : "SELECT @@GLOBAL.rpl_semi_sync_source_enabled AS primary";
+    return this.flavor === "mariadb" ? "SELECT @@GLOBAL.rpl_semi_sync_master_enabled AS enabled" : "SELECT @@GLOBAL.rpl_semi_sync_source_enabled AS enabled";
   }
 
   /** Client connections that could still write: not replication, not system threads, not us. */

@@ -71,9 +71,11 @@ export class LocalServer {
     let semi = false;
     try {
       const [s] = await this.query(d.semiSyncStatus());
-      semi = Number(s?.primary) === 1 || s?.primary === "ON";
-    } catch {
-      // MySQL without the semisync plugin loaded: not lossless, nothing to report.
+      semi = Number(s?.enabled) === 1 || s?.enabled === "ON";
+    } catch (err) {
+      // MySQL without the semisync plugin loaded knows no such variable: not lossless. Anything
+      // else is a real failure of the look, not "semi-sync off".
+      if ((err as { code?: string }).code !== "ER_UNKNOWN_SYSTEM_VARIABLE") throw err;
     }
     const binlogPos = String(pos?.executed ?? "").replace(/\s+/g, "");
     const slavePos = String(pos?.slavePos ?? "").replace(/\s+/g, "");

@@ -2,8 +2,8 @@ import type { EventBus, BusEvent, Subscription } from "../events/bus.js";
 import type { JobConfig, HookConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { RestartBackoff } from "./backoff.js";
-import { RunningProcess, type ExitStatus, type OutputMode } from "./process-runner.js";
-import { toArgv } from "./argv.js";
+import { RunningProcess, type ExitStatus, type OutputMode } from "../process/runner.js";
+import { toArgv } from "../process/argv.js";
 
 export type JobState = "waiting" | "running" | "backoff" | "exited" | "failed" | "stopping" | "stopped" | "paused";
 

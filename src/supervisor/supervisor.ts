@@ -11,7 +11,7 @@ import { ServiceWatch, type WatchStatus } from "../discovery/watch.js";
 import { resolveConsulConnection } from "../discovery/consul/connection.js";
 import type { RequestObserver } from "../discovery/consul/client.js";
 import { Job, type JobStatus } from "./job.js";
-import type { ExitStatus } from "./process-runner.js";
+import type { ExitStatus } from "../process/runner.js";
 
 export interface SupervisorStatus {
   node: string;

@@ -1,7 +1,7 @@
 import type { TelemetryConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
-import { RunningProcess } from "../supervisor/process-runner.js";
-import { toArgv } from "../supervisor/argv.js";
+import { RunningProcess } from "../process/runner.js";
+import { toArgv } from "../process/argv.js";
 import type { Metrics } from "./metrics.js";
 
 type SensorConfig = TelemetryConfig["sensors"][number];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { splitCommand, toArgv } from "../../src/supervisor/argv.js";
+import { splitCommand, toArgv } from "../../src/process/argv.js";
 
 describe("splitCommand", () => {
   it.each([
