@@ -38,7 +38,7 @@ function settings(lossless: boolean, fenceBy: "kill" | "read-only"): HaSettings 
     promoteTimeout: 60_000,
     switchoverTimeout: 30_000,
     nofailover: false,
-    divergenceEvery: 10,
+    memberExpiry: 3_600_000, divergenceEvery: 10,
   };
 }
 

@@ -320,6 +320,7 @@ export const Mysql = z
     nofailover: z.boolean().default(false).describe("Never take the lock (a reporting or backup replica)."),
     promoteTimeout: Duration.prefault("60s").describe("How long a new primary waits to apply its relay log before giving the lock back."),
     switchoverTimeout: Duration.prefault("30s").describe("How long a switchover waits for the target to catch up."),
+    memberExpiry: Duration.prefault("1h").describe("The primary removes the record of a member that has not been alive in the store for this long (containers replaced under new names). In lossless mode a removed member no longer holds up an election."),
     stopWithSupervisor: z.boolean().default(true).describe("mysqld is killed if statepilot dies (Linux parent-death signal): no writable primary is ever left without its fencing supervisor."),
     stopTimeout: Duration.prefault("60s").describe("Time mysqld gets to shut down cleanly before SIGKILL."),
     lossless: Lossless,

@@ -6,7 +6,7 @@ import type { HaSettings } from "../../src/mysql/ha/settings.js";
 
 const settings: HaSettings = {
   cluster: "t", interval: 1000, fenceAfter: 3000, takeover: 7000, fenceBy: "kill", lossless: true, maximumLagMs: 10_000,
-  healthyLagMs: 30_000, peerWaitMs: 6000, promoteTimeout: 60_000, switchoverTimeout: 30_000, nofailover: false, divergenceEvery: 10,
+  healthyLagMs: 30_000, peerWaitMs: 6000, promoteTimeout: 60_000, switchoverTimeout: 30_000, nofailover: false, memberExpiry: 3_600_000, divergenceEvery: 10,
 };
 const local = (extra: Partial<LocalState> = {}, rep: Partial<LocalState["replication"]> = {}): LocalState => ({
   readOnly: true, executed: "0-1-10", binlogPos: "0-1-10", state: "0-1-10", slavePos: "0-1-10", serverId: 2, semiSyncPrimary: false,
@@ -92,5 +92,19 @@ describe("divergence", () => {
     const former = mine("0-1-151,0-2-150", "0-1-151");
     const restored = { executed: "0-4-160", state: "0-4-160", readOnly: false };
     expect(divergence("mariadb", former, restored, "0-2-150", true, 1)).toMatch(/diverged former primary: errant GTIDs.*0-1-151/);
+  });
+});
+
+describe("member expiry", () => {
+  it("the primary removes records of members gone longer than memberExpiry, never live ones", () => {
+    const rec = (node: string, at: string) => ({ node, serverId: 1, host: "h", port: 1, role: "replica" as const, up: true, executed: "", received: "", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at });
+    const now = Date.parse("2026-12-02T12:00:00Z");
+    const members = [
+      { node: "old", record: rec("old", "2026-12-02T10:00:00Z"), alive: false, version: 1 },
+      { node: "recent", record: rec("recent", "2026-12-02T11:30:00Z"), alive: false, version: 1 },
+      { node: "alive-old", record: rec("alive-old", "2026-12-02T09:00:00Z"), alive: true, version: 1 },
+    ];
+    const d = decide(obs({ now, node: "b", cluster: cluster({ leader: leader("b"), members }), leaseConfirmed: true, role: "primary", local: local({ readOnly: false, semiSyncPrimary: true }) }));
+    expect(d.action).toEqual({ kind: "lead", expire: ["old"] });
   });
 });

@@ -33,6 +33,10 @@ export class Actions {
         return this.becomeWritable();
       case "lead":
         this.d.hooks?.leading?.();
+        for (const node of a.expire) {
+          await this.d.store.removeMember(node);
+          this.ha.log.info({ member: node, expiryMs: this.d.settings.memberExpiry }, "removed the record of a member gone longer than memberExpiry");
+        }
         return;
       case "replicate": {
         const pid = this.d.process.pid();

@@ -55,7 +55,8 @@ export type Action =
   | { kind: "release" }
   /** Holds a confirmed leadership but the server is not (fully) writable: semi-sync first, then read_only off. */
   | { kind: "become-writable" }
-  | { kind: "lead" }
+  /** Lead; `expire`: members gone longer than memberExpiry whose records are removed. */
+  | { kind: "lead"; expire: string[] }
   | { kind: "start-switchover"; record: SwitchoverRecord; version: number; to: string }
   | { kind: "finish-switchover" }
   | { kind: "abort-switchover"; error: string }
@@ -153,7 +154,7 @@ export function decide(o: Observation): Decision {
     }
     const sw = c.switchover;
     if (sw && sw.record.state === "requested") return decideSwitchoverRequest(o, sw.record, sw.version, c);
-    return { action: { kind: "lead" }, role: "primary", health: pass("primary, lock held"), reason: "primary, lock held" };
+    return { action: { kind: "lead", expire: expiredMembers(o, c) }, role: "primary", health: pass("primary, lock held"), reason: "primary, lock held" };
   }
 
   // 4. This node does not lead but is (or was) writable: fence first, whatever else holds.
@@ -252,6 +253,17 @@ function decideHandover(o: Observation, local: LocalState): Decision {
     return fenced({ kind: "abort-switchover", error: `${h.to} did not catch up within ${Math.round(o.settings.switchoverTimeout / 1000)}s` }, `switchover aborted: ${h.to} did not catch up`);
   }
   return fenced({ kind: "none" }, `switchover: waiting for ${h.to} to apply ${h.position ?? ""}`, 20);
+}
+
+/** Members that are not alive and wrote their last record longer ago than memberExpiry. */
+export function expiredMembers(o: Pick<Observation, "node" | "now" | "settings">, c: ClusterState): string[] {
+  const out: string[] = [];
+  for (const m of c.members) {
+    if (m.node === o.node || m.alive) continue;
+    const at = Date.parse(m.record.at);
+    if (Number.isFinite(at) && o.now - at > o.settings.memberExpiry) out.push(m.node);
+  }
+  return out;
 }
 
 /** The record this node publishes, from what the loop observed. */

@@ -18,6 +18,8 @@ export interface HaSettings {
   promoteTimeout: number;
   switchoverTimeout: number;
   nofailover: boolean;
+  /** The primary removes the records of members gone (not alive) longer than this. */
+  memberExpiry: number;
   /** Check the primary for divergence every this many loops even when nothing changed. */
   divergenceEvery: number;
 }
@@ -36,6 +38,7 @@ export function haSettings(cfg: MysqlConfig, timing: StoreTiming): HaSettings {
     promoteTimeout: cfg.promoteTimeout,
     switchoverTimeout: cfg.switchoverTimeout,
     nofailover: cfg.nofailover,
+    memberExpiry: cfg.memberExpiry,
     divergenceEvery: 10,
   };
 }
