@@ -44,7 +44,7 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
   const node = () => (rnd() < 0.5 ? -1 : int(1, nodes));
   const faults: ScheduledFault[] = [];
   const count = int(1, 4);
-  let at = int(6_000, 10_000);
+  let at = int(3_000, 6_000);
   for (let i = 0; i < count; i++) {
     const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write"] as const;
     const kind = pick(kinds);
@@ -89,10 +89,10 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
         break;
     }
     faults.push({ at, fault: f });
-    at += int(0, 9_000);
+    at += int(0, 7_000);
   }
   const fenceBy = lossless && rnd() < 0.5 ? "kill" : "read-only";
-  return { seed, nodes, lossless, fenceBy, durationMs: Math.max(at, 20_000) + 2_000, quietMs: 30_000, faults };
+  return { seed, nodes, lossless, fenceBy, durationMs: Math.max(at, 10_000) + 2_000, quietMs: 30_000, faults };
 }
 
 export function describeFault(f: Fault): string {

@@ -410,7 +410,7 @@ function otherWorkAreas(labDir: string, datadir: string): string[] {
     join(homedir(), ".cache", "go-build"),
     join(homedir(), "go", "pkg"),
     join(homedir(), ".npm"),
-    join(cacheDir(), "bin"),
+    cacheDir(),
     "/var/cache/apt",
     "/var/lib/apt",
     "/var/lib/dpkg",

@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { MemoryStoreServer } from "../../src/cluster/memory-store.js";
+import { systemClock } from "../../src/cluster/clock.js";
+import type { LeaderRecord, MemberRecord } from "../../src/cluster/records.js";
+import { switchover, SwitchoverError } from "../../src/mysql/switchover.js";
+
+const member = (node: string): MemberRecord => ({ node, serverId: 1, host: "h", port: 3306, role: "replica", up: true, executed: "", received: "", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at: new Date().toISOString() });
+const leader = (node: string): LeaderRecord => ({ node, serverId: 1, host: "h", port: 3306, flavor: "mariadb", version: "10.11", gtid: "", promotedAt: "", base: "" });
+
+describe("switchover: the answer is the cluster's truth", () => {
+  it("a record marked done while the old primary still leads is not reported as done", async () => {
+    const server = new MemoryStoreServer({ clock: systemClock, timing: { leaseMs: 60_000, lockDelayMs: 0 } });
+    const a = server.connect("a");
+    const b = server.connect("b");
+    await a.touchMember(member("a"), { status: "passing", output: "" });
+    await b.touchMember(member("b"), { status: "passing", output: "" });
+    expect((await a.attemptToAcquireLeader(leader("a"))).acquired).toBe(true);
+    const client = server.connect("client");
+    const pending = switchover(client, "t", { to: "b", timeoutMs: 200 });
+    // Someone writes "done" but the leadership never moves (the old primary stayed).
+    for (let i = 0; i < 50; i++) {
+      const st = await client.load();
+      if (st.switchover?.record.state === "requested") {
+        await client.writeSwitchover({ ...st.switchover.record, state: "done", from: "a" }, st.switchover.version);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await expect(pending).rejects.toThrow(SwitchoverError);
+    await expect(pending).rejects.toThrow(/no confirmed outcome/);
+  }, 20_000);
+
+  it("reports done once the record says so and the target leads", async () => {
+    const server = new MemoryStoreServer({ clock: systemClock, timing: { leaseMs: 60_000, lockDelayMs: 0 } });
+    const a = server.connect("a");
+    const b = server.connect("b");
+    await a.touchMember(member("a"), { status: "passing", output: "" });
+    await b.touchMember(member("b"), { status: "passing", output: "" });
+    await a.attemptToAcquireLeader(leader("a"));
+    const client = server.connect("client");
+    const pending = switchover(client, "t", { to: "b", timeoutMs: 5_000 });
+    for (let i = 0; i < 100; i++) {
+      const st = await client.load();
+      if (st.switchover?.record.state === "requested") {
+        await a.releaseLeader();
+        await b.attemptToAcquireLeader(leader("b"));
+        await client.writeSwitchover({ ...st.switchover.record, state: "done", from: "a", unavailableMs: 5 }, st.switchover.version);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await expect(pending).resolves.toMatchObject({ state: "done", to: "b" });
+  }, 20_000);
+});
