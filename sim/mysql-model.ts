@@ -201,6 +201,11 @@ export class SimWorld {
     return s.running && !s.frozen && !s.readOnly;
   }
 
+  /** @@gtid_binlog_state of that server. */
+  binlogState(node: string): string {
+    return this.server(node).binlogState();
+  }
+
   /** rpl_semi_sync_master_enabled on that server. */
   semiSyncOn(node: string): boolean {
     return this.server(node).semiSync;

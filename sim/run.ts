@@ -3,6 +3,7 @@ import pino from "pino";
 import { MemoryStoreServer } from "../src/cluster/memory-store.js";
 import type { ClusterStore } from "../src/cluster/store.js";
 import { MysqlHa } from "../src/mysql/ha/loop.js";
+import { mariaStateAt } from "../src/mysql/gtid.js";
 import type { PlantedFaults } from "../src/mysql/ha/deps.js";
 import type { HaSettings } from "../src/mysql/ha/settings.js";
 import { SimClock } from "./clock.js";
@@ -44,10 +45,12 @@ function settings(lossless: boolean, fenceBy: "kill" | "read-only"): HaSettings 
 
 class SimNode {
   gate: Gate;
+  private restorePending = true;
   ha: MysqlHa | undefined;
   constructor(
     readonly name: string,
     readonly serverId: number,
+    private readonly restoredFrom: { gtid: string; state: string } | undefined,
     private readonly env: { clock: SimClock; world: SimWorld; store: MemoryStoreServer; settings: HaSettings; faults: PlantedFaults; logger: pino.Logger },
   ) {
     this.gate = new Gate(env.clock);
@@ -71,7 +74,10 @@ class SimNode {
         inMaintenance: () => false,
         bootstrapLocal: async () => undefined,
         bootstrapCluster: async () => undefined,
-        restored: { pending: () => undefined, applied: () => undefined, base: () => "" },
+        restored: {
+          pending: () => (this.restorePending ? this.restoredFrom : undefined),
+          applied: () => void (this.restorePending = false),
+        },
         faults,
       },
       true,
@@ -100,7 +106,8 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
   const store = new MemoryStoreServer({ clock, timing: TIMING });
   const cfg = settings(s.lossless, s.fenceBy);
   const names = Array.from({ length: s.nodes }, (_, i) => `n${i + 1}`);
-  const nodes = names.map((name, i) => new SimNode(name, i + 1, { clock, world, store, settings: cfg, faults: opts.faults ?? {}, logger }));
+  const nodeEnv = { clock, world, store, settings: cfg, faults: opts.faults ?? {}, logger };
+  const nodes = names.map((name, i) => new SimNode(name, i + 1, undefined, nodeEnv));
   for (const n of nodes) {
     world.addServer(n.name, { serverId: n.serverId, host: `10.0.0.${n.serverId}`, port: 3306 });
     world.onExit(n.name, () => n.ha?.mysqldExited());
@@ -123,6 +130,15 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     return leader ? names.indexOf(leader.node) + 1 : 1;
   };
   const nodeOf = (x: number) => nodes[(x === -1 ? primaryIndex() : x) - 1]!;
+  const requestSwitchover = (to: string | undefined) =>
+    void client
+      .load()
+      .then((st) => {
+        if (!st.leader || to === st.leader.node) return;
+        const rec = { id: randomUUID(), ...(to ? { to } : {}), state: "requested" as const, requestedAt: new Date(clock.now()).toISOString() };
+        return client.writeSwitchover(rec, st.switchover?.version ?? 0);
+      })
+      .catch((err: unknown) => log(`switchover request failed: ${String(err)}`));
 
   const apply = (f: Fault) => {
     log(`fault: ${describeFault(f)}`);
@@ -178,15 +194,25 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         return;
       }
       case "switchover":
-        for (let i = 0; i < f.count; i++) {
-          void client.load().then((st) => {
-            const to = f.to === undefined ? undefined : `n${f.to}`;
-            if (!st.leader || to === st.leader.node) return;
-            const rec = { id: randomUUID(), ...(to ? { to } : {}), state: "requested" as const, requestedAt: new Date(clock.now()).toISOString() };
-            return client.writeSwitchover(rec, st.switchover?.version ?? 0);
-          }).catch((err: unknown) => log(`switchover request failed: ${String(err)}`));
-        }
+        for (let i = 0; i < f.count; i++) requestSwitchover(f.to === undefined ? undefined : `n${f.to}`);
         return;
+      case "add-restored": {
+        // The snapshot comes from a healthy replica (as the scheduler picks): its executed position.
+        const leader = store.snapshot().leader?.node;
+        const source = nodes.find((n) => n.name !== leader && n.ha?.statusView().role === "replica" && n.ha.statusView().up);
+        const gtid = source ? world.describe(source.name) && source.ha?.statusView().executed : undefined;
+        if (!source || !gtid || nodes.length > s.nodes) return log("no replica to take a snapshot from; no node added");
+        const name = `n${nodes.length + 1}`;
+        const n = new SimNode(name, nodes.length + 1, { gtid, state: mariaStateAt(world.binlogState(source.name), gtid) }, nodeEnv);
+        world.addServer(name, { serverId: n.serverId, host: `10.0.0.${n.serverId}`, port: 3306, restoredFrom: gtid });
+        world.onExit(name, () => n.ha?.mysqldExited());
+        nodes.push(n);
+        names.push(name);
+        n.start();
+        log(`${name} restored from ${source!.name}'s snapshot at ${gtid}`);
+        if (f.switchoverAfterMs !== undefined) clock.schedule(f.switchoverAfterMs, () => requestSwitchover(name));
+        return;
+      }
       case "errant-write":
         try {
           log(`errant GTID ${world.errantWrite(`n${f.node}`)}`);

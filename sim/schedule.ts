@@ -15,7 +15,9 @@ export type Fault =
   | { kind: "peer-partition"; a: number; b: number; forMs: number }
   | { kind: "slow-disk"; node: number; applyMs: number; forMs: number }
   | { kind: "switchover"; to: number | undefined; count: number }
-  | { kind: "errant-write"; node: number };
+  | { kind: "errant-write"; node: number }
+  /** A new node restored from a snapshot of a replica joins; optionally a switchover to it later. */
+  | { kind: "add-restored"; switchoverAfterMs: number | undefined };
 
 /** `node: -1` means "whoever is primary when the fault fires". */
 export interface ScheduledFault {
@@ -46,7 +48,7 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
   const count = int(1, 4);
   let at = int(3_000, 6_000);
   for (let i = 0; i < count; i++) {
-    const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write"] as const;
+    const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write", "add-restored"] as const;
     const kind = pick(kinds);
     let f: Fault;
     switch (kind) {
@@ -87,6 +89,9 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
       case "errant-write":
         f = { kind, node: int(1, nodes) };
         break;
+      case "add-restored":
+        f = { kind, switchoverAfterMs: rnd() < 0.7 ? int(1_000, 6_000) : undefined };
+        break;
     }
     faults.push({ at, fault: f });
     at += int(0, 7_000);
@@ -118,6 +123,8 @@ export function describeFault(f: Fault): string {
       return `${f.count} switchover request(s) to ${f.to === undefined ? "any" : `n${f.to}`}`;
     case "errant-write":
       return `errant transaction written on n${f.node}`;
+    case "add-restored":
+      return `a node restored from a replica's snapshot joins${f.switchoverAfterMs === undefined ? "" : `; switchover to it ${f.switchoverAfterMs} ms later`}`;
   }
 }
 

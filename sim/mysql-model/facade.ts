@@ -138,6 +138,18 @@ export class SimDatabase implements Database {
     startThreads(this.env, s);
   }
 
+  async seedBinlogState(state: string): Promise<void> {
+    await this.enter();
+    const s = this.s;
+    if (s.binlog.length > 0 || s.binlogBase || !state) return;
+    const list: Txn[] = [];
+    for (const g of state.split(",").filter(Boolean)) {
+      const t = this.lookup.txnOf(g);
+      if (t) list.push(t);
+    }
+    s.seedBinlogState(list);
+  }
+
   async startReplica(): Promise<void> {
     await this.enter();
     const s = this.s;

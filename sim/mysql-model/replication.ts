@@ -27,6 +27,8 @@ function ioFail(s: Server, errno: number, message: string): void {
  */
 export function startPosition(src: Server, want: Txn | undefined): { next: number; recheck?: Txn } | { error: string } {
   if (!want) return { next: 0 };
+  // The Gtid_list at the start of the binlog (a restored, seeded server): everything after it.
+  if (src.binlogBase && src.binlogBase.str === want.str) return { next: 0 };
   const inState = src.lastByServer.get(want.server);
   if (inState && inState.seq >= want.seq) {
     const i = src.indexOf(want.server, want.seq);

@@ -131,8 +131,26 @@ export class Server {
 
   // ---- positions ------------------------------------------------------------------------------
 
+  /**
+   * The Gtid_list the first binlog file starts with: set by `SET GLOBAL gtid_binlog_state` on an
+   * empty binlog (a node restored from a snapshot). A replica at exactly that position can connect.
+   */
+  binlogBase: Txn | undefined;
+
   get binlogLast(): Txn | undefined {
-    return this.binlog[this.binlog.length - 1];
+    return this.binlog[this.binlog.length - 1] ?? this.binlogBase;
+  }
+
+  /** RESET MASTER; SET GLOBAL gtid_binlog_state = list (only on an empty binlog, as MariaDB requires). */
+  seedBinlogState(list: Txn[]): void {
+    if (this.binlog.length > 0) throw new ModelError("Binlog must be empty to set gtid_binlog_state", "ER_BINLOG_MUST_BE_EMPTY", 1956);
+    this.lastByServer.clear();
+    let top: Txn | undefined;
+    for (const t of list) {
+      this.lastByServer.set(t.server, t);
+      if (!top || t.seq > top.seq) top = t;
+    }
+    this.binlogBase = top;
   }
 
   /** Highest seq this server has executed in domain 0 (binlog or gtid_slave_pos). */

@@ -50,11 +50,6 @@ export const LeaderRecord = z.object({
   /** Executed GTIDs when the node was promoted; every later candidate must have them. */
   gtid: z.string(),
   promotedAt: z.string(),
-  /**
-   * Where the leader's binlog starts: the GTID position it was restored from (a snapshot), or ""
-   * when its binlog holds its whole history. Replicas compare their binlog state above it only.
-   */
-  base: z.string().default(""),
 });
 export type LeaderRecord = z.infer<typeof LeaderRecord>;
 

@@ -185,8 +185,11 @@ const thisProcess = () => (myToken ??= processToken());
 
 /**
  * A local cluster of real processes: one Consul dev agent and N statepilot nodes, each running
- * mariadbd on <subnet>.<i>:3306 from an empty datadir. Processes outlive the CLI; lab.json
- * remembers them, so any later command (status, kill, start, down) can find them by PID.
+ * mariadbd on <subnet>.<i>:3306 from an empty datadir. Started by the CLI, the processes outlive
+ * it; lab.json remembers them, so any later command (status, kill, start, down) can find them by
+ * PID, and every process carries the lab's marker (STATEPILOT_LAB_DIR) so that down, and the next
+ * up after a run that was killed, find all of them, mysqld and its tools included. Started by a
+ * test or a benchmark (owned), the lab dies with that process however it ends.
  */
 export class Lab {
   /** Unregisters the cleanup that stops this lab if this process is interrupted (Lab.up registers it). */

@@ -81,7 +81,7 @@ export class MysqlAutopilot {
         serverId,
         bootstrapped: state?.bootstrapped ?? !fresh,
         createdAt: new Date().toISOString(),
-        ...(restored ? { restoredFrom: { id: restored.id, gtid: restored.gtid, pending: true } } : {}),
+        ...(restored ? { restoredFrom: { id: restored.id, gtid: restored.gtid, pending: true, ...(restored.binlogState ? { binlogState: restored.binlogState } : {}) } } : {}),
       };
       writeNodeState(cfg.datadir, state);
     }
@@ -152,13 +152,12 @@ export class MysqlAutopilot {
           log.info({ database: creds.database, user: creds.user, scripts: r.scripts.length }, "cluster bootstrapped");
         },
         restored: {
-          pending: () => (nodeState.restoredFrom?.pending ? nodeState.restoredFrom.gtid : undefined),
+          pending: () => (nodeState.restoredFrom?.pending ? { gtid: nodeState.restoredFrom.gtid, state: nodeState.restoredFrom.binlogState ?? "" } : undefined),
           applied: () => {
             if (!nodeState.restoredFrom) return;
             nodeState.restoredFrom = { ...nodeState.restoredFrom, pending: false };
             writeNodeState(cfg.datadir, nodeState);
           },
-          base: () => nodeState.restoredFrom?.gtid ?? "",
         },
       },
       nodeState.bootstrapped,
@@ -249,7 +248,7 @@ async function latestSnapshot(cfg: MysqlConfig, store: SnapshotStore, coordinato
 }
 
 /** Restores into the empty datadir; a failure stops start-up with the reason (the datadir is left empty). */
-async function restore(o: { cfg: MysqlConfig; store: SnapshotStore; manifest: Manifest; logger: Logger; metrics: SnapshotMetrics | undefined }): Promise<{ id: string; gtid: string }> {
+async function restore(o: { cfg: MysqlConfig; store: SnapshotStore; manifest: Manifest; logger: Logger; metrics: SnapshotMetrics | undefined }): Promise<{ id: string; gtid: string; binlogState: string | undefined }> {
   const { manifest } = o;
   o.logger.info({ id: manifest.id, gtid: manifest.gtid, sizeBytes: manifest.size, store: o.store.description }, "empty datadir: restoring the latest snapshot");
   try {
@@ -257,7 +256,8 @@ async function restore(o: { cfg: MysqlConfig; store: SnapshotStore; manifest: Ma
     o.metrics?.restores.inc();
     o.metrics?.throughput.set({ operation: "restore" }, manifest.rawSize / Math.max(0.001, r.durationMs / 1000));
     o.logger.info({ id: manifest.id, gtid: r.gtid, bytes: r.bytes, durationMs: r.durationMs, mbPerSecond: +(manifest.rawSize / 1048576 / Math.max(0.001, r.durationMs / 1000)).toFixed(1) }, "restore done");
-    return { id: manifest.id, gtid: r.gtid };
+    // The manifest's state is as of its GTID; a restore that found another position has none.
+    return { id: manifest.id, gtid: r.gtid, binlogState: r.gtid === manifest.gtid ? manifest.binlogState : undefined };
   } catch (err) {
     o.metrics?.failures.inc({ stage: err instanceof SnapshotError ? err.stage : "restore" });
     throw err;

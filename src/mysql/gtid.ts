@@ -165,3 +165,23 @@ export function gtidUnion(flavor: Flavor, a: string, b: string): string {
   }
   return [...best.values()].sort((x, y) => x.domain - y.domain).map((g) => `${g.domain}-${g.server}-${g.seq}`).join(",");
 }
+
+/**
+ * A MariaDB binlog state as of position `pos`, from a state read a little later: entries at or
+ * below the position's seq in their domain stay; the server that wrote the position's transaction
+ * is cut back to it; entries of other servers written after the position are dropped (they can
+ * only appear if the primary changed during the backup, and dropping errs on the side of flagging
+ * a replica as diverged, never of hiding a divergence).
+ */
+export function mariaStateAt(state: string, pos: string): string {
+  const at = new Map<number, MariaGtid>();
+  for (const g of parseMariaGtidList(pos)) at.set(g.domain, g);
+  const out: MariaGtid[] = [];
+  for (const g of parseMariaGtidList(state)) {
+    const p = at.get(g.domain);
+    if (!p || g.seq <= p.seq) out.push(g);
+    else if (g.server === p.server) out.push(p);
+  }
+  for (const p of at.values()) if (!out.some((g) => g.domain === p.domain && g.server === p.server)) out.push(p);
+  return out.sort((a, b) => a.domain - b.domain || a.server - b.server).map((g) => `${g.domain}-${g.server}-${g.seq}`).join(",");
+}

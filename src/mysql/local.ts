@@ -132,10 +132,26 @@ export class LocalServer {
     await this.query(d.stopReplica(), [], 10_000);
     if (slavePos && d.flavor === "mariadb") {
       if (slavePos === "binlog") await this.query("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos");
-      else await this.query("SET GLOBAL gtid_slave_pos = ?", [slavePos]);
+      else {
+        await this.query("SET GLOBAL gtid_slave_pos = ?", [slavePos]);
+      }
     }
     await this.query(d.changeSource(), [source.host, source.port, source.user, source.password]);
     await this.query(d.startReplica(), [], 10_000);
+  }
+
+  /**
+   * A node restored from a snapshot starts its binlog with the snapshot's binlog state (the first
+   * binlog's Gtid_list): once promoted it serves replicas standing at that position, and their
+   * binlog states compare exactly against it. Only while the binlog is empty; MariaDB only.
+   */
+  async seedBinlogState(state: string): Promise<void> {
+    const d = await this.ready();
+    if (d.flavor !== "mariadb" || !state) return;
+    const [b] = await this.query("SELECT @@GLOBAL.gtid_binlog_pos AS pos");
+    if (String(b?.pos ?? "") !== "") return;
+    await this.query("RESET MASTER");
+    await this.query("SET GLOBAL gtid_binlog_state = ?", [state]);
   }
 
   async startReplica(): Promise<void> {

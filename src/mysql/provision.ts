@@ -21,7 +21,7 @@ export interface NodeState {
   /** root password set and the replication user created (locally, outside the binlog). */
   bootstrapped: boolean;
   /** Restored from this snapshot; replication starts from its GTID (cleared once configured). */
-  restoredFrom?: { id: string; gtid: string; pending: boolean };
+  restoredFrom?: { id: string; gtid: string; pending: boolean; binlogState?: string };
   createdAt: string;
 }
 

@@ -184,6 +184,7 @@ export class SnapshotScheduler {
           compression: this.d.cfg.compression,
           partSize: this.d.cfg.partSize,
           logger: this.log,
+          binlogState: async () => String((await this.d.local.query("SELECT @@GLOBAL.gtid_binlog_state AS s"))[0]?.s ?? "").replace(/\s+/g, ""),
         });
       } catch (err) {
         const stage = err instanceof SnapshotError ? err.stage : "backup";

@@ -6,7 +6,7 @@ import { pipeline, Transform, type Readable } from "node:stream";
 import { createGunzip, createGzip } from "node:zlib";
 import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
-import type { Flavor } from "../mysql/gtid.js";
+import { mariaStateAt, type Flavor } from "../mysql/gtid.js";
 import type { SnapshotStore } from "./store.js";
 
 /** Stored next to each snapshot as manifest.json. */
@@ -28,6 +28,11 @@ export interface Manifest {
   sha256: string;
   durationMs: number;
   binlogFile: string;
+  /**
+   * MariaDB: the binlog state (last GTID per domain and server) as of `gtid`. A restored node
+   * starts its binlog with it, so replicas' histories compare exactly against it once it leads.
+   */
+  binlogState?: string;
 }
 
 export class SnapshotError extends Error {
@@ -101,6 +106,8 @@ export interface TakeOptions {
   partSize?: number | undefined;
   logger: Logger;
   signal?: AbortSignal;
+  /** Reads the source server's gtid_binlog_state right after the backup (MariaDB). */
+  binlogState?: () => Promise<string>;
 }
 
 /**
@@ -172,6 +179,7 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
   }
   const gtid = /GTID of the last change '([^']*)'/.exec(stderr())?.[1] ?? "";
   const binlogFile = /filename '([^']*)'/.exec(stderr())?.[1] ?? "";
+  const binlogState = o.flavor === "mariadb" && o.binlogState && gtid ? mariaStateAt(await o.binlogState(), gtid) : undefined;
   const manifest: Manifest = {
     id,
     cluster: o.cluster,
@@ -187,6 +195,7 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
     sha256: hash.digest("hex"),
     durationMs: Math.round(performance.now() - started),
     binlogFile,
+    ...(binlogState ? { binlogState } : {}),
   };
   try {
     await o.store.putText(manifestKey(o.cluster, id), `${JSON.stringify(manifest, null, 2)}\n`);

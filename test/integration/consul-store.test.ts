@@ -36,7 +36,7 @@ function member(node: string, extra: Partial<MemberRecord> = {}): MemberRecord {
 }
 
 function leaderRecord(node: string, gtid = "0-1-10"): LeaderRecord {
-  return { node, serverId: node === "n1" ? 1 : 2, host: "127.0.0.1", port: 3306, flavor: "mariadb", version: "11.4.0", gtid, promotedAt: new Date().toISOString(), base: "" };
+  return { node, serverId: node === "n1" ? 1 : 2, host: "127.0.0.1", port: 3306, flavor: "mariadb", version: "11.4.0", gtid, promotedAt: new Date().toISOString() };
 }
 
 describe("ClusterStore on a real Consul", () => {

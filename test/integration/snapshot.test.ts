@@ -257,25 +257,37 @@ describe("a 1 GB node snapshotting to MinIO", () => {
       { timeoutMs: 180_000, intervalMs: 100, what: "the snapshot's upload to MinIO to begin", detail: run.output, abortIf: () => (ended ? `snapshot create ended before its upload was seen:\n${run.output()}` : undefined) },
     );
     await minio.stop();
-    const { code } = await run.exit;
-    expect(run.output()).toMatch(/snapshot failed on mysql-1/);
-    expect(code).toBe(1);
-    expect(await metric(n.http, "statepilot_snapshot_failures_total")).toBeGreaterThan(before);
-    const c = await mysql.createConnection({ host: n.mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: "app" });
-    await c.query("CREATE TABLE IF NOT EXISTS after_failure (id INT PRIMARY KEY)");
-    await c.query("INSERT INTO after_failure VALUES (1)");
-    c.destroy();
-    await minio.start();
+    try {
+      const { code } = await run.exit;
+      expect(run.output()).toMatch(/snapshot failed on mysql-1/);
+      expect(code).toBe(1);
+      expect(await metric(n.http, "statepilot_snapshot_failures_total")).toBeGreaterThan(before);
+      const c = await mysql.createConnection({ host: n.mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: "app" });
+      try {
+        await c.query("CREATE TABLE IF NOT EXISTS after_failure (id INT PRIMARY KEY)");
+        await c.query("INSERT INTO after_failure VALUES (1)");
+      } finally {
+        c.destroy();
+      }
+    } finally {
+      // Back for what follows, whether or not the expectations above held.
+      await minio.start();
+    }
     const again = await runCli(["snapshot", "create", "--config", n.config, "--timeout", "8m"]);
     expect(again.code, again.output).toBe(0);
     const s3 = minio.client();
-    const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "snapshots" }));
-    s3.destroy();
-    expect(uploads.Uploads ?? []).toEqual([]);
+    try {
+      const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: "snapshots" }));
+      expect(uploads.Uploads ?? []).toEqual([]);
+    } finally {
+      s3.destroy();
+    }
     const store = new S3Store(s3cfg());
-    const all = await listSnapshots(store, "lab");
-    store.close();
-    expect(all).toHaveLength(2);
+    try {
+      expect(await listSnapshots(store, "lab")).toHaveLength(2);
+    } finally {
+      store.close();
+    }
   });
 });
 
@@ -294,27 +306,27 @@ describe("a node added to a running cluster restores from the latest snapshot", 
   it("restores, catches up by GTID, and CHECKSUM TABLE matches the primary", { timeout: 600_000 }, async () => {
     await Writer.prepare(lab.file, "orders");
     const writer = new Writer(lab.file, "orders", 2);
-    writer.start();
     const store = new S3Store({ ...s3cfg(), prefix: "add" });
-    // With replicas healthy, scheduled snapshots come from a replica, not the primary.
-    const healthySince = Date.now();
-    const latest = await waitFor(async () => (await listSnapshots(store, "lab")).find((m) => Date.parse(m.createdAt) > healthySince + 1_000), { timeoutMs: 120_000, what: "a scheduled snapshot" });
-    const primary = (await lab.primary())!;
-    expect(latest.node).not.toBe(primary.name);
-    let n;
     try {
-      n = await lab.add(240_000);
-    } finally {
-      await writer.stop();
-    }
-    const log = readFileSync(join(n.dir, "statepilot.log"), "utf8");
-    expect(log).toMatch(/"msg":"restore done"/);
-    await lab.waitConverged(180_000);
-    const p = (await lab.primary())!;
-    expect(await checksums(n.mysql.host, lab, ["orders"])).toEqual(await checksums(lab.node(p.name).mysql.host, lab, ["orders"]));
-    expect(await writer.missingOn(n.mysql.host, 3306)).toEqual([]);
-    // Retention keeps the newest three.
-    try {
+      writer.start();
+      let n;
+      try {
+        // With replicas healthy, scheduled snapshots come from a replica, not the primary.
+        const healthySince = Date.now();
+        const latest = await waitFor(async () => (await listSnapshots(store, "lab")).find((m) => Date.parse(m.createdAt) > healthySince + 1_000), { timeoutMs: 120_000, what: "a scheduled snapshot" });
+        const primary = (await lab.primary())!;
+        expect(latest.node).not.toBe(primary.name);
+        n = await lab.add(240_000);
+      } finally {
+        await writer.stop();
+      }
+      const log = readFileSync(join(n.dir, "statepilot.log"), "utf8");
+      expect(log).toMatch(/"msg":"restore done"/);
+      await lab.waitConverged(180_000);
+      const p = (await lab.primary())!;
+      expect(await checksums(n.mysql.host, lab, ["orders"])).toEqual(await checksums(lab.node(p.name).mysql.host, lab, ["orders"]));
+      expect(await writer.missingOn(n.mysql.host, 3306)).toEqual([]);
+      // Retention keeps the newest three.
       await waitFor(async () => ((await listSnapshots(store, "lab")).length === 3 ? true : undefined), { timeoutMs: 120_000, what: "retention to keep 3" });
     } finally {
       store.close();

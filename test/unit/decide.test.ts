@@ -14,13 +14,13 @@ const local = (extra: Partial<LocalState> = {}, rep: Partial<LocalState["replica
   ...extra,
 });
 const leader = (node = "a", extra: Partial<Leader["record"]> = {}): Leader => ({
-  node, term: 3, record: { node, serverId: 1, host: "10.0.0.1", port: 3306, flavor: "mariadb", version: "10.11", gtid: "0-1-5", promotedAt: "", base: "", ...extra },
+  node, term: 3, record: { node, serverId: 1, host: "10.0.0.1", port: 3306, flavor: "mariadb", version: "10.11", gtid: "0-1-5", promotedAt: "", ...extra },
 });
 const cluster = (extra: Partial<ClusterState> = {}): ClusterState => ({ version: 10, leaderVersion: 5, leader: leader(), lastLeader: leader().record, members: [], switchover: undefined, initialized: true, invalid: [], ...extra });
 const obs = (extra: Partial<Observation> = {}): Observation => ({
   now: 100_000, node: "b", serverId: 2, flavor: "mariadb", settings, role: "replica", wasPrimary: false, mysqldRunning: true, mysqldPid: 42,
   local: local(), localError: "", cluster: cluster(), storeError: "", leaseConfirmed: false, maintenance: false, free: undefined,
-  replicationStartedOnPid: 42, primaryState: undefined, blocked: "", restoredGtid: undefined, handover: undefined, targetState: undefined, loops: 1, ...extra,
+  replicationStartedOnPid: 42, primaryState: undefined, blocked: "", restored: undefined, handover: undefined, targetState: undefined, loops: 1, ...extra,
 });
 
 describe("decide: replicas", () => {
@@ -79,19 +79,25 @@ describe("decide: the leader", () => {
 
 describe("divergence", () => {
   const mine = (state: string, binlogPos: string) => local({ state, binlogPos, executed: binlogPos });
-  it("a replica with history from two earlier primaries is contained in a primary restored from a snapshot", () => {
-    // The restored primary (server 4) has no binlog before its restore position 0-2-150.
+  it("a replica with history from two earlier primaries is contained in a primary restored from a snapshot that carries its binlog state", () => {
     const replica = mine("0-1-50,0-2-150,0-4-160", "0-4-160");
-    const restored = { executed: "0-4-160", state: "0-4-160", readOnly: false };
-    expect(divergence("mariadb", replica, restored, "0-2-150", false, 3)).toBe("");
-    // Without the base, the same look would call the healthy replica diverged (the old defect).
-    expect(divergence("mariadb", replica, restored, "", false, 3)).toMatch(/errant GTIDs/);
+    // The restored primary (server 4) started its binlog with the snapshot's state 0-1-50,0-2-150.
+    const restored = { executed: "0-4-160", state: "0-1-50,0-2-150,0-4-160", readOnly: false };
+    expect(divergence("mariadb", replica, restored, false, 3)).toBe("");
+    // Without that state the same look calls the healthy replica diverged (the old defect).
+    expect(divergence("mariadb", replica, { ...restored, state: "0-4-160" }, false, 3)).toMatch(/errant GTIDs/);
   });
 
-  it("still catches a former primary's unacknowledged tail against a restored primary", () => {
-    const former = mine("0-1-151,0-2-150", "0-1-151");
-    const restored = { executed: "0-4-160", state: "0-4-160", readOnly: false };
-    expect(divergence("mariadb", former, restored, "0-2-150", true, 1)).toMatch(/diverged former primary: errant GTIDs.*0-1-151/);
+  it("still catches an errant transaction below the restore position, and a former primary's tail", () => {
+    const restored = { executed: "0-4-160", state: "0-1-150,0-4-160", readOnly: false };
+    expect(divergence("mariadb", mine("0-1-30,0-3-31", "0-3-31"), restored, false, 3)).toMatch(/0-3-31/);
+    expect(divergence("mariadb", mine("0-1-151", "0-1-151"), restored, true, 1)).toMatch(/diverged former primary: errant GTIDs.*0-1-151/);
+  });
+
+  it("the snapshot's binlog state is cut back to the backup's position", async () => {
+    const { mariaStateAt } = await import("../../src/mysql/gtid.js");
+    expect(mariaStateAt("0-1-50,0-2-160", "0-2-150")).toBe("0-1-50,0-2-150");
+    expect(mariaStateAt("0-1-50,0-2-150,0-3-170", "0-2-150")).toBe("0-1-50,0-2-150");
   });
 });
 

@@ -48,7 +48,7 @@ describe("decideRace", () => {
   it("never lets an empty server win an initialised cluster, nor one missing the last primary's start position", () => {
     expect(decideRace(input(member("a", { executed: "", received: "" }), [])).race).toBe(false);
     expect(decideRace(input(member("a", { executed: "", received: "" }), [], { clusterInitialized: false })).race).toBe(true);
-    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-9-150", promotedAt: "", base: "" };
+    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-9-150", promotedAt: "" };
     expect(decideRace(input(member("a"), [], { lastLeader: last })).race).toBe(false);
   });
 
@@ -58,7 +58,7 @@ describe("decideRace", () => {
   });
 
   it("lossless: waits for every replica of the last primary, reachable or not, and no timeout ends that wait", () => {
-    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-1-50", promotedAt: "", base: "" };
+    const last = { node: "p", serverId: 9, host: "h", port: 1, flavor: "mariadb" as const, version: "10.11", gtid: "0-1-50", promotedAt: "" };
     const silent = peer(member("b", { source: "p" }), { version: 30, alive: false });
     const d = decideRace(input(member("a", { source: "p" }), [silent], { lossless: true, lastLeader: last, freeForMs: 3_600_000 }));
     expect(d).toMatchObject({ race: false, wait: true, reason: expect.stringContaining("b (not reachable)") });

@@ -13,7 +13,7 @@ const member = (node: string, extra: Partial<MemberRecord> = {}): MemberRecord =
   lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at: "", ...extra,
 });
 const leader = (node: string, gtid = "0-1-100"): LeaderRecord => ({
-  node, serverId: 1, host: "10.0.0.1", port: 3306, flavor: "mariadb", version: "11.4", gtid, promotedAt: "", base: "",
+  node, serverId: 1, host: "10.0.0.1", port: 3306, flavor: "mariadb", version: "11.4", gtid, promotedAt: "",
 });
 const switchover = (state: SwitchoverRecord["state"], extra: Partial<SwitchoverRecord> = {}): SwitchoverRecord => ({
   id: "sw-1", state, requestedAt: "2024-01-01T00:00:00Z", ...extra,

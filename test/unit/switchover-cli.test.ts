@@ -5,7 +5,7 @@ import type { LeaderRecord, MemberRecord } from "../../src/cluster/records.js";
 import { switchover, SwitchoverError } from "../../src/mysql/switchover.js";
 
 const member = (node: string): MemberRecord => ({ node, serverId: 1, host: "h", port: 3306, role: "replica", up: true, executed: "", received: "", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at: new Date().toISOString() });
-const leader = (node: string): LeaderRecord => ({ node, serverId: 1, host: "h", port: 3306, flavor: "mariadb", version: "10.11", gtid: "", promotedAt: "", base: "" });
+const leader = (node: string): LeaderRecord => ({ node, serverId: 1, host: "h", port: 3306, flavor: "mariadb", version: "10.11", gtid: "", promotedAt: "" });
 
 describe("switchover: the answer is the cluster's truth", () => {
   it("a record marked done while the old primary still leads is not reported as done", async () => {

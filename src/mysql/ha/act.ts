@@ -40,6 +40,7 @@ export class Actions {
         return;
       case "replicate": {
         const pid = this.d.process.pid();
+        if (a.seedState) await this.d.db.seedBinlogState(a.seedState);
         await this.d.db.replicateFrom({ host: a.leader.record.host, port: a.leader.record.port }, a.slavePos);
         this.ha.replicationStartedOnPid = pid;
         if (this.d.restored.pending()) this.d.restored.applied();
@@ -135,16 +136,11 @@ export class Actions {
       version: this.ha.version,
       gtid: state.executed,
       promotedAt: new Date(this.d.clock.now()).toISOString(),
-      base: this.d.restored.base(),
     };
   }
 
   private async acquire(o: Observation, handover: SwitchoverRecord | undefined): Promise<void> {
     if (!o.local) return;
-    if (handover && !(await this.d.db.waitApplied(handover.position ?? "", this.d.settings.switchoverTimeout))) {
-      this.ha.log.warn({ position: handover.position }, "switchover target could not apply the old primary's position in time");
-      return;
-    }
     const got = await this.d.store.attemptToAcquireLeader(this.leaderRecord(o.local));
     if (!got.acquired) return;
     this.ha.log.info({ term: got.term }, "leadership acquired; promoting");

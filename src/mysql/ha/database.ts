@@ -46,6 +46,11 @@ export interface Database {
    * aligns MariaDB's gtid_slave_pos with the binlog; a position string sets it (a restored node).
    */
   replicateFrom(source: Endpoint, slavePos: "binlog" | string | undefined): Promise<void>;
+  /**
+   * MariaDB, a node restored from a snapshot: while its binlog is still empty, starts it with this
+   * binlog state (RESET MASTER; SET GLOBAL gtid_binlog_state). A no-op otherwise.
+   */
+  seedBinlogState(state: string): Promise<void>;
   startReplica(): Promise<void>;
   stopReceiver(): Promise<void>;
   /** Waits until `gtids` are applied; false on timeout. */

@@ -37,8 +37,8 @@ export interface Observation {
   primaryState: RemoteState | undefined;
   /** The previous verdict of the divergence check ("" when contained). */
   blocked: string;
-  /** The GTID a node restored from a snapshot replicates from, until it has done so once. */
-  restoredGtid: string | undefined;
+  /** A node restored from a snapshot, until it replicated once: its position and binlog state. */
+  restored: { gtid: string; state: string } | undefined;
   /** A switchover this primary is carrying out (fenced, waiting for the target). */
   handover: SwitchoverRecord | undefined;
   /** The switchover target's GTID state, when a handover is under way. */
@@ -62,7 +62,8 @@ export type Action =
   | { kind: "abort-switchover"; error: string }
   | { kind: "refuse-switchover"; record: SwitchoverRecord; version: number; error: string }
   | { kind: "acquire"; handover: SwitchoverRecord | undefined }
-  | { kind: "replicate"; leader: Leader; slavePos: "binlog" | string | undefined }
+  /** `seedState`: a restored node first starts its binlog with this state (MariaDB gtid_binlog_state). */
+  | { kind: "replicate"; leader: Leader; slavePos: "binlog" | string | undefined; seedState: string | undefined }
   | { kind: "start-replica" };
 
 export interface Decision {
@@ -89,29 +90,19 @@ export function needsDivergenceCheck(o: Pick<Observation, "role" | "local" | "lo
 }
 
 /**
- * Why this node's data is not contained in the primary's, or "". MariaDB compares per (domain,
- * server) binlog states, so a tail written by another server at the same seq is caught. A primary
- * restored from a snapshot has no binlog for the history before its restore position (`base`):
- * entries at or below the base's seq in their domain came with that history and are not missing.
+ * Why this node's data is not contained in the primary's, or "". MariaDB compares binlog states
+ * per (domain, server), so a tail written by another server at the same seq is caught. A primary
+ * restored from a snapshot starts its binlog with the snapshot's binlog state, so the comparison
+ * stays exact across a restore.
  */
-export function divergence(flavor: Flavor, local: LocalState, primary: RemoteState, base: string, former: boolean, serverId: number): string {
+export function divergence(flavor: Flavor, local: LocalState, primary: RemoteState, former: boolean, serverId: number): string {
   if (flavor === "mysql") {
     return gtidSubset("mysql", local.executed, primary.executed) ? "" : `errant GTIDs: ${local.executed} is not contained in the primary's ${primary.executed}; it stays read-only until rebuilt`;
   }
-  const baseSeq = new Map<string, number>();
-  for (const g of base.split(",").filter(Boolean)) {
-    const [d, , q] = g.split("-");
-    baseSeq.set(d ?? "", Number(q));
-  }
   const c = mariaStateContained(local.state, primary.state);
-  const missing = c.missing.filter((g) => {
-    const [d, , q] = g.split("-");
-    return !(Number(q) <= (baseSeq.get(d ?? "") ?? -1));
-  });
-  const positionsOk = gtidSubset("mariadb", local.binlogPos, primary.executed) || missing.length === 0;
-  if (missing.length === 0 && (c.contained || positionsOk)) return "";
-  const own = missing.some((g) => g.split("-")[1] === String(serverId));
-  const list = missing.length ? missing.join(", ") : local.binlogPos;
+  if (c.contained) return "";
+  const own = c.missing.some((g) => g.split("-")[1] === String(serverId));
+  const list = c.missing.length ? c.missing.join(", ") : local.binlogPos;
   return `${former && own ? "diverged former primary: " : ""}errant GTIDs: this node has transactions the primary does not have (${list}); it stays read-only until rebuilt from a snapshot`;
 }
 
@@ -174,20 +165,26 @@ function decideReplica(o: Observation, local: LocalState, leader: Leader): Decis
   const pointsThere = rep.configured && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port;
   const name = leader.node;
   let blocked = o.blocked;
-  if (o.primaryState) blocked = divergence(o.flavor, local, o.primaryState, leader.record.base, o.wasPrimary, o.serverId);
+  if (o.primaryState) blocked = divergence(o.flavor, local, o.primaryState, o.wasPrimary, o.serverId);
   const out = (d: Omit<Decision, "blocked">): Decision => ({ ...d, blocked });
   if (blocked) return out({ action: { kind: "none" }, role: "diverged", health: crit(blocked), reason: blocked });
   if (!pointsThere) {
     // Never follow a primary whose state was not checked against ours in this loop.
     if (!o.primaryState) return out({ action: { kind: "none" }, role: o.role === "starting" ? "replica" : o.role, health: warn(`cannot read ${name}'s GTID state yet`), reason: `waiting to read ${name}'s GTID state before replicating from it` });
-    const slavePos = o.restoredGtid ?? (o.flavor === "mariadb" && !gtidSubset("mariadb", local.binlogPos, local.slavePos) ? "binlog" : undefined);
-    return out({ action: { kind: "replicate", leader, slavePos }, role: "replica", health: warn(`replication to ${name} starting`), reason: `replicating from ${name}` });
+    const slavePos = o.restored?.gtid ?? (o.flavor === "mariadb" && !gtidSubset("mariadb", local.binlogPos, local.slavePos) ? "binlog" : undefined);
+    return out({ action: { kind: "replicate", leader, slavePos, seedState: o.restored ? o.restored.state || o.restored.gtid : undefined }, role: "replica", health: warn(`replication to ${name} starting`), reason: `replicating from ${name}` });
   }
   if (rep.sqlErrno) return out({ action: { kind: "none" }, role: "replica", health: crit(`SQL thread stopped: ${rep.sqlError}`), reason: `replication SQL thread stopped: ${rep.sqlError}` });
   const stopped = rep.ioRunning === "No" || !rep.sqlRunning;
   if (stopped && o.replicationStartedOnPid !== o.mysqldPid) {
     // The server was (re)started with skip-slave-start since statepilot started replication.
     return out({ action: { kind: "start-replica" }, role: "replica", health: warn("replication resumed after a server restart"), reason: `replication from ${name} resumed after a server restart` });
+  }
+  if (rep.ioRunning === "No" && /\b1236\b/.test(rep.ioError)) {
+    // The primary's binlog does not hold this node's position (purged, restored later, or a
+    // history it never had): it cannot catch up from there and must not be promoted.
+    const why = `cannot replicate from ${name}: its binlog does not hold this node's position (${rep.ioError}); rebuild this node from a snapshot`;
+    return { action: { kind: "none" }, role: "diverged", health: crit(why), reason: why, blocked: why };
   }
   if (rep.ioRunning === "No" && rep.ioError) return out({ action: { kind: "none" }, role: "replica", health: crit(`replication receiver stopped: ${rep.ioError}`), reason: `replication receiver stopped: ${rep.ioError}` });
   if (stopped) {
@@ -207,7 +204,17 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   const wait = (reason: string, nextIn: number): Decision => ({ action: { kind: "none" }, role, health, reason, nextIn });
   if (o.maintenance) return wait("no primary; in maintenance: not running for primary", 250);
   const sw = c.switchover?.record;
-  const handover = sw?.state === "handover" && sw.fencedAt !== undefined && o.now - sw.fencedAt < o.settings.switchoverTimeout * 2 ? sw : undefined;
+  // A handover binds the election only while its target is alive and within its time.
+  const targetAlive = sw?.to !== undefined && (sw.to === o.node || c.members.some((m) => m.node === sw.to && m.alive));
+  const handover = sw?.state === "handover" && targetAlive && sw.fencedAt !== undefined && o.now - sw.fencedAt < o.settings.switchoverTimeout * 2 ? sw : undefined;
+  if (handover?.to === o.node && !gtidSubset(o.flavor, handover.position ?? "", local.executed)) {
+    // The target takes the lock only once it applied the old primary's last position; the loop
+    // keeps running (and touching) meanwhile.
+    if (rep.configured && (rep.ioRunning === "No" || !rep.sqlRunning) && o.replicationStartedOnPid !== o.mysqldPid) {
+      return { action: { kind: "start-replica" }, role, health, reason: "switchover target: replication resumed after a server restart", nextIn: 20 };
+    }
+    return wait(`switchover target: applying ${handover.from ?? "the old primary"}'s position ${handover.position ?? ""}`, 20);
+  }
   const self = memberRecordFor({ ...o, now: Number.NaN });
   const race = decideRace({
     flavor: o.flavor,

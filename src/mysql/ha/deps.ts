@@ -47,11 +47,12 @@ export interface HaDeps {
   /** On the cluster's first primary, before it turns writable. */
   bootstrapCluster: () => Promise<void>;
   restored: {
-    /** The GTID a node restored from a snapshot replicates from, until it has done so once. */
-    pending(): string | undefined;
+    /**
+     * A node restored from a snapshot, until it replicated once: the backup's GTID position and
+     * the binlog state its binlog starts with (the position alone when the snapshot has none).
+     */
+    pending(): { gtid: string; state: string } | undefined;
     applied(): void;
-    /** Where this node's binlog starts (the restore position), "" when it holds its whole history. */
-    base(): string;
   };
   faults?: PlantedFaults;
 }

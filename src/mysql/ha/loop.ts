@@ -164,7 +164,7 @@ export class MysqlHa {
       replicationStartedOnPid: this.replicationStartedOnPid,
       primaryState,
       blocked: this.blocked,
-      restoredGtid: this.d.restored.pending(),
+      restored: this.d.restored.pending(),
       handover: this.handover?.record,
       targetState,
       loops: this.loops,

@@ -38,6 +38,10 @@ export class MysqlDatabase implements Database {
     return this.local.replicateFrom(this.target(source), slavePos);
   }
 
+  seedBinlogState(state: string): Promise<void> {
+    return this.local.seedBinlogState(state);
+  }
+
   startReplica(): Promise<void> {
     return this.local.startReplica();
   }
