@@ -262,6 +262,7 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     events += await clock.runUntil(clock.now() + 1_000, check);
     unconverged = converged(names, store, world, nodes);
     stable = unconverged.length === 0 ? stable + 1 : 0;
+    if (stable >= 2) break;
   }
   for (const n of nodes) n.crash();
   if (!violation && unconverged.length > 0 && unconverged.some((u) => !u.includes("diverged") && !u.includes("waiting for"))) {
