@@ -38,7 +38,8 @@ const NO_INVALID: ClusterState["invalid"] = Object.freeze([]);
  * Parses `value` with `schema` (defaults applied, result frozen); throws an Error naming every bad
  * field, and the `node` field when `node` is given and the record names another node.
  */
-function validate<T extends object>(schema: z.ZodType<T>, value: unknown, what: string, node?: string): T {
+function validate<T extends object>(schema: z.ZodType<T>, value: unknown, what: string, node?: string, enabled = true): T {
+  if (!enabled) return Object.freeze(value as T);
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.map(String).join(".") || "(record)"}: ${i.message}`);
@@ -56,12 +57,18 @@ function memberView(e: Pick<Entry, "node" | "record" | "alive" | "version">): Me
 export interface MemoryStoreOptions {
   clock: Clock;
   timing: StoreTiming;
+  /**
+   * Validate every record written against the zod schemas (default true). The simulation, whose
+   * records all come from the typed HA code, turns it off: it is most of a write's cost.
+   */
+  validateRecords?: boolean;
 }
 
 /** The shared in-memory store: one per simulated cluster. */
 export class MemoryStoreServer {
   readonly clock: Clock;
   readonly timing: StoreTiming;
+  readonly validateRecords: boolean;
 
   private version = 0;
   /** The version at which the leadership last changed (taken, released, invalidated, rewritten): what watch() waits on. */
@@ -94,6 +101,7 @@ export class MemoryStoreServer {
     if (!(Number.isFinite(lockDelayMs) && lockDelayMs >= 0)) throw new RangeError(`timing.lockDelayMs must be a non-negative number, got ${lockDelayMs}`);
     this.clock = options.clock;
     this.timing = Object.freeze({ leaseMs, lockDelayMs });
+    this.validateRecords = options.validateRecords ?? true;
   }
 
   /** A handle through which `node` talks to this store. */
@@ -375,14 +383,14 @@ export class MemoryClusterStore implements ClusterStore {
   }
 
   async touchMember(record: MemberRecord, health: Health): Promise<void> {
-    const valid = validate(MemberRecord, record, `member record from ${this.node}`, this.node);
+    const valid = validate(MemberRecord, record, `member record from ${this.node}`, this.node, this.server.validateRecords);
     const ok = this.enter("touchMember");
     if (ok) this.server.touch(this.node, valid, health);
     await this.server.respond("touchMember", this.node, ok);
   }
 
   async attemptToAcquireLeader(record: LeaderRecord): Promise<{ acquired: true; term: number } | { acquired: false }> {
-    const valid = validate(LeaderRecord, record, "leader record", this.node);
+    const valid = validate(LeaderRecord, record, "leader record", this.node, this.server.validateRecords);
     const ok = this.enter("attemptToAcquireLeader");
     const result = ok ? this.server.acquire(this.node, valid) : undefined;
     await this.server.respond("attemptToAcquireLeader", this.node, ok);
@@ -397,7 +405,7 @@ export class MemoryClusterStore implements ClusterStore {
   }
 
   async updateLeader(record: LeaderRecord): Promise<boolean> {
-    const valid = validate(LeaderRecord, record, "leader record", this.node);
+    const valid = validate(LeaderRecord, record, "leader record", this.node, this.server.validateRecords);
     const ok = this.enter("updateLeader");
     const updated = ok && this.server.update(this.node, valid);
     await this.server.respond("updateLeader", this.node, ok);
@@ -411,7 +419,7 @@ export class MemoryClusterStore implements ClusterStore {
   }
 
   async writeSwitchover(record: SwitchoverRecord, expectedVersion: number): Promise<boolean> {
-    const valid = validate(SwitchoverRecord, record, "switchover record");
+    const valid = validate(SwitchoverRecord, record, "switchover record", undefined, this.server.validateRecords);
     const ok = this.enter("writeSwitchover");
     const written = ok && this.server.casSwitchover(valid, expectedVersion);
     await this.server.respond("writeSwitchover", this.node, ok);

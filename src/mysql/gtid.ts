@@ -21,14 +21,24 @@ export class GtidParseError extends Error {
   override name = "GtidParseError";
 }
 
+/** Parsed lists by text: the same positions are read every loop (bounded; entries are frozen). */
+const mariaCache = new Map<string, readonly MariaGtid[]>();
+
 export function parseMariaGtidList(text: string | null | undefined): MariaGtid[] {
   const s = (text ?? "").trim();
   if (!s) return [];
-  return s.split(",").map((part) => {
-    const m = /^\s*(\d+)-(\d+)-(\d+)\s*$/.exec(part);
-    if (!m) throw new GtidParseError(`not a MariaDB GTID: "${part}" in "${s}"`);
-    return { domain: Number(m[1]), server: Number(m[2]), seq: BigInt(m[3]!) };
-  });
+  const hit = mariaCache.get(s);
+  if (hit) return hit as MariaGtid[];
+  const list = Object.freeze(
+    s.split(",").map((part) => {
+      const m = /^\s*(\d+)-(\d+)-(\d+)\s*$/.exec(part);
+      if (!m) throw new GtidParseError(`not a MariaDB GTID: "${part}" in "${s}"`);
+      return Object.freeze({ domain: Number(m[1]), server: Number(m[2]), seq: BigInt(m[3]!) });
+    }),
+  );
+  if (mariaCache.size >= 4096) mariaCache.clear();
+  mariaCache.set(s, list);
+  return list as MariaGtid[];
 }
 
 /** Highest seq per domain (a position; a binlog state reduces to its position this way). */
