@@ -129,6 +129,8 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     const leader = store.snapshot().leader;
     return leader ? names.indexOf(leader.node) + 1 : 1;
   };
+  const pausedSp = new Map<Gate, number>();
+  const frozenDb = new Map<string, number>();
   const nodeOf = (x: number) => nodes[(x === -1 ? primaryIndex() : x) - 1]!;
   const requestSwitchover = (to: string | undefined) =>
     void client
@@ -148,24 +150,46 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         return;
       case "crash-node": {
         const n = nodeOf(f.node);
+        if (!n.ha) return log(`${n.name} is down already`);
         n.crash();
         world.crash(n.name);
         clock.schedule(f.downMs, () => n.start());
         return;
       }
       case "pause": {
+        // Pauses nest: a process runs again only when every pause that stopped it has ended.
         const n = nodeOf(f.node);
-        if (f.what !== "mysqld") n.gate.pause();
-        if (f.what !== "statepilot") world.freeze(n.name);
         const gate = n.gate;
+        const stopSp = () => {
+          const c = (pausedSp.get(gate) ?? 0) + 1;
+          pausedSp.set(gate, c);
+          if (c === 1) gate.pause();
+        };
+        const contSp = () => {
+          const c = (pausedSp.get(gate) ?? 1) - 1;
+          pausedSp.set(gate, c);
+          if (c === 0) gate.thaw();
+        };
+        const stopDb = () => {
+          const c = (frozenDb.get(n.name) ?? 0) + 1;
+          frozenDb.set(n.name, c);
+          if (c === 1) world.freeze(n.name);
+        };
+        const contDb = () => {
+          const c = (frozenDb.get(n.name) ?? 1) - 1;
+          frozenDb.set(n.name, c);
+          if (c === 0) world.thaw(n.name);
+        };
+        if (f.what !== "mysqld") stopSp();
+        if (f.what !== "statepilot") stopDb();
         clock.schedule(f.forMs, () => {
           if (f.what === "both" && f.thawMysqldFirst) {
-            world.thaw(n.name);
-            clock.schedule(50, () => gate.thaw());
+            contDb();
+            clock.schedule(50, contSp);
             return;
           }
-          if (f.what !== "mysqld") gate.thaw();
-          if (f.what !== "statepilot") world.thaw(n.name);
+          if (f.what !== "mysqld") contSp();
+          if (f.what !== "statepilot") contDb();
         });
         return;
       }
