@@ -238,31 +238,45 @@ describe("ClusterStore on a real Consul", () => {
     pulse("n1");
   });
 
-  it("wakes a watch on a member write, and returns on timeout or abort", async () => {
+  it("wakes a watch when the leadership changes, not on members' writes, and returns on timeout or abort", async () => {
     const n1 = store("n1");
-    // The pulses touch checks only: nothing under the prefix changes unless the test writes.
-    const v = (await n1.load()).version;
+    const n2 = store("n2");
+    // n2 leads (whatever earlier tests left): alive, then acquire once any lock-delay has passed.
+    pulse("n2");
+    await n2.touchMember(member("n2"), passing);
+    await until("n2 to lead", async () => (await n1.load()).leader?.node === "n2" || (await n2.attemptToAcquireLeader(leaderRecord("n2"))).acquired);
+    const before = await n1.load();
+    expect(before.leader?.node, JSON.stringify({ leader: before.leader, last: before.lastLeader, invalid: before.invalid, lv: before.leaderVersion })).toBe("n2");
+    const lv = before.leaderVersion;
 
     // Nothing changes: the watch waits out its timeout.
     const t0 = performance.now();
-    await n1.watch(v, 400);
+    await n1.watch(lv, 400);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(350);
 
     const ac = new AbortController();
-    const aborted = n1.watch(v, 30_000, ac.signal);
+    const aborted = n1.watch(lv, 30_000, ac.signal);
     ac.abort();
     await aborted;
 
-    const t1 = performance.now();
+    // A member's publication does not wake it (the HA loop would otherwise spin on its own writes).
+    let early = false;
+    const quiet = n1.watch(lv, 1_500).then(() => (early = performance.now() - t2 < 1_400));
+    const t2 = performance.now();
+    await n1.touchMember(member("n1"), passing);
+    await quiet;
+    expect(early).toBe(false);
+
+    // The leader rewrites its record (a new value: Consul keeps the index of an identical write): the watch returns.
+    expect(await n2.renewLeader()).toBe(true);
     let woke = false;
-    const watching = n1.watch(v, 30_000).then(() => (woke = true));
-    await store("n2").touchMember(member("n2"), passing);
+    const watching = n1.watch(lv, 30_000).then(() => (woke = true));
+    expect(await n2.updateLeader({ ...before.leader!.record, gtid: "0-1-11" })).toBe(true);
     await watching;
     expect(woke).toBe(true);
-    expect(performance.now() - t1).toBeLessThan(10_000);
-    const s = await n1.load();
-    expect(s.version).toBeGreaterThan(v);
-    expect(s.members.find((m) => m.node === "n2")!.version).toBeGreaterThan(v);
+    const after = await n1.load();
+    expect(after.leaderVersion).toBeGreaterThan(lv);
+    expect(after.leader?.node).toBe("n2");
   });
 
   it("lists unreadable records as invalid, naming the field", async () => {
