@@ -43,9 +43,11 @@ install_apt() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
-  # Debian's packages may have started a server anyway when no policy layer applies; stop those.
-  for svc in mariadb prometheus; do as_root sh -c "command -v service >/dev/null && service $svc stop >/dev/null 2>&1 || true"; done
-  as_root sh -c 'pkill -x mariadbd >/dev/null 2>&1; pkill -x prometheus >/dev/null 2>&1; true'
+  # Debian's packages may have started their own service anyway when no policy layer applies:
+  # stop those services only (never other MariaDB or Prometheus processes on this host).
+  if [ $had_policy = 1 ]; then
+    for svc in mariadb prometheus; do as_root sh -c "command -v service >/dev/null && service $svc stop >/dev/null 2>&1 || true"; done
+  fi
   done_step "installed ${missing[*]}"
 }
 

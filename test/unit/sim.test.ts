@@ -3,7 +3,7 @@ import { runSchedule } from "../../sim/run.js";
 import { makeSchedule, describeSchedule } from "../../sim/schedule.js";
 
 // The deterministic simulation in the unit suite: a smaller count than `npm run test:sim`.
-const COUNT = Number(process.env.STATEPILOT_SIM_UNIT_SCHEDULES ?? 300);
+const COUNT = Number(process.env.STATEPILOT_SIM_UNIT_SCHEDULES ?? 2000);
 
 describe("deterministic simulation of the HA core", () => {
   it(`${COUNT} seeded schedules of faults keep every invariant`, async () => {
