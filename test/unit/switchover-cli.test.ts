@@ -7,15 +7,20 @@ import { switchover, SwitchoverError } from "../../src/mysql/switchover.js";
 const member = (node: string): MemberRecord => ({ node, serverId: 1, host: "h", port: 3306, role: "replica", up: true, executed: "", received: "", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at: new Date().toISOString() });
 const leader = (node: string): LeaderRecord => ({ node, serverId: 1, host: "h", port: 3306, flavor: "mariadb", version: "10.11", gtid: "", promotedAt: "" });
 
+/** Two live members, a leading; and a client handle as the CLI uses. */
+async function twoNodes() {
+  const server = new MemoryStoreServer({ clock: systemClock, timing: { leaseMs: 60_000, lockDelayMs: 0 } });
+  const a = server.connect("a");
+  const b = server.connect("b");
+  await a.touchMember(member("a"), { status: "passing", output: "" });
+  await b.touchMember(member("b"), { status: "passing", output: "" });
+  expect((await a.attemptToAcquireLeader(leader("a"))).acquired).toBe(true);
+  return { a, b, client: server.connect("client") };
+}
+
 describe("switchover: the answer is the cluster's truth", () => {
   it("a record marked done while the old primary still leads is not reported as done", async () => {
-    const server = new MemoryStoreServer({ clock: systemClock, timing: { leaseMs: 60_000, lockDelayMs: 0 } });
-    const a = server.connect("a");
-    const b = server.connect("b");
-    await a.touchMember(member("a"), { status: "passing", output: "" });
-    await b.touchMember(member("b"), { status: "passing", output: "" });
-    expect((await a.attemptToAcquireLeader(leader("a"))).acquired).toBe(true);
-    const client = server.connect("client");
+    const { a, b, client } = await twoNodes();
     const pending = switchover(client, "t", { to: "b", timeoutMs: 200 });
     // Someone writes "done" but the leadership never moves (the old primary stayed).
     for (let i = 0; i < 50; i++) {
@@ -31,13 +36,7 @@ describe("switchover: the answer is the cluster's truth", () => {
   }, 20_000);
 
   it("reports done once the record says so and the target leads", async () => {
-    const server = new MemoryStoreServer({ clock: systemClock, timing: { leaseMs: 60_000, lockDelayMs: 0 } });
-    const a = server.connect("a");
-    const b = server.connect("b");
-    await a.touchMember(member("a"), { status: "passing", output: "" });
-    await b.touchMember(member("b"), { status: "passing", output: "" });
-    await a.attemptToAcquireLeader(leader("a"));
-    const client = server.connect("client");
+    const { a, b, client } = await twoNodes();
     const pending = switchover(client, "t", { to: "b", timeoutMs: 5_000 });
     for (let i = 0; i < 100; i++) {
       const st = await client.load();
