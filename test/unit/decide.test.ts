@@ -20,7 +20,7 @@ const cluster = (extra: Partial<ClusterState> = {}): ClusterState => ({ version:
 const obs = (extra: Partial<Observation> = {}): Observation => ({
   now: 100_000, node: "b", serverId: 2, flavor: "mariadb", settings, role: "replica", wasPrimary: false, mysqldRunning: true, mysqldPid: 42,
   local: local(), localError: "", cluster: cluster(), storeError: "", leaseConfirmed: false, maintenance: false, free: undefined,
-  replicationStartedOnPid: 42, primaryState: undefined, blocked: "", restored: undefined, handover: undefined, targetState: undefined, loops: 1, ...extra,
+  replicationStartedOnPid: 42, receiverStoppedByUs: false, primaryState: undefined, blocked: "", restored: undefined, handover: undefined, targetState: undefined, loops: 1, ...extra,
 });
 
 describe("decide: replicas", () => {

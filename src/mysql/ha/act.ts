@@ -9,6 +9,18 @@ const errText = (err: unknown): string => (err instanceof Error ? err.message : 
 /** Carries out what `decide` chose. Each step re-checks what it relies on (a lease, a version). */
 export class Actions {
   private fencing: Promise<void> | undefined;
+  /**
+   * Fencing (from the watchdog) and turning writable (from the loop) change the same two settings;
+   * they run one after the other, never interleaved, or a fence's "semi-sync off" could land after
+   * a "read_only off" and leave a writable server without semi-sync.
+   */
+  private serial: Promise<unknown> = Promise.resolve();
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn, fn);
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
 
   constructor(private readonly ha: MysqlHa) {}
 
@@ -43,6 +55,7 @@ export class Actions {
         if (a.seedState) await this.d.db.seedBinlogState(a.seedState);
         await this.d.db.replicateFrom({ host: a.leader.record.host, port: a.leader.record.port }, a.slavePos);
         this.ha.replicationStartedOnPid = pid;
+        this.ha.receiverStoppedByUs = false;
         if (this.d.restored.pending()) this.d.restored.applied();
         if (o.local?.semiSyncPrimary) await this.d.db.semiSyncPrimary(false);
         return;
@@ -51,8 +64,15 @@ export class Actions {
         const pid = this.d.process.pid();
         await this.d.db.startReplica();
         this.ha.replicationStartedOnPid = pid;
+        this.ha.receiverStoppedByUs = false;
         return;
       }
+      case "stop-receiver":
+        await this.d.db.stopReceiver();
+        this.ha.receiverStoppedByUs = true;
+        // Publish what was received up to the stop, not what was seen before it.
+        this.ha.observed(await this.d.db.observe());
+        return;
       case "acquire":
         return this.acquire(o, a.handover);
       case "refuse-switchover":
@@ -82,7 +102,7 @@ export class Actions {
    * crash recovery as a replica rolls it back.
    */
   fence(reason: string, label: string, how: "kill" | "read-only"): Promise<void> {
-    this.fencing ??= (async () => {
+    this.fencing ??= this.exclusive(async () => {
       const wasPrimary = this.ha.role === "primary";
       if (wasPrimary) this.ha.setRole("fenced");
       this.d.metrics?.fencing.inc({ reason: label });
@@ -110,12 +130,16 @@ export class Actions {
         this.ha.log.error({ reason, err: errText(err) }, "could not make the server read-only; killing it");
         this.d.process.kill();
       }
-    })().finally(() => (this.fencing = undefined));
+    }).finally(() => (this.fencing = undefined));
     return this.fencing;
   }
 
   /** Turns writable only on a lease confirmed within fenceAfter; in lossless mode semi-sync first. */
-  private async becomeWritable(): Promise<void> {
+  private becomeWritable(): Promise<void> {
+    return this.exclusive(() => this.turnWritable());
+  }
+
+  private async turnWritable(): Promise<void> {
     const confirmed = this.ha.leaseConfirmedAt;
     if (confirmed === undefined || this.d.clock.now() - confirmed >= this.d.settings.fenceAfter) throw new Error("the leadership is not confirmed recently enough to turn writable");
     if (this.d.settings.lossless && !this.d.faults?.writableWithoutSemiSync) await this.d.db.semiSyncPrimary(true);

@@ -33,6 +33,8 @@ export interface Observation {
   free: { version: number; since: number } | undefined;
   /** The server process on which statepilot last started replication (a restart stops it). */
   replicationStartedOnPid: number | undefined;
+  /** statepilot itself stopped the receiver (the leadership changed), so it may start it again. */
+  receiverStoppedByUs: boolean;
   /** The primary's GTID state, when the loop looked (see `needsDivergenceCheck`). */
   primaryState: RemoteState | undefined;
   /** The previous verdict of the divergence check ("" when contained). */
@@ -64,7 +66,14 @@ export type Action =
   | { kind: "acquire"; handover: SwitchoverRecord | undefined }
   /** `seedState`: a restored node first starts its binlog with this state (MariaDB gtid_binlog_state). */
   | { kind: "replicate"; leader: Leader; slavePos: "binlog" | string | undefined; seedState: string | undefined }
-  | { kind: "start-replica" };
+  | { kind: "start-replica" }
+  /**
+   * Stop receiving from a source that no longer leads (then look again before publishing): a
+   * deposed primary whose supervisor is paused keeps accepting commits, and a replica that still
+   * receives from it would acknowledge them. A record published after this is also a promise that
+   * this node no longer acknowledges the old primary's writes.
+   */
+  | { kind: "stop-receiver" };
 
 export interface Decision {
   action: Action;
@@ -83,10 +92,10 @@ const warn = (output: string): Health => ({ status: "warning", output });
 const crit = (output: string): Health => ({ status: "critical", output });
 
 /** Whether the loop should read the primary's GTID state before deciding (a remote call). */
-export function needsDivergenceCheck(o: Pick<Observation, "role" | "local" | "loops" | "settings" | "blocked">, leader: Leader): boolean {
+export function needsDivergenceCheck(o: Pick<Observation, "role" | "local" | "loops" | "settings" | "blocked" | "receiverStoppedByUs">, leader: Leader): boolean {
   const rep = o.local?.replication;
   const pointsThere = rep?.configured === true && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port;
-  return !pointsThere || o.loops % o.settings.divergenceEvery === 0 || o.blocked !== "" || ["diverged", "fenced", "starting", "primary"].includes(o.role);
+  return !pointsThere || o.receiverStoppedByUs || o.loops % o.settings.divergenceEvery === 0 || o.blocked !== "" || ["diverged", "fenced", "starting", "primary"].includes(o.role);
 }
 
 /**
@@ -169,6 +178,8 @@ function decideReplica(o: Observation, local: LocalState, leader: Leader): Decis
   const out = (d: Omit<Decision, "blocked">): Decision => ({ ...d, blocked });
   if (blocked) return out({ action: { kind: "none" }, role: "diverged", health: crit(blocked), reason: blocked });
   if (!pointsThere) {
+    // Stop acknowledging a source that does not lead, before anything else.
+    if (rep.configured && rep.ioRunning !== "No") return out({ action: { kind: "stop-receiver" }, role: o.role === "starting" ? "replica" : o.role, health: warn(`leaving the old source for ${name}`), reason: `${name} leads: stopped receiving from the old source` });
     // Never follow a primary whose state was not checked against ours in this loop.
     if (!o.primaryState) return out({ action: { kind: "none" }, role: o.role === "starting" ? "replica" : o.role, health: warn(`cannot read ${name}'s GTID state yet`), reason: `waiting to read ${name}'s GTID state before replicating from it` });
     const slavePos = o.restored?.gtid ?? (o.flavor === "mariadb" && !gtidSubset("mariadb", local.binlogPos, local.slavePos) ? "binlog" : undefined);
@@ -176,6 +187,11 @@ function decideReplica(o: Observation, local: LocalState, leader: Leader): Decis
   }
   if (rep.sqlErrno) return out({ action: { kind: "none" }, role: "replica", health: crit(`SQL thread stopped: ${rep.sqlError}`), reason: `replication SQL thread stopped: ${rep.sqlError}` });
   const stopped = rep.ioRunning === "No" || !rep.sqlRunning;
+  if (stopped && o.receiverStoppedByUs) {
+    // statepilot stopped it when the leadership changed; the leader was checked in this loop.
+    if (!o.primaryState) return out({ action: { kind: "none" }, role: "replica", health: warn(`cannot read ${name}'s GTID state yet`), reason: `waiting to read ${name}'s GTID state before resuming replication` });
+    return out({ action: { kind: "start-replica" }, role: "replica", health: warn(`replication from ${name} resuming`), reason: `replication from ${name} resumed (stopped while the leadership changed)` });
+  }
   if (stopped && o.replicationStartedOnPid !== o.mysqldPid) {
     // The server was (re)started with skip-slave-start since statepilot started replication.
     return out({ action: { kind: "start-replica" }, role: "replica", health: warn("replication resumed after a server restart"), reason: `replication from ${name} resumed after a server restart` });
@@ -207,6 +223,12 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   // A handover binds the election only while its target is alive and within its time.
   const targetAlive = sw?.to !== undefined && (sw.to === o.node || c.members.some((m) => m.node === sw.to && m.alive));
   const handover = sw?.state === "handover" && targetAlive && sw.fencedAt !== undefined && o.now - sw.fencedAt < o.settings.switchoverTimeout * 2 ? sw : undefined;
+  // Nobody leads: stop receiving from the old primary first, so this node acknowledges nothing
+  // more of it, and compare positions only after that (a switchover target keeps receiving from
+  // the fenced old primary, which writes nothing more, until it has its last position).
+  if (rep.configured && rep.ioRunning !== "No" && handover?.to !== o.node) {
+    return { action: { kind: "stop-receiver" }, role, health, reason: "no primary: stopped receiving from the old one before the election", nextIn: 20 };
+  }
   if (handover?.to === o.node && !gtidSubset(o.flavor, handover.position ?? "", local.executed)) {
     // The target takes the lock only once it applied the old primary's last position; the loop
     // keeps running (and touching) meanwhile.

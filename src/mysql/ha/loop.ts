@@ -24,6 +24,7 @@ export class MysqlHa {
   free: { version: number; since: number } | undefined;
   leaseConfirmedAt: number | undefined;
   replicationStartedOnPid: number | undefined;
+  receiverStoppedByUs = false;
   handover: { record: SwitchoverRecord; version: number } | undefined;
   flavor: "mariadb" | "mysql" = "mariadb";
   version = "";
@@ -140,7 +141,7 @@ export class MysqlHa {
     if (mine && local) leaseConfirmed = await this.confirmLease(t0, local);
     if (cluster && !leader) this.free ??= { version: cluster.version, since: t0 };
     else if (leader) this.free = undefined;
-    const base = { role: this.role, local, loops: this.loops, settings: this.d.settings, blocked: this.blocked };
+    const base = { role: this.role, local, loops: this.loops, settings: this.d.settings, blocked: this.blocked, receiverStoppedByUs: this.receiverStoppedByUs };
     const primaryState = leader && !mine && local && needsDivergenceCheck(base, leader) ? await this.remote(leader.record.host, leader.record.port) : undefined;
     const target = this.handover?.record.to ? cluster?.members.find((m) => m.node === this.handover?.record.to) : undefined;
     const targetState = target ? await this.remote(target.record.host, target.record.port) : undefined;
@@ -162,6 +163,7 @@ export class MysqlHa {
       maintenance: this.d.inMaintenance(),
       free: this.free,
       replicationStartedOnPid: this.replicationStartedOnPid,
+      receiverStoppedByUs: this.receiverStoppedByUs,
       primaryState,
       blocked: this.blocked,
       restored: this.d.restored.pending(),
@@ -240,6 +242,11 @@ export class MysqlHa {
       }
     }
     return decision.nextIn ?? this.d.settings.interval;
+  }
+
+  /** A fresher look at the local server taken while acting (published by this loop's touch). */
+  observed(local: LocalState): void {
+    this.lastLocal = local;
   }
 
   setRole(role: Role): void {
