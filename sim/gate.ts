@@ -48,11 +48,6 @@ export class Gate {
           if (this.paused) this.waiting.push(fn);
           else fn();
         }),
-      every: (ms, fn) =>
-        c.every(ms, () => {
-          if (this.paused) this.waiting.push(fn);
-          else fn();
-        }),
     };
   }
 

@@ -1,5 +1,5 @@
 import type { SimClock } from "./clock.js";
-import type { Database, ServerProcess } from "../src/mysql/ha/database.js";
+import type { ServerProcess } from "../src/mysql/ha/database.js";
 import { parseMariaGtidList } from "../src/mysql/gtid.js";
 import { SimDatabase, SimProcess, replicationStatus, type Lookup } from "./mysql-model/facade.js";
 import { ioStep, needsStep, sqlStep } from "./mysql-model/replication.js";
@@ -87,7 +87,8 @@ export class SimWorld {
     s.start();
   }
 
-  database(node: string): Database {
+  /** The facade bound to this node (the model's own class: it also offers test helpers such as waitForRemote). */
+  database(node: string): SimDatabase {
     let d = this.databases.get(node);
     if (!d) {
       d = new SimDatabase(this.env, this.server(node), this.lookup);

@@ -7,8 +7,6 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms`, or early (without error) when `signal` aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
-  /** A repeating timer; returns the function that stops it. */
-  every(ms: number, fn: () => void): () => void;
   /** A one-shot timer; returns the function that cancels it. */
   after(ms: number, fn: () => void): () => void;
 }
@@ -26,10 +24,6 @@ export const systemClock: Clock = {
       const t = setTimeout(done, ms);
       signal?.addEventListener("abort", done, { once: true });
     }),
-  every: (ms, fn) => {
-    const t = setInterval(fn, ms);
-    return () => clearInterval(t);
-  },
   after: (ms, fn) => {
     const t = setTimeout(fn, ms);
     return () => clearTimeout(t);

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import type { Clock } from "./clock.js";
-import { LeaderRecord, MemberRecord, SwitchoverRecord } from "./records.js";
+import { describeIssues, LeaderRecord, MemberRecord, SwitchoverRecord } from "./records.js";
 import { StoreUnavailable, type ClusterState, type ClusterStore, type Health, type Leader, type Member, type StoreTiming } from "./store.js";
 
 /**
@@ -42,8 +42,7 @@ function validate<T extends object>(schema: z.ZodType<T>, value: unknown, what: 
   if (!enabled) return Object.freeze(value as T);
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.map(String).join(".") || "(record)"}: ${i.message}`);
-    throw new Error(`invalid ${what}: ${problems.join("; ")}`);
+    throw new Error(`invalid ${what}: ${describeIssues(parsed.error.issues, value)}`);
   }
   const got = (parsed.data as { node?: unknown }).node;
   if (node !== undefined && got !== node) throw new Error(`invalid ${what}: node: is "${String(got)}" but the handle is for "${node}"`);

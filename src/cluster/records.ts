@@ -71,3 +71,31 @@ export const SwitchoverRecord = z.object({
   error: z.string().optional(),
 });
 export type SwitchoverRecord = z.infer<typeof SwitchoverRecord>;
+
+/** A value as an error message shows it: JSON, cut at 80 characters. */
+export const showValue = (v: unknown): string => {
+  if (v === undefined) return "nothing";
+  const text = JSON.stringify(v);
+  return text === undefined ? String(v) : text.length > 80 ? `${text.slice(0, 77)}...` : text;
+};
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const p of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+/** `port: expected number, got "x"` for each problem zod found (its "Invalid input: " prefix dropped). */
+export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): string {
+  return issues
+    .map((issue) => {
+      const path = issue.path.map(String).join(".") || "(record)";
+      // "Invalid input: expected number, received string" -> "expected number" (the value follows).
+      const detail = issue.message.replace(/^[A-Z][a-z]+(?: [a-z]+)?: /, "").replace(/, received \w+$/, "");
+      return `${path}: ${detail}, got ${showValue(valueAt(input, issue.path))}`;
+    })
+    .join("; ");
+}

@@ -208,23 +208,3 @@ export async function remoteState(target: Target, dialect: Dialect): Promise<Rem
     c.destroy();
   }
 }
-
-/** Polls another node's GTID state over one connection (reopened after an error) until `done` or the deadline. */
-export async function waitForRemote(target: Target, dialect: Dialect, done: (s: RemoteState) => boolean, deadline: number, everyMs = 20): Promise<boolean> {
-  let c: mysql.Connection | undefined;
-  try {
-    while (Date.now() < deadline) {
-      try {
-        c ??= await connectRemote(target);
-        if (done(await queryState(c, dialect))) return true;
-      } catch {
-        c?.destroy();
-        c = undefined;
-      }
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-    return false;
-  } finally {
-    c?.destroy();
-  }
-}

@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { describeIssues, showValue } from "../../cluster/records.js";
 import type { InvalidRecord } from "../../cluster/store.js";
 
 /**
@@ -35,33 +36,6 @@ export function encodeMember(record: object, seq: number): string {
   return JSON.stringify({ ...record, seq });
 }
 
-const show = (v: unknown): string => {
-  if (v === undefined) return "nothing";
-  const text = JSON.stringify(v);
-  return text === undefined ? String(v) : text.length > 80 ? `${text.slice(0, 77)}...` : text;
-};
-
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
-  let v = input;
-  for (const p of path) {
-    if (v === null || typeof v !== "object") return undefined;
-    v = (v as Record<PropertyKey, unknown>)[p];
-  }
-  return v;
-}
-
-/** `port: expected number, got "x"` for each problem zod found (its "Invalid input: " prefix dropped). */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): string {
-  return issues
-    .map((issue) => {
-      const path = issue.path.map(String).join(".") || "(record)";
-      // "Invalid input: expected number, received string" -> "expected number" (the value follows).
-      const detail = issue.message.replace(/^[A-Z][a-z]+(?: [a-z]+)?: /, "").replace(/, received \w+$/, "");
-      return `${path}: ${detail}, got ${show(valueAt(input, issue.path))}`;
-    })
-    .join("; ");
-}
-
 export type Decoded<T> = { ok: true; record: T } | { ok: false; invalid: InvalidRecord };
 
 /**
@@ -74,7 +48,7 @@ export function decodeRecord<S extends z.ZodType>(schema: S, what: string, text:
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    return { ok: false, invalid: { what, error: `not JSON (${err instanceof Error ? err.message : String(err)}): ${show(text)}` } };
+    return { ok: false, invalid: { what, error: `not JSON (${err instanceof Error ? err.message : String(err)}): ${showValue(text)}` } };
   }
   if (raw !== null && typeof raw === "object" && !Array.isArray(raw) && "seq" in raw) {
     const { seq: _seq, ...rest } = raw as Record<string, unknown>;

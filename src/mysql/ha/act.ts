@@ -185,14 +185,15 @@ export class Actions {
         }
         await db.resetReplication();
       }
+      let final = await db.observe();
       if (!o.cluster?.initialized) {
-        if ((await db.observe()).executed === "") {
+        if (final.executed === "") {
           this.ha.log.info("first primary of the cluster: creating the database, users and running init scripts");
           await this.d.bootstrapCluster();
+          final = await db.observe();
         }
         await this.d.store.markInitialized(this.d.node);
       }
-      const final = await db.observe();
       if (!(await this.d.store.updateLeader(this.leaderRecord(final)))) throw new Error("leadership lost during promotion");
       if (!(await this.ha.confirmLease(this.d.clock.now(), final))) throw new Error("could not confirm the leadership before turning writable");
       await this.becomeWritable();

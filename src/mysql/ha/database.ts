@@ -59,8 +59,6 @@ export interface Database {
   resetReplication(): Promise<void>;
   /** A peer's GTID state (as the replication user). */
   remoteState(peer: Endpoint): Promise<RemoteState>;
-  /** Polls a peer until `done` holds or `deadline` (clock ms) passes. */
-  waitForRemote(peer: Endpoint, done: (s: RemoteState) => boolean, deadline: number): Promise<boolean>;
   close(): void;
 }
 

@@ -46,10 +46,6 @@ export class MysqlHa {
     this.act = new Actions(this);
   }
 
-  get currentRole(): Role {
-    return this.role;
-  }
-
   get serverVersion(): { flavor: "mariadb" | "mysql"; version: string } | undefined {
     return this.version ? { flavor: this.flavor, version: this.version } : undefined;
   }

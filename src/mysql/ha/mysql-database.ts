@@ -1,5 +1,5 @@
 import type { MysqlCredentials } from "../credentials.js";
-import { remoteState, waitForRemote, type LocalServer } from "../local.js";
+import { remoteState, type LocalServer } from "../local.js";
 import type { Database, Endpoint, LocalState, RemoteState } from "./database.js";
 
 /** The database facade over the real server: the local mysqld as root over its socket, peers as the replication user. */
@@ -60,10 +60,6 @@ export class MysqlDatabase implements Database {
 
   async remoteState(peer: Endpoint): Promise<RemoteState> {
     return remoteState(this.target(peer), await this.local.ready());
-  }
-
-  async waitForRemote(peer: Endpoint, done: (s: RemoteState) => boolean, deadline: number): Promise<boolean> {
-    return waitForRemote(this.target(peer), await this.local.ready(), done, deadline);
   }
 
   close(): void {
