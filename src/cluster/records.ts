@@ -53,7 +53,11 @@ export const LeaderRecord = z.object({
 });
 export type LeaderRecord = z.infer<typeof LeaderRecord>;
 
-export const SWITCHOVER_STATES = ["requested", "handover", "done", "failed"] as const;
+/**
+ * requested (by the CLI) → handover (the primary fenced itself and named a target and a position)
+ * → released (the primary let the lock go for that target) → done (the target leads), or failed.
+ */
+export const SWITCHOVER_STATES = ["requested", "handover", "released", "done", "failed"] as const;
 
 /** A switchover request and its progress; every step is a compare-and-set on the previous version. */
 export const SwitchoverRecord = z.object({

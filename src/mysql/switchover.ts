@@ -50,7 +50,7 @@ export async function switchover(store: ClusterStore, cluster: string, opts: { t
     if (!m.alive) throw new SwitchoverError(`--to: ${opts.to} is not alive in the store; pick a healthy replica`);
   }
   const current = st.switchover?.record;
-  if (current && (current.state === "requested" || current.state === "handover") && Date.now() - Date.parse(current.requestedAt) < opts.timeoutMs * 2) {
+  if (current && (current.state === "requested" || current.state === "handover" || current.state === "released") && Date.now() - Date.parse(current.requestedAt) < opts.timeoutMs * 2) {
     throw new SwitchoverError(`a switchover (${current.id}, ${current.state}) is already in progress`);
   }
   const record: SwitchoverRecord = { id: randomUUID(), ...(opts.to !== undefined ? { to: opts.to } : {}), state: "requested", requestedAt: new Date().toISOString() };

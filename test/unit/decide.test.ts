@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { decide, divergence, type Observation } from "../../src/mysql/ha/decide.js";
 import type { LocalState } from "../../src/mysql/ha/database.js";
 import type { ClusterState, Leader } from "../../src/cluster/store.js";
+import type { MemberRecord } from "../../src/cluster/records.js";
 import type { HaSettings } from "../../src/mysql/ha/settings.js";
 
 const settings: HaSettings = {
@@ -68,12 +69,45 @@ describe("decide: the leader", () => {
   });
 
   it("a handover releases once the target has the fenced position, and aborts at the deadline", () => {
-    const mine = cluster({ leader: leader("b") });
+    const mine = cluster({ leader: leader("b"), members: [member("c", { source: "b" })] });
     const handover = { id: "x", to: "c", state: "handover" as const, requestedAt: "", position: "0-2-50", fencedAt: 99_000 };
     const base = { cluster: mine, leaseConfirmed: true, role: "primary" as const, handover };
     expect(decide(obs({ ...base, targetState: { executed: "0-2-49", state: "", readOnly: true } })).action.kind).toBe("none");
     expect(decide(obs({ ...base, targetState: { executed: "0-2-50", state: "", readOnly: true } })).action.kind).toBe("finish-switchover");
     expect(decide(obs({ ...base, now: 99_000 + 30_001 })).action.kind).toBe("abort-switchover");
+  });
+
+  it("a handover ends at once when its target can no longer catch up (found by the simulation, seed 2593)", () => {
+    const handover = { id: "x", to: "c", state: "handover" as const, requestedAt: "", position: "0-2-50", fencedAt: 99_000 };
+    const base = { leaseConfirmed: true, role: "primary" as const, handover };
+    for (const [target, why] of [
+      [member("c", { role: "diverged", blocked: "errant GTIDs" }), /cannot take over: errant GTIDs/],
+      [member("c", { sqlError: "duplicate key" }), /stopped applying/],
+      [{ ...member("c"), alive: false }, /is gone/],
+    ] as const) {
+      const d = decide(obs({ ...base, cluster: cluster({ leader: leader("b"), members: [target] }) }));
+      expect(d.action.kind).toBe("abort-switchover");
+      expect(d.reason).toMatch(why);
+    }
+  });
+
+  it("hands over only to a replica that replicates from this primary now (seed 71063)", () => {
+    const request = { id: "x", to: "c", state: "requested" as const, requestedAt: "" };
+    const base = { leaseConfirmed: true, role: "primary" as const, local: local({ readOnly: false, semiSyncPrimary: true }) };
+    const withSource = (source: string) => cluster({ leader: leader("b"), members: [member("c", { source })], switchover: { record: request, version: 7 } });
+    expect(decide(obs({ ...base, cluster: withSource("b") })).action.kind).toBe("start-switchover");
+    const refused = decide(obs({ ...base, cluster: withSource("a") }));
+    expect(refused.action).toMatchObject({ kind: "refuse-switchover" });
+  });
+
+  it("only a released handover binds the election; a primary that died while fenced leaves an ordinary failover", () => {
+    const sw = (state: "handover" | "released") => ({ record: { id: "x", to: "c", state, requestedAt: "", from: "a", position: "0-1-10", fencedAt: 99_000 }, version: 7 });
+    const free = (state: "handover" | "released") => cluster({ leader: undefined, members: [member("b"), member("c")], switchover: sw(state) });
+    const stopped = local({}, { ioRunning: "No", sqlRunning: false });
+    const released = decide(obs({ cluster: free("released"), local: stopped, free: { version: 10, since: 0 } }));
+    expect(released.reason).toMatch(/switchover to c in progress/);
+    const died = decide(obs({ cluster: free("handover"), local: stopped, free: { version: 10, since: 0 } }));
+    expect(died.reason).not.toMatch(/switchover to c/);
   });
 });
 
@@ -100,6 +134,11 @@ describe("divergence", () => {
     expect(mariaStateAt("0-1-50,0-2-150,0-3-170", "0-2-150")).toBe("0-1-50,0-2-150");
   });
 });
+
+function member(node: string, extra: Partial<MemberRecord> = {}): ClusterState["members"][number] {
+  const record: MemberRecord = { node, serverId: 3, host: "10.0.0.3", port: 3306, role: "replica", up: true, executed: "0-1-10", received: "0-1-10", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "a", at: "", ...extra };
+  return { node, record, alive: true, version: 1 };
+}
 
 describe("member expiry", () => {
   it("the primary removes records of members gone longer than memberExpiry, never live ones", () => {

@@ -214,7 +214,7 @@ export class Actions {
   /** The target records the switchover as done, only over the handover it was given. */
   private async completeHandover(handover: SwitchoverRecord): Promise<void> {
     const cur = (await this.d.store.load()).switchover;
-    if (!cur || cur.record.id !== handover.id || cur.record.state !== "handover") return;
+    if (!cur || cur.record.id !== handover.id || cur.record.state !== "released") return;
     const promotedAt = this.d.clock.now();
     const rec: SwitchoverRecord = { ...cur.record, state: "done", promotedAt, ...(cur.record.fencedAt !== undefined ? { unavailableMs: promotedAt - cur.record.fencedAt } : {}) };
     if (await this.d.store.writeSwitchover(rec, cur.version)) {
@@ -240,6 +240,15 @@ export class Actions {
   }
 
   private async finishSwitchover(): Promise<void> {
+    const h = this.ha.handover;
+    // The record says "released" before the lock goes: only a released handover binds the
+    // election to its target. A primary that dies while fenced leaves "handover", and the next
+    // election is an ordinary failover.
+    if (h && !(await this.d.store.writeSwitchover({ ...h.record, state: "released" }, h.version))) {
+      this.ha.handover = undefined;
+      this.ha.log.warn("switchover record changed under us; staying primary");
+      return;
+    }
     await this.d.store.releaseLeader();
     this.ha.handover = undefined;
     this.d.metrics?.switchovers.inc({ side: "primary", outcome: "handed_over" });

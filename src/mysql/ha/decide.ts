@@ -148,7 +148,7 @@ export function decide(o: Observation): Decision {
       if (writable || o.role === "primary") return { action: { kind: "fence", how: s.fenceBy, label: "lease_not_confirmed" }, role: "fenced", health: crit("leadership not confirmed"), reason: "the store lists this node as leader but the renewal failed: fenced" };
       return { action: { kind: "none" }, role: o.role, health: warn("leadership not confirmed"), reason: "leadership not confirmed; waiting" };
     }
-    if (o.handover) return decideHandover(o, local);
+    if (o.handover) return decideHandover(o, local, c);
     if (!writable || o.role !== "primary" || (s.lossless && !local.semiSyncPrimary)) {
       return { action: { kind: "become-writable" }, role: "primary", health: pass("primary, lock held"), reason: !writable ? "leadership confirmed: turning writable" : "leadership confirmed: semi-sync on" };
     }
@@ -220,9 +220,9 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   const wait = (reason: string, nextIn: number): Decision => ({ action: { kind: "none" }, role, health, reason, nextIn });
   if (o.maintenance) return wait("no primary; in maintenance: not running for primary", 250);
   const sw = c.switchover?.record;
-  // A handover binds the election only while its target is alive and within its time.
+  // A released handover binds the election only while its target is alive and within its time.
   const targetAlive = sw?.to !== undefined && (sw.to === o.node || c.members.some((m) => m.node === sw.to && m.alive));
-  const handover = sw?.state === "handover" && targetAlive && sw.fencedAt !== undefined && o.now - sw.fencedAt < o.settings.switchoverTimeout * 2 ? sw : undefined;
+  const handover = sw?.state === "released" && targetAlive && sw.fencedAt !== undefined && o.now - sw.fencedAt < o.settings.switchoverTimeout * 2 ? sw : undefined;
   // Nobody leads: stop receiving from the old primary first, so this node acknowledges nothing
   // more of it, and compare positions only after that (a switchover target keeps receiving from
   // the fenced old primary, which writes nothing more, until it has its last position).
@@ -258,7 +258,8 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
 /** The primary received a switchover request: pick the target, or refuse with the reason. */
 function decideSwitchoverRequest(o: Observation, record: SwitchoverRecord, version: number, c: ClusterState): Decision {
   const lead = (action: Action, reason: string): Decision => ({ action, role: "primary", health: pass("primary, lock held"), reason });
-  const peers = c.members.filter((m) => m.node !== o.node && m.alive && m.record.role === "replica" && m.record.up && !m.record.blocked && !m.record.nofailover && !m.record.sqlError && !m.record.maintenance);
+  // Only a replica that replicates from this primary now can apply its last position.
+  const peers = c.members.filter((m) => m.node !== o.node && m.alive && m.record.role === "replica" && m.record.source === o.node && m.record.up && !m.record.blocked && !m.record.nofailover && !m.record.sqlError && !m.record.maintenance);
   const flavor = o.flavor;
   const target = record.to
     ? peers.find((m) => m.node === record.to)
@@ -271,17 +272,32 @@ function decideSwitchoverRequest(o: Observation, record: SwitchoverRecord, versi
 }
 
 /** A handover under way: release once the target has everything, or give up at the deadline. */
-function decideHandover(o: Observation, local: LocalState): Decision {
+function decideHandover(o: Observation, local: LocalState, c: ClusterState): Decision {
   const h = o.handover!;
   const fenced = (action: Action, reason: string, nextIn?: number): Decision => ({ action, role: "primary", health: pass(`handing over to ${h.to}`), reason, ...(nextIn ? { nextIn } : {}) });
   if (!local.readOnly) return fenced({ kind: "fence", how: "read-only", label: "switchover" }, "switchover: the server became writable again; fencing");
   if (o.targetState && h.position !== undefined && gtidSubset(o.flavor, h.position, o.targetState.executed)) {
     return fenced({ kind: "finish-switchover" }, `switchover: ${h.to} has every transaction; releasing the leadership`);
   }
+  // A target that can no longer catch up (gone, diverged, blocked, its applier stopped on an
+  // error) ends the handover now rather than at the deadline: writes stay blocked meanwhile.
+  const unfit = handoverTargetUnfit(c, h.to);
+  if (unfit) return fenced({ kind: "abort-switchover", error: `${h.to} ${unfit}` }, `switchover aborted: ${h.to} ${unfit}`);
   if (h.fencedAt !== undefined && o.now - h.fencedAt > o.settings.switchoverTimeout) {
     return fenced({ kind: "abort-switchover", error: `${h.to} did not catch up within ${Math.round(o.settings.switchoverTimeout / 1000)}s` }, `switchover aborted: ${h.to} did not catch up`);
   }
   return fenced({ kind: "none" }, `switchover: waiting for ${h.to} to apply ${h.position ?? ""}`, 20);
+}
+
+/** Why the switchover target cannot take over any more, or undefined while it still can. */
+function handoverTargetUnfit(c: ClusterState, to: string | undefined): string | undefined {
+  const m = c.members.find((x) => x.node === to);
+  if (!m || !m.alive) return "is gone";
+  const r = m.record;
+  if (r.blocked) return `cannot take over: ${r.blocked}`;
+  if (r.role === "diverged" || r.role === "down") return `is ${r.role}`;
+  if (r.sqlError) return `stopped applying: ${r.sqlError}`;
+  return undefined;
 }
 
 /** Members that are not alive and wrote their last record longer ago than memberExpiry. */
