@@ -236,10 +236,15 @@ export const Credentials = z
     database: z.string().optional().describe("Database created on the first primary; default $MYSQL_DATABASE or $MARIADB_DATABASE."),
     user: z.string().optional().describe("Application user with all privileges on `database`; default $MYSQL_USER or $MARIADB_USER."),
     password: z.string().optional().describe("The application user's password; default $MYSQL_PASSWORD or $MARIADB_PASSWORD. Never logged."),
-    replUser: z.string().optional().describe('Replication (and backup) user; default $MYSQL_REPL_USER, then "repl".'),
+    replUser: z.string().optional().describe('Replication user (REPLICATION SLAVE only); default $MYSQL_REPL_USER, then "repl". Backups use a separate local-only account.'),
     replPassword: z.string().optional().describe("Its password; default $MYSQL_REPL_PASSWORD. Required. Never logged."),
+    rootHosts: z
+      .array(z.string().min(1).max(255))
+      .min(1)
+      .default(["localhost"])
+      .describe('Hosts root may connect from. The default, ["localhost"], is the unix socket only; root accounts on any other host are dropped at start.'),
   })
-  .default({})
+  .prefault({})
   .describe("Credentials; each falls back to the official images' environment variables.");
 
 export const Lossless = z

@@ -71,6 +71,8 @@ export interface LabUpOptions {
    * during Lab.up.
    */
   owned?: boolean;
+  /** Replace the generated credentials (security tests use hostile values). */
+  credentials?: Partial<LabFile["credentials"]>;
   timeoutMs?: number;
   log?: (line: string) => void;
 }
@@ -266,7 +268,7 @@ export class Lab {
       file.consul = consul.address;
       file.consulPid = consul.pid!;
       file.consulAgent = { host: consul.host, ports: consul.portList };
-      file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret() };
+      file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret(), ...opts.credentials };
       lab.save();
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();

@@ -8,6 +8,7 @@ import type { Logger } from "../log.js";
 import type { Supervisor } from "../supervisor/supervisor.js";
 import type { Metrics } from "../telemetry/metrics.js";
 import type { TelemetryServer } from "../telemetry/server.js";
+import { BACKUP_USER, backupPassword } from "./accounts.js";
 import { resolveCredentials, type MysqlCredentials } from "./credentials.js";
 import { MysqlHa } from "./ha/loop.js";
 import type { HaStatus } from "./ha/status.js";
@@ -140,12 +141,12 @@ export class MysqlAutopilot {
         inMaintenance: () => supervisor.inMaintenance,
         bootstrapLocal: async () => {
           const dialect = await local.ready();
-          await bootstrapLocal(local, dialect, creds);
+          await bootstrapLocal(local, dialect, creds, { rootHosts: cfg.credentials.rootHosts, onChange: (what) => log.warn({ account: what }, "account removed: not in the configuration") });
           if (!nodeState.bootstrapped) {
             nodeState.bootstrapped = true;
             writeNodeState(cfg.datadir, nodeState);
-            log.info("root password and replication user set");
           }
+          log.info({ rootHosts: cfg.credentials.rootHosts }, "accounts match the configuration");
         },
         bootstrapCluster: async () => {
           const r = await bootstrapCluster({ socket: socketPath(cfg), creds, initDir: cfg.initDir, logger: log });
@@ -160,7 +161,9 @@ export class MysqlAutopilot {
           },
         },
       },
-      nodeState.bootstrapped,
+      // Accounts are checked on every start, not only on the first: an existing datadir is
+      // brought to what the configuration says as well.
+      false,
     );
     supervisor.bus.subscribe("mysql-ha", () => ap.ha?.mysqldExited(), (e) => e.source === MYSQLD_JOB && (e.code === "exitFailed" || e.code === "exitSuccess"));
     ap.scheduler = new SnapshotScheduler({
@@ -171,7 +174,7 @@ export class MysqlAutopilot {
       coordinator,
       store,
       local,
-      backup: { socket: socketPath(cfg), datadir: cfg.datadir, user: creds.replUser, password: creds.replPassword },
+      backup: { socket: socketPath(cfg), datadir: cfg.datadir, user: BACKUP_USER, password: backupPassword(creds) },
       server: () => ap.ha?.serverVersion,
       ha: () => {
         const st = ap.ha!.statusView();

@@ -35,13 +35,24 @@ export function resolveCredentials(cfg: MysqlConfig, env: NodeJS.ProcessEnv, sou
   if (!replPassword) problems.push({ path: "mysql.credentials.replPassword", message: "required: set it or MYSQL_REPL_PASSWORD" });
   if (user && !password) problems.push({ path: "mysql.credentials.password", message: `user "${user}" needs a password: set it or MYSQL_PASSWORD / MARIADB_PASSWORD` });
   if (user === "root") problems.push({ path: "mysql.credentials.user", message: 'must not be "root"; root is configured through rootPassword' });
+  const database = pick(c.database, env, ["MYSQL_DATABASE", "MARIADB_DATABASE"]);
+  const replUser = pick(c.replUser, env, ["MYSQL_REPL_USER", "MARIADB_REPL_USER"]) ?? "repl";
+  const nameProblem = (path: string, vars: string, value: string | undefined, max: number): void => {
+    if (value === undefined) return;
+    const bad = value.length > max ? `longer than ${max} characters` : /[\0\n\r]/.test(value) ? "contains a NUL or line break" : value !== value.trim() ? "starts or ends with a space" : "";
+    if (bad) problems.push({ path, message: `${bad} (${vars}): ${JSON.stringify(value.slice(0, 80))}` });
+  };
+  nameProblem("mysql.credentials.database", "or MYSQL_DATABASE / MARIADB_DATABASE", database, 64);
+  nameProblem("mysql.credentials.user", "or MYSQL_USER / MARIADB_USER", user, 32);
+  nameProblem("mysql.credentials.replUser", "or MYSQL_REPL_USER", replUser, 32);
+  if (replUser === "root" || replUser === user) problems.push({ path: "mysql.credentials.replUser", message: `must differ from root and the application user: ${JSON.stringify(replUser)}` });
   if (problems.length) throw new ConfigError(source, problems);
   return {
     rootPassword: rootPassword!,
-    database: pick(c.database, env, ["MYSQL_DATABASE", "MARIADB_DATABASE"]),
+    database,
     user,
     password,
-    replUser: pick(c.replUser, env, ["MYSQL_REPL_USER", "MARIADB_REPL_USER"]) ?? "repl",
+    replUser,
     replPassword: replPassword!,
   };
 }

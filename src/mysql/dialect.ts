@@ -137,13 +137,6 @@ export class Dialect {
       "AND USER NOT IN ('system user', 'event_scheduler', 'unauthenticated user')"
     );
   }
-
-  /** Privileges of the replication user: replication, plus what a hot backup needs. */
-  replicationGrants(): string {
-    return this.flavor === "mariadb"
-      ? "REPLICATION SLAVE, RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR"
-      : "REPLICATION SLAVE, REPLICATION CLIENT, RELOAD, PROCESS, LOCK TABLES, BACKUP_ADMIN";
-  }
 }
 
 /** Server arguments that make a node fit for GTID replication and safe to start in any role. */

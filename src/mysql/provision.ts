@@ -11,6 +11,7 @@ import type { Logger } from "../log.js";
 import type { MysqlCredentials } from "./credentials.js";
 import { parseServerVersion, replicationArgs, type Dialect, type ServerVersion } from "./dialect.js";
 import type { LocalServer } from "./local.js";
+import { quoteIdent, secureAccounts, type AccountOptions } from "./accounts.js";
 
 const execFileP = promisify(execFile);
 
@@ -122,10 +123,35 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
     const shown = lines.length > 30 ? [...lines.slice(0, 20), "...", ...lines.slice(-5)] : lines;
     throw new Error(`initialising ${cfg.datadir} failed (exit ${out.code}):\n${shown.join("\n")}`);
   }
+  if (version.flavor === "mariadb") await closeInstallAccounts(cfg, binary, scratch);
   rmSync(scratch, { recursive: true, force: true });
   rmSync(join(cfg.datadir, INIT_MARKER));
   logger.info({ datadir: cfg.datadir, durationMs: Math.round(performance.now() - started) }, "datadir initialised");
   return true;
+}
+
+/**
+ * mariadb-install-db leaves root@127.0.0.1, root@::1 and root@<hostname> without a password (and
+ * may leave anonymous users): removed here, in bootstrap mode (no network, no binlog), before the
+ * server ever listens. root@localhost gets its password at the first start, over the socket.
+ */
+async function closeInstallAccounts(cfg: MysqlConfig, binary: string, scratch: string): Promise<void> {
+  const sql = [
+    "DELETE FROM mysql.global_priv WHERE User = '' OR (User = 'root' AND Host <> 'localhost');",
+    "DELETE FROM mysql.proxies_priv WHERE User = '' OR (User = 'root' AND Host <> 'localhost');",
+    "",
+  ].join("\n");
+  const argv = [binary, ...defaultsArgs(cfg), "--bootstrap", `--datadir=${cfg.datadir}`, ...runAsArgs(cfg), `--tmpdir=${scratch}`, "--log-warnings=0"];
+  const out = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (output += b.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, output }));
+    child.stdin.end(sql);
+  });
+  if (out.code !== 0) throw new Error(`securing the accounts of ${cfg.datadir} failed (exit ${out.code}): ${out.output.trim().split("\n").slice(-10).join("\n")}`);
 }
 
 function findInstallDb(binary: string): string {
@@ -170,27 +196,15 @@ export function mysqldArgv(cfg: MysqlConfig, opts: { binary: string; flavor: Ser
   return cfg.stopWithSupervisor ? [findBinary("setpriv"), "--pdeathsig", "KILL", "--", ...server] : server;
 }
 
-const quoteIdent = (s: string): string => `\`${s.replace(/`/g, "``")}\``;
-
-/** Once per datadir, outside the binlog: root's password and the replication user. */
-export async function bootstrapLocal(local: LocalServer, dialect: Dialect, creds: MysqlCredentials): Promise<void> {
-  await local.query("SET SESSION sql_log_bin = 0");
-  // MySQL's super_read_only stops even root; read_only stays on, so clients still cannot write.
-  const superReadOnly = dialect.flavor === "mysql" && Number((await local.query("SELECT @@GLOBAL.super_read_only AS s"))[0]?.s) === 1;
-  if (superReadOnly) await local.query("SET GLOBAL super_read_only = OFF");
-  try {
-    await local.query("ALTER USER 'root'@'localhost' IDENTIFIED BY ?", [creds.rootPassword]);
-    await local.query("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", [creds.replUser, creds.replPassword]);
-    await local.query(`GRANT ${dialect.replicationGrants()} ON *.* TO ?@'%'`, [creds.replUser]);
-  } finally {
-    if (superReadOnly) await local.query("SET GLOBAL super_read_only = ON");
-    await local.query("SET SESSION sql_log_bin = 1");
-  }
+/** On every start, outside the binlog: the node's accounts as the configuration says (accounts.ts). */
+export async function bootstrapLocal(local: LocalServer, dialect: Dialect, creds: MysqlCredentials, opts: AccountOptions): Promise<void> {
+  await secureAccounts((sql, values) => local.query(sql, values ?? []), dialect, creds, opts);
 }
 
 /**
- * On the cluster's first primary only, in the binlog so replicas get it: the application database
- * and user, then the init scripts.
+ * On the cluster's first primary only, in the binlog so replicas get it: the application database,
+ * then the init scripts. The application user is not created here: every node creates it locally
+ * (secureAccounts), so its password never reaches a binlog.
  */
 export async function bootstrapCluster(
   opts: { socket: string; creds: MysqlCredentials; initDir: string; logger: Logger },
@@ -200,10 +214,6 @@ export async function bootstrapCluster(
   const scripts: string[] = [];
   try {
     if (creds.database) await c.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdent(creds.database)}`);
-    if (creds.user && creds.password) {
-      await c.query("CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", [creds.user, creds.password]);
-      if (creds.database) await c.query(`GRANT ALL ON ${quoteIdent(creds.database)}.* TO ?@'%'`, [creds.user]);
-    }
     if (existsSync(opts.initDir)) {
       if (creds.database) await c.query(`USE ${quoteIdent(creds.database)}`);
       for (const f of readdirSync(opts.initDir).sort()) {

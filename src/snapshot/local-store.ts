@@ -4,6 +4,13 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { SnapshotStore, StoredObject } from "./store.js";
 
+/**
+ * A snapshot holds every table, the account tables (password hashes) included: only the owner
+ * reads it. Directories this store creates are 0700, files 0600 (whatever the umask).
+ */
+const PRIVATE_DIR = 0o700;
+const PRIVATE_FILE = 0o600;
+
 /** Snapshots as files under a directory; a partial upload is a `.partial` file, renamed when complete. */
 export class LocalStore implements SnapshotStore {
   constructor(readonly root: string) {}
@@ -19,10 +26,10 @@ export class LocalStore implements SnapshotStore {
 
   async upload(key: string, body: Readable, opts: { signal?: AbortSignal }): Promise<void> {
     const target = this.path(key);
-    mkdirSync(dirname(target), { recursive: true });
+    mkdirSync(dirname(target), { recursive: true, mode: PRIVATE_DIR });
     const partial = `${target}.partial`;
     try {
-      await pipeline(body, createWriteStream(partial), opts.signal ? { signal: opts.signal } : {});
+      await pipeline(body, createWriteStream(partial, { mode: PRIVATE_FILE }), opts.signal ? { signal: opts.signal } : {});
       renameSync(partial, target);
     } catch (err) {
       rmSync(partial, { force: true });
@@ -38,8 +45,8 @@ export class LocalStore implements SnapshotStore {
 
   async putText(key: string, text: string): Promise<void> {
     const p = this.path(key);
-    mkdirSync(dirname(p), { recursive: true });
-    writeFileSync(`${p}.partial`, text);
+    mkdirSync(dirname(p), { recursive: true, mode: PRIVATE_DIR });
+    writeFileSync(`${p}.partial`, text, { mode: PRIVATE_FILE });
     renameSync(`${p}.partial`, p);
   }
 

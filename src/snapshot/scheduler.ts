@@ -140,7 +140,8 @@ export class SnapshotScheduler {
     if (ha.role === "replica") return true;
     if (ha.role !== "primary") return false;
     const { instances } = await this.d.coordinator.watchService(this.d.serviceName, { index: 0, wait: "1s" });
-    return !instances.some((i) => i.healthy && i.tags.includes("replica"));
+    // Only this cluster's replicas count: another cluster may use the same service name.
+    return !instances.some((i) => i.healthy && i.tags.includes("replica") && i.meta.cluster === this.d.cluster);
   }
 
   async tick(): Promise<Manifest | undefined> {

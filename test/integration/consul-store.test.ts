@@ -67,7 +67,7 @@ describe("ClusterStore on a real Consul", () => {
         id: `${SERVICE}-${node}`,
         name: SERVICE,
         port: 3306,
-        meta: { "statepilot-node": node },
+        meta: { "statepilot-node": node, cluster: CLUSTER },
         checks: [{ checkId: checkId(node), ttl: `${TIMING.checkTtlMs / 1000}s`, status: "critical" }],
       });
       stores.set(
@@ -109,6 +109,26 @@ describe("ClusterStore on a real Consul", () => {
     expect(s.switchover).toBeUndefined();
     expect(s.initialized).toBe(false);
     expect(s.invalid).toEqual([]);
+  });
+
+  it("another cluster's instance of the same service and node name never makes a member alive", async () => {
+    await client.registerService({
+      id: `${SERVICE}-other-n2`,
+      name: SERVICE,
+      port: 3307,
+      meta: { "statepilot-node": "n2", cluster: "another-cluster" },
+      checks: [{ checkId: "other-n2", ttl: "60s", status: "passing" }],
+    });
+    try {
+      await until("the other cluster's instance passing", async () => (await client.healthService(SERVICE)).value.some((i) => i.meta.cluster === "another-cluster" && i.healthy));
+      // n2's own check is critical: only the other cluster's instance passes.
+      await store("n2").touchMember(member("n2"), { status: "critical", output: "not started" });
+      const s = await store("n2").load();
+      expect(s.members.find((m) => m.node === "n2")).toMatchObject({ alive: false });
+    } finally {
+      await client.deregisterService(`${SERVICE}-other-n2`);
+      await store("n2").removeMember("n2");
+    }
   });
 
   it("touches, acquires and renews the leadership", async () => {

@@ -93,7 +93,8 @@ export class ConsulClusterStore implements ClusterStore {
       alive = new Map();
       for (const instance of health.value) {
         const node = instance.meta["statepilot-node"];
-        if (!node) continue;
+        // Another cluster may register the same service name (and node names) on this Consul.
+        if (!node || instance.meta.cluster !== this.opts.cluster) continue;
         const ok = instance.checks.every((c) => c.status !== "critical");
         alive.set(node, (alive.get(node) ?? false) || ok);
       }

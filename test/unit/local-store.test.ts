@@ -1,0 +1,27 @@
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { LocalStore } from "../../src/snapshot/local-store.js";
+
+describe("local snapshot store", () => {
+  let dir = "";
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("keeps snapshots (which hold password hashes) readable by their owner only, whatever the umask", async () => {
+    dir = mkdtempSync(join(tmpdir(), "statepilot-store-"));
+    const old = process.umask(0o022);
+    try {
+      const store = new LocalStore(join(dir, "root"));
+      await store.upload("c1/s1/backup.xbstream", Readable.from([Buffer.from("data")]), {});
+      await store.putText("c1/s1/manifest.json", "{}");
+      expect(statSync(join(dir, "root", "c1", "s1", "backup.xbstream")).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, "root", "c1", "s1", "manifest.json")).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, "root", "c1", "s1")).mode & 0o777).toBe(0o700);
+      expect(statSync(join(dir, "root", "c1")).mode & 0o777).toBe(0o700);
+    } finally {
+      process.umask(old);
+    }
+  });
+});
