@@ -185,7 +185,7 @@ export function mysqldArgv(cfg: MysqlConfig, opts: { binary: string; flavor: Ser
     `--datadir=${cfg.datadir}`,
     `--socket=${socketPath(cfg)}`,
     `--pid-file=${join(cfg.datadir, "mysqld.pid")}`,
-    `--bind-address=${cfg.bind}`,
+    `--bind-address=${cfg.bind ?? opts.reportHost}`,
     `--port=${cfg.port}`,
     "--skip-name-resolve",
     ...replicationArgs(opts.flavor, { serverId: opts.serverId, reportHost: opts.reportHost, lossless: cfg.lossless.enabled, ackTimeoutMs: cfg.lossless.ackTimeout }),

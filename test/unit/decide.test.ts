@@ -92,11 +92,15 @@ describe("decide: the leader", () => {
   });
 
   it("hands over only to a replica that replicates from this primary now (seed 71063)", () => {
-    const request = { id: "x", to: "c", state: "requested" as const, requestedAt: "" };
+    const request = { id: "x", to: "c", state: "requested" as const, requestedAt: "2026-12-03T10:00:00Z" };
     const base = { leaseConfirmed: true, role: "primary" as const, local: local({ readOnly: false, semiSyncPrimary: true }) };
     const withSource = (source: string) => cluster({ leader: leader("b"), members: [member("c", { source })], switchover: { record: request, version: 7 } });
     expect(decide(obs({ ...base, cluster: withSource("b") })).action.kind).toBe("start-switchover");
-    const refused = decide(obs({ ...base, cluster: withSource("a") }));
+    // Still pointing elsewhere (it just stopped being primary): waited for, then refused.
+    const waiting = decide(obs({ ...base, now: Date.parse("2026-12-03T10:00:10Z"), cluster: withSource("a") }));
+    expect(waiting.action.kind).toBe("none");
+    expect(waiting.reason).toMatch(/waiting for it to replicate from this primary/);
+    const refused = decide(obs({ ...base, now: Date.parse("2026-12-03T10:00:31Z"), cluster: withSource("a") }));
     expect(refused.action).toMatchObject({ kind: "refuse-switchover" });
   });
 

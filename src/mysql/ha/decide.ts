@@ -265,7 +265,15 @@ function decideSwitchoverRequest(o: Observation, record: SwitchoverRecord, versi
     ? peers.find((m) => m.node === record.to)
     : [...peers].sort((a, b) => (gtidSubset(flavor, received(flavor, a.record), received(flavor, b.record)) ? 1 : -1) || a.node.localeCompare(b.node))[0];
   if (!target) {
-    const error = record.to ? `${record.to} is not a healthy replica that may be promoted` : "no healthy replica to hand over to";
+    // A named target that may be promoted but is still (re)connecting to this primary, e.g. the
+    // primary of a switchover that just ended: wait for it, within the switchover's time.
+    const named = record.to ? c.members.find((m) => m.node === record.to) : undefined;
+    const requested = Date.parse(record.requestedAt);
+    const young = Number.isFinite(requested) && o.now - requested < o.settings.switchoverTimeout;
+    if (named && young && named.alive && named.record.up && !named.record.blocked && !named.record.nofailover && !named.record.maintenance && named.record.role !== "diverged") {
+      return { ...lead({ kind: "none" }, `switchover to ${named.node}: waiting for it to replicate from this primary`), nextIn: 100 };
+    }
+    const error = record.to ? `${record.to} is not a healthy replica of this primary that may be promoted` : "no healthy replica to hand over to";
     return lead({ kind: "refuse-switchover", record, version, error }, `switchover refused: ${error}`);
   }
   return lead({ kind: "start-switchover", record, version, to: target.node }, `switchover to ${target.node}: fencing and handing over`);

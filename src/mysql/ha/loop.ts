@@ -76,7 +76,11 @@ export class MysqlHa {
 
   /** Sleeps up to `ms`, waking early when the cluster state changes or a local event arrives. */
   private async waitForChange(ms: number): Promise<void> {
-    if (this.wake.signal.aborted) this.wake = new AbortController();
+    if (this.wake.signal.aborted) {
+      // Woken while the iteration ran (an action asked for a prompt next look): no sleep at all.
+      this.wake = new AbortController();
+      return;
+    }
     const signal = this.wake.signal;
     const version = this.lastCluster?.leaderVersion;
     const started = this.d.clock.now();
