@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { SnapshotsConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
-import { readRecord, type Coordinator } from "../discovery/coordination.js";
+import { readRecord, type Coordinator, type ServiceInstance } from "../discovery/coordination.js";
 import type { Logger } from "../log.js";
 import type { Flavor } from "../mysql/gtid.js";
 import type { LocalServer } from "../mysql/local.js";
@@ -68,6 +68,11 @@ export interface SchedulerDeps {
   checkId: string | undefined;
   logger: Logger;
   metrics: SnapshotMetrics | undefined;
+}
+
+/** Only this cluster's replicas count: another cluster may register the same service name. */
+export function hasHealthyReplica(instances: ReadonlyArray<Pick<ServiceInstance, "healthy" | "tags" | "meta">>, cluster: string): boolean {
+  return instances.some((i) => i.healthy && i.tags.includes("replica") && i.meta.cluster === cluster);
 }
 
 /**
@@ -140,8 +145,7 @@ export class SnapshotScheduler {
     if (ha.role === "replica") return true;
     if (ha.role !== "primary") return false;
     const { instances } = await this.d.coordinator.watchService(this.d.serviceName, { index: 0, wait: "1s" });
-    // Only this cluster's replicas count: another cluster may use the same service name.
-    return !instances.some((i) => i.healthy && i.tags.includes("replica") && i.meta.cluster === this.d.cluster);
+    return !hasHealthyReplica(instances, this.d.cluster);
   }
 
   async tick(): Promise<Manifest | undefined> {

@@ -48,3 +48,13 @@ describe("snapshot retention", () => {
     expect(choosePartSize(tb, 64 * MiB)).toBe(64 * MiB);
   });
 });
+
+describe("snapshot eligibility", () => {
+  it("counts only this cluster's healthy replicas (two clusters may share a service name)", async () => {
+    const { hasHealthyReplica } = await import("../../src/snapshot/scheduler.js");
+    const other = { healthy: true, tags: ["replica"], meta: { cluster: "b" } };
+    expect(hasHealthyReplica([other], "a")).toBe(false);
+    expect(hasHealthyReplica([other, { healthy: true, tags: ["replica"], meta: { cluster: "a" } }], "a")).toBe(true);
+    expect(hasHealthyReplica([{ healthy: false, tags: ["replica"], meta: { cluster: "a" } }], "a")).toBe(false);
+  });
+});
