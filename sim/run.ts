@@ -237,6 +237,18 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         if (f.switchoverAfterMs !== undefined) clock.schedule(f.switchoverAfterMs, () => requestSwitchover(name));
         return;
       }
+      case "cluster-pause": {
+        // The operator retries until the store takes it (it may be partitioned or down).
+        const set = (paused: boolean): void =>
+          void client.setPause({ paused, by: "sim", reason: paused ? "simulated operator" : "", at: new Date(clock.now()).toISOString() }).catch((err: unknown) => {
+            // A failed pause is not retried (a late one could outlast the resume); a resume is.
+            log(`pause ${paused} failed: ${String(err)}${paused ? "" : "; retrying"}`);
+            if (!paused) clock.schedule(500, () => set(false));
+          });
+        set(true);
+        clock.schedule(f.forMs, () => set(false));
+        return;
+      }
       case "errant-write":
         try {
           log(`errant GTID ${world.errantWrite(`n${f.node}`)}`);

@@ -17,7 +17,9 @@ export type Fault =
   | { kind: "switchover"; to: number | undefined; count: number }
   | { kind: "errant-write"; node: number }
   /** A new node restored from a snapshot of a replica joins; optionally a switchover to it later. */
-  | { kind: "add-restored"; switchoverAfterMs: number | undefined };
+  | { kind: "add-restored"; switchoverAfterMs: number | undefined }
+  /** The operator pauses automatic failover for the whole cluster, then resumes it. */
+  | { kind: "cluster-pause"; forMs: number };
 
 /** `node: -1` means "whoever is primary when the fault fires". */
 export interface ScheduledFault {
@@ -48,7 +50,7 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
   const count = int(1, 4);
   let at = int(3_000, 6_000);
   for (let i = 0; i < count; i++) {
-    const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write", "add-restored"] as const;
+    const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write", "add-restored", "cluster-pause"] as const;
     const kind = pick(kinds);
     let f: Fault;
     switch (kind) {
@@ -92,6 +94,9 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
       case "add-restored":
         f = { kind, switchoverAfterMs: rnd() < 0.7 ? int(1_000, 6_000) : undefined };
         break;
+      case "cluster-pause":
+        f = { kind, forMs: int(1_000, 15_000) };
+        break;
     }
     faults.push({ at, fault: f });
     at += int(0, 7_000);
@@ -123,6 +128,8 @@ export function describeFault(f: Fault): string {
       return `${f.count} switchover request(s) to ${f.to === undefined ? "any" : `n${f.to}`}`;
     case "errant-write":
       return `errant transaction written on n${f.node}`;
+    case "cluster-pause":
+      return `cluster paused (no automatic failover) for ${f.forMs} ms`;
     case "add-restored":
       return `a node restored from a replica's snapshot joins${f.switchoverAfterMs === undefined ? "" : `; switchover to it ${f.switchoverAfterMs} ms later`}`;
   }

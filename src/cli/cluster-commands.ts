@@ -6,6 +6,7 @@ import { Lab } from "../lab/cluster.js";
 import { runDemo } from "../lab/demo.js";
 import { applyFault, FAULTS, type FaultKind } from "../lab/faults.js";
 import { clusterView, switchover } from "../mysql/switchover.js";
+import { ClusterAdminError, removeNode, setClusterPause } from "../mysql/cluster-admin.js";
 import { clusterClient } from "../discovery/cluster-store-factory.js";
 import { createStore } from "../snapshot/store.js";
 import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
@@ -142,6 +143,7 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
           return 0;
         }
         out(`cluster ${config.mysql.cluster}: primary ${v.primary ? `${v.primary.node} (${v.primary.host}:${v.primary.port}, term ${v.primary.term})` : "NONE"}`);
+        if (v.pause?.paused) out(`PAUSED since ${v.pause.at} by ${v.pause.by || "?"}${v.pause.reason ? ` (${v.pause.reason})` : ""}: no automatic failover (statepilot mysql resume)`);
         const rows = v.members.sort((a, b) => a.node.localeCompare(b.node)).map((m) => [
           m.node,
           `${m.host}:${m.port}`,
@@ -166,8 +168,28 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         out(`switchover ${r.from} -> ${r.to} done: writes unavailable ${r.unavailableMs ?? "?"} ms (between the old primary fencing and the new one turning writable); ${r.observedMs} ms end to end`);
         return 0;
       }
+      case "pause":
+      case "resume": {
+        const paused = sub === "pause";
+        const r = await setClusterPause(store, { paused, reason: optionString(args, "reason") });
+        out(paused ? `cluster ${config.mysql.cluster} paused: no automatic failover until \`statepilot mysql resume\`${r.changed ? "" : " (it already was)"}` : `cluster ${config.mysql.cluster} resumed: automatic failover on${r.changed ? "" : " (it was not paused)"}`);
+        return 0;
+      }
+      case "remove": {
+        const node = args.command[2];
+        if (!node) throw new UsageError("mysql remove: name the node to forget: statepilot mysql remove NODE --yes --config FILE");
+        if (!args.options.has("yes")) throw new UsageError(`mysql remove ${node}: this forgets the node's record in cluster ${config.mysql.cluster}; add --yes to confirm`);
+        try {
+          await removeNode(store, config.mysql.cluster, node);
+        } catch (err) {
+          if (err instanceof ClusterAdminError) throw new UsageError(`mysql remove: ${err.message}`, { cause: err });
+          throw err;
+        }
+        out(`${node} removed from cluster ${config.mysql.cluster}`);
+        return 0;
+      }
       default:
-        throw new UsageError(`mysql: expected status or switchover, got ${JSON.stringify(sub)}`);
+        throw new UsageError(`mysql: expected status, switchover, pause, resume or remove, got ${JSON.stringify(sub)}`);
     }
   } finally {
     coordinator.close();

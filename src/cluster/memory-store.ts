@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import type { Clock } from "./clock.js";
-import { describeIssues, LeaderRecord, MemberRecord, SwitchoverRecord } from "./records.js";
+import { describeIssues, LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "./records.js";
 import { StoreUnavailable, type ClusterState, type ClusterStore, type Health, type Leader, type Member, type StoreTiming } from "./store.js";
 
 /**
@@ -81,6 +81,7 @@ export class MemoryStoreServer {
   private readonly members: Entry[] = [];
   private switchover: ClusterState["switchover"];
   private initialized = false;
+  private pause: PauseRecord | undefined;
   /** Nobody may acquire before this clock time (set when a holder's leadership is invalidated). */
   private lockDelayUntil = -Infinity;
   /** Smallest deadline among members settled as alive: `settle()` has nothing to do before it. */
@@ -237,6 +238,11 @@ export class MemoryStoreServer {
     return true;
   }
 
+  setPause(record: PauseRecord): void {
+    this.pause = Object.freeze({ ...record });
+    this.bump();
+  }
+
   markInitialized(): void {
     if (this.initialized) return;
     this.initialized = true;
@@ -319,9 +325,9 @@ export class MemoryStoreServer {
   }
 
   private build(): ClusterState {
-    const { version, leaderVersion, leader, lastLeader, switchover, initialized } = this;
+    const { version, leaderVersion, leader, lastLeader, switchover, initialized, pause } = this;
     const members = Object.freeze(this.members.map((e) => e.view));
-    return Object.freeze({ version, leaderVersion, leader, lastLeader, members, switchover, initialized, invalid: NO_INVALID });
+    return Object.freeze({ version, leaderVersion, leader, lastLeader, members, switchover, initialized, pause, invalid: NO_INVALID });
   }
 
   /** Resolves on the next leadership move (or `wakeAll`), after `ms` of clock time, or when `signal` aborts, whichever is first. */
@@ -423,6 +429,13 @@ export class MemoryClusterStore implements ClusterStore {
     const written = ok && this.server.casSwitchover(valid, expectedVersion);
     await this.server.respond("writeSwitchover", this.node, ok);
     return written;
+  }
+
+  async setPause(record: PauseRecord): Promise<void> {
+    const valid = validate(PauseRecord, record, "pause record", undefined, this.server.validateRecords);
+    const ok = this.enter("setPause");
+    if (ok) this.server.setPause(valid);
+    await this.server.respond("setPause", this.node, ok);
   }
 
   /** Marks the cluster bootstrapped; who did it (`node`) is not kept by the memory store. */

@@ -76,6 +76,16 @@ export const SwitchoverRecord = z.object({
 });
 export type SwitchoverRecord = z.infer<typeof SwitchoverRecord>;
 
+/** Cluster-wide pause: no automatic failover while `paused` (an operator's `mysql pause`). */
+export const PauseRecord = z.object({
+  paused: z.boolean(),
+  /** Who asked (a user or host name, free text). */
+  by: z.string().default(""),
+  reason: z.string().default(""),
+  at: z.string(),
+});
+export type PauseRecord = z.infer<typeof PauseRecord>;
+
 /** A value as an error message shows it: JSON, cut at 80 characters. */
 export const showValue = (v: unknown): string => {
   if (v === undefined) return "nothing";

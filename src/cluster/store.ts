@@ -1,4 +1,4 @@
-import type { LeaderRecord, MemberRecord, SwitchoverRecord } from "./records.js";
+import type { LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "./records.js";
 
 /**
  * The cluster store, after Patroni's AbstractDCS: what the HA core needs from Consul (or etcd, or
@@ -65,6 +65,8 @@ export interface ClusterState {
   readonly switchover: { record: SwitchoverRecord; version: number } | undefined;
   /** The cluster's first primary has bootstrapped it (never goes back to false). */
   readonly initialized: boolean;
+  /** The operator's pause: while `paused`, only the last leader may take a free leadership back. */
+  readonly pause: PauseRecord | undefined;
   /** Records that could not be read: they do not vote, and are reported. */
   readonly invalid: readonly InvalidRecord[];
 }
@@ -94,6 +96,8 @@ export interface ClusterStore {
 
   /** Compare-and-set of the switchover record: `expectedVersion` 0 means "only if there is none". */
   writeSwitchover(record: SwitchoverRecord, expectedVersion: number): Promise<boolean>;
+  /** Pauses (or resumes) automatic failover for the whole cluster. */
+  setPause(record: PauseRecord): Promise<void>;
   /** Marks the cluster bootstrapped (idempotent). */
   markInitialized(node: string): Promise<void>;
   /** Forgets a member's record (a node that is gone for good). */

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ClusterStore, Leader } from "../cluster/store.js";
-import type { MemberRecord, SwitchoverRecord } from "../cluster/records.js";
+import type { MemberRecord, PauseRecord, SwitchoverRecord } from "../cluster/records.js";
 
 export class SwitchoverError extends Error {
   override name = "SwitchoverError";
@@ -18,6 +18,8 @@ export interface ClusterView {
   primary: (Leader["record"] & { term: number }) | undefined;
   members: MemberView[];
   switchover: SwitchoverRecord | undefined;
+  /** Automatic failover paused by an operator (absent or `paused: false`: it runs). */
+  pause: PauseRecord | undefined;
   invalid: Array<{ what: string; error: string }>;
 }
 
@@ -31,6 +33,7 @@ export async function clusterView(store: ClusterStore, now = Date.now()): Promis
       return { ...m.record, alive: m.alive, ageSeconds: Number.isFinite(at) ? Math.max(0, Math.round((now - at) / 1000)) : null };
     }),
     switchover: st.switchover?.record,
+    pause: st.pause,
     invalid: [...st.invalid],
   };
 }

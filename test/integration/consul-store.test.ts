@@ -131,6 +131,18 @@ describe("ClusterStore on a real Consul", () => {
     }
   });
 
+  it("keeps the operator's pause, and reports a malformed one as invalid", async () => {
+    await store("n1").setPause({ paused: true, by: "ops", reason: "disk swap", at: "2026-12-03T00:00:00Z" });
+    expect((await store("n2").load()).pause).toEqual({ paused: true, by: "ops", reason: "disk swap", at: "2026-12-03T00:00:00Z" });
+    await store("n1").setPause({ paused: false, by: "ops", reason: "", at: "2026-12-03T00:01:00Z" });
+    expect((await store("n2").load()).pause?.paused).toBe(false);
+    await client.kvPut(`statepilot/${CLUSTER}/pause`, '{"paused":"yes"}');
+    const bad = await store("n2").load();
+    expect(bad.pause).toBeUndefined();
+    expect(bad.invalid.map((i) => i.what)).toContain("pause");
+    await client.kvDelete(`statepilot/${CLUSTER}/pause`);
+  });
+
   it("touches, acquires and renews the leadership", async () => {
     const n1 = store("n1");
     await n1.touchMember(member("n1"), passing);

@@ -17,7 +17,7 @@ const local = (extra: Partial<LocalState> = {}, rep: Partial<LocalState["replica
 const leader = (node = "a", extra: Partial<Leader["record"]> = {}): Leader => ({
   node, term: 3, record: { node, serverId: 1, host: "10.0.0.1", port: 3306, flavor: "mariadb", version: "10.11", gtid: "0-1-5", promotedAt: "", ...extra },
 });
-const cluster = (extra: Partial<ClusterState> = {}): ClusterState => ({ version: 10, leaderVersion: 5, leader: leader(), lastLeader: leader().record, members: [], switchover: undefined, initialized: true, invalid: [], ...extra });
+const cluster = (extra: Partial<ClusterState> = {}): ClusterState => ({ version: 10, leaderVersion: 5, leader: leader(), lastLeader: leader().record, members: [], switchover: undefined, initialized: true, pause: undefined, invalid: [], ...extra });
 const obs = (extra: Partial<Observation> = {}): Observation => ({
   now: 100_000, node: "b", serverId: 2, flavor: "mariadb", settings, role: "replica", wasPrimary: false, mysqldRunning: true, mysqldPid: 42,
   local: local(), localError: "", cluster: cluster(), storeError: "", leaseConfirmed: false, maintenance: false, free: undefined,
@@ -155,5 +155,20 @@ describe("member expiry", () => {
     ];
     const d = decide(obs({ now, node: "b", cluster: cluster({ leader: leader("b"), members }), leaseConfirmed: true, role: "primary", local: local({ readOnly: false, semiSyncPrimary: true }) }));
     expect(d.action).toEqual({ kind: "lead", expire: ["old"] });
+  });
+});
+
+describe("pause", () => {
+  const paused = { paused: true, by: "ops", reason: "disk swap", at: "" };
+  const stopped = local({}, { ioRunning: "No", sqlRunning: false });
+  it("no automatic failover while paused: only the last leader takes its role back", () => {
+    const free = cluster({ leader: undefined, members: [member("b"), member("c")], pause: paused });
+    const other = decide(obs({ node: "b", cluster: free, local: stopped, free: { version: 10, since: 0 } }));
+    expect(other.action.kind).toBe("none");
+    expect(other.reason).toMatch(/cluster paused \(disk swap\): no automatic failover/);
+    const last = decide(obs({ node: "a", cluster: free, local: stopped, free: { version: 10, since: 0 } }));
+    expect(last.reason).not.toMatch(/paused/);
+    const resumed = decide(obs({ node: "b", cluster: cluster({ leader: undefined, members: [member("b"), member("c")], pause: { ...paused, paused: false } }), local: stopped, free: { version: 10, since: 0 } }));
+    expect(resumed.reason).not.toMatch(/paused/);
   });
 });

@@ -15,6 +15,8 @@ export interface ClusterKeys {
   members: string;
   initialized: string;
   switchover: string;
+  /** The operator's pause of automatic failover (a PauseRecord). */
+  pause: string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -25,6 +27,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     members: `${prefix}members/`,
     initialized: `${prefix}initialized`,
     switchover: `${prefix}switchover`,
+    pause: `${prefix}pause`,
   };
 }
 

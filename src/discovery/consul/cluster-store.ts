@@ -1,6 +1,6 @@
 import type { MysqlConfig } from "../../config/schema.js";
 import { formatDuration } from "../../config/duration.js";
-import { LeaderRecord, MemberRecord, SwitchoverRecord } from "../../cluster/records.js";
+import { LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "../../cluster/records.js";
 import {
   StoreUnavailable,
   type ClusterState,
@@ -108,6 +108,7 @@ export class ConsulClusterStore implements ClusterStore {
     let lastLeader: LeaderRecord | undefined;
     let switchover: ClusterState["switchover"];
     let initialized = false;
+    let pause: PauseRecord | undefined;
     const members: Member[] = [];
     const invalid: InvalidRecord[] = [];
     for (const e of entries) {
@@ -129,6 +130,10 @@ export class ConsulClusterStore implements ClusterStore {
         else invalid.push(d.invalid);
       } else if (e.key === this.keys.initialized) {
         initialized = true;
+      } else if (e.key === this.keys.pause) {
+        const d = decodeRecord(PauseRecord, "pause", e.value);
+        if (d.ok) pause = d.record;
+        else invalid.push(d.invalid);
       } else if (e.key.startsWith(this.keys.members)) {
         const node = e.key.slice(this.keys.members.length);
         if (!node || node.includes("/")) continue;
@@ -142,7 +147,7 @@ export class ConsulClusterStore implements ClusterStore {
     members.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
     this.highestVersion = version;
     // No leader key yet: a blocking read of the missing key returns once it is created.
-    return { version, leaderVersion: leaderVersion || version, leader, lastLeader, members, switchover, initialized, invalid };
+    return { version, leaderVersion: leaderVersion || version, leader, lastLeader, members, switchover, initialized, pause, invalid };
   }
 
   async watch(leaderVersion: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -319,6 +324,14 @@ export class ConsulClusterStore implements ClusterStore {
       return await this.client.kvPut(this.keys.switchover, JSON.stringify(record), { cas: expectedVersion });
     } catch (err) {
       throw unavailable("writeSwitchover", err);
+    }
+  }
+
+  async setPause(record: PauseRecord): Promise<void> {
+    try {
+      await this.client.kvPut(this.keys.pause, JSON.stringify(PauseRecord.parse(record)));
+    } catch (err) {
+      throw unavailable("setPause", err);
     }
   }
 

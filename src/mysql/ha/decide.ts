@@ -237,6 +237,11 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
     }
     return wait(`switchover target: applying ${handover.from ?? "the old primary"}'s position ${handover.position ?? ""}`, 20);
   }
+  // Paused by the operator: no automatic failover. The last leader may take its own role back
+  // (it has everything; no data moves), and a released switchover still completes.
+  if (c.pause?.paused && !handover && c.lastLeader?.node !== o.node) {
+    return wait(`no primary; cluster paused${c.pause.reason ? ` (${c.pause.reason})` : ""}: no automatic failover until \`statepilot mysql resume\``, 250);
+  }
   const self = memberRecordFor({ ...o, now: Number.NaN });
   const race = decideRace({
     flavor: o.flavor,
