@@ -15,6 +15,6 @@ const REDACT = ["password", "token", "secret", "*.password", "*.token", "*.secre
 export function createLogger(settings: LogSettings, destination: NodeJS.WritableStream = process.stdout): Logger {
   const usePretty = settings.format === "pretty" || (settings.format === "auto" && (destination as NodeJS.WriteStream).isTTY === true);
   const options = { level: settings.level, base: { pid: process.pid }, redact: { paths: REDACT, censor: "********" } };
-  if (usePretty) return pino(options, pretty({ destination: destination as NodeJS.WritableStream & { fd?: number }, sync: true, colorize: true }));
+  if (usePretty) return pino(options, pretty({ destination: destination as NodeJS.WritableStream & { fd?: number }, sync: true, colorize: true, translateTime: "SYS:yyyy-mm-dd'T'HH:MM:ss.l", ignore: "pid,hostname", singleLine: true }));
   return pino(options, destination as pino.DestinationStream);
 }

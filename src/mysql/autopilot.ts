@@ -95,7 +95,7 @@ export class MysqlAutopilot {
 
     const argv = mysqldArgv(cfg, { binary, flavor: version.flavor, serverId: nodeState.serverId, reportHost: advertise.host });
     supervisor.addInternalJob(
-      JobSchema.parse({ name: MYSQLD_JOB, exec: argv, main: true, restarts: "unlimited", stopTimeout: formatDuration(cfg.stopTimeout), backoff: { initial: "1s", max: "15s" } }),
+      JobSchema.parse({ name: MYSQLD_JOB, exec: argv, main: true, output: "wrapped", restarts: "unlimited", stopTimeout: formatDuration(cfg.stopTimeout), backoff: { initial: "1s", max: "15s" } }),
     );
 
     const local = new LocalServer(socketPath(cfg), () => (nodeState.bootstrapped ? creds.rootPassword : ""));

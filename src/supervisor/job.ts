@@ -150,6 +150,7 @@ export class Job {
     const fields = { code: status.code, signal: status.signal, timedOut: status.timedOut, runMs: Math.round(status.durationMs) };
     if (status.spawnError) this.log.error({ ...fields, error: status.spawnError }, "could not start the command");
     else if (status.code === 0) this.log.info(fields, "exited");
+    else if (this.stopRequested && status.signal === this.config.stopSignal) this.log.info(fields, "stopped (by its stop signal, as asked)");
     else this.log.warn(fields, "exited with failure");
     this.ctx.bus.publish({ code: status.code === 0 ? "exitSuccess" : "exitFailed", source: this.name, data: { code: status.code } });
 

@@ -272,7 +272,8 @@ export class Supervisor {
     for (const level of this.stopOrder()) {
       await Promise.all(level.map(async (job) => {
         const st = await job.stop("shutdown");
-        if (job.config.main && st && this.mainExitCode === undefined) this.mainExitCode = st.code;
+        // A main job that ended on the stop signal statepilot sent it stopped as asked: exit 0.
+        if (job.config.main && st && this.mainExitCode === undefined) this.mainExitCode = st.signal === job.config.stopSignal ? 0 : st.code;
       }));
     }
     await Promise.all([...this.health.values(), ...this.extraHealth].map((h) => h.stop(true)));

@@ -56,6 +56,21 @@ describe("the supervisor as a process", () => {
     expect(existsSync(`${marker}.stopped`)).toBe(true);
   });
 
+  it("a main job ended by the stop signal statepilot forwarded is a requested stop: exit 0, no failure logged", async () => {
+    const ready = join(dir, "plain.ready");
+    const cfg = writeConfig(join(dir, "plain.json5"), {
+      control: { socket: sock() },
+      jobs: [{ name: "plain", main: true, exec: ["sh", "-c", `: > ${ready}; exec sleep 600`] }],
+    });
+    const run = startCli(["--config", cfg]);
+    await waitFor(async () => existsSync(ready), { timeoutMs: 60_000, what: "the job to start", detail: run.output });
+    run.child.kill("SIGTERM");
+    const { code } = await run.exit;
+    expect(code).toBe(0);
+    expect(run.output()).toContain("stopped (by its stop signal, as asked)");
+    expect(run.output()).not.toContain("exited with failure");
+  });
+
   it("SIGKILLs a job that ignores its stop signal after stopTimeout", async () => {
     const cfg = writeConfig(join(dir, "stubborn.json5"), {
       control: { socket: sock() },
