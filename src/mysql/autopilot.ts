@@ -11,7 +11,7 @@ import type { TelemetryServer } from "../telemetry/server.js";
 import { BACKUP_USER, backupPassword } from "./accounts.js";
 import { resolveCredentials, type MysqlCredentials } from "./credentials.js";
 import { MysqlHa } from "./ha/loop.js";
-import type { HaStatus } from "./ha/status.js";
+import { primaryCheck, replicaCheck, type HaStatus } from "./ha/status.js";
 import { MysqlDatabase } from "./ha/mysql-database.js";
 import { haSettings } from "./ha/settings.js";
 import { systemClock } from "../cluster/clock.js";
@@ -214,12 +214,15 @@ export class MysqlAutopilot {
     return this.ha?.statusView();
   }
 
-  /** /primary, /replica[?lag=S], /read-only, /health: 200 or 503, for HAProxy or ProxySQL. */
+  /**
+   * /primary, /replica[?lag=S], /read-only, /health: 200 or 503, for HAProxy or ProxySQL. /primary
+   * answers 200 only while the leadership is confirmed (younger than fenceAfter); replicas in
+   * maintenance answer 503 on /replica and /read-only.
+   */
   serveChecks(server: TelemetryServer): void {
     const answer = (ok: boolean) => ({ status: ok ? 200 : 503, body: this.status() ?? {} });
-    const replicaOk = (s: HaStatus, maxLag: number) =>
-      s.role === "replica" && s.up && s.replication?.io === "Yes" && s.replication.sql && s.lagSeconds !== null && s.lagSeconds <= maxLag;
-    const primaryOk = (s: HaStatus) => s.role === "primary" && s.up && s.readOnly === false;
+    const replicaOk = replicaCheck;
+    const primaryOk = primaryCheck;
     server.addRoute("/primary", () => {
       const s = this.status();
       return answer(!!s && primaryOk(s));

@@ -287,6 +287,9 @@ export class MysqlHa {
       received: s?.replication.received ?? "",
       blocked: this.blocked,
       lastFailoverMs: this.lastFailoverMs,
+      leaseAgeMs: this.role === "primary" && this.leaseConfirmedAt !== undefined ? Math.max(0, this.d.clock.now() - this.leaseConfirmedAt) : null,
+      fenceAfterMs: this.d.settings.fenceAfter,
+      maintenance: this.d.inMaintenance(),
     };
   }
 
