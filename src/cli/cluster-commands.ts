@@ -6,7 +6,8 @@ import { Lab } from "../lab/cluster.js";
 import { runDemo } from "../lab/demo.js";
 import { applyFault, FAULTS, type FaultKind } from "../lab/faults.js";
 import { clusterView, switchover } from "../mysql/switchover.js";
-import { ClusterAdminError, removeNode, setClusterPause } from "../mysql/cluster-admin.js";
+import { ClusterAdminError } from "../mysql/cluster-admin.js";
+import { Cluster } from "../api/cluster.js";
 import { clusterClient } from "../discovery/cluster-store-factory.js";
 import { createStore } from "../snapshot/store.js";
 import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
@@ -132,12 +133,11 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
 export async function mysqlCommand(args: ParsedArgs, configPath: string | undefined): Promise<number> {
   const sub = args.command[1];
   const config = nodeConfig(configPath, "any node's config: it names Consul and the cluster");
-  const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, process.env));
-  const store = clusterClient(coordinator, config.mysql);
+  const cluster = Cluster.fromConfig(config);
   try {
     switch (sub) {
       case "status": {
-        const v = await clusterView(store);
+        const v = await cluster.view();
         if (args.options.has("json")) {
           out(JSON.stringify(v, null, 2));
           return 0;
@@ -164,14 +164,16 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         const rawTimeout = optionString(args, "timeout");
         const timeoutMs = rawTimeout === undefined ? config.mysql.switchoverTimeout : parseDuration(rawTimeout);
         if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "30s", got ${JSON.stringify(rawTimeout)}`);
-        const r = await switchover(store, config.mysql.cluster, { to: optionString(args, "to"), timeoutMs });
+        const to = optionString(args, "to");
+        const r = await cluster.switchover({ ...(to !== undefined ? { to } : {}), timeoutMs });
         out(`switchover ${r.from} -> ${r.to} done: writes unavailable ${r.unavailableMs ?? "?"} ms (between the old primary fencing and the new one turning writable); ${r.observedMs} ms end to end`);
         return 0;
       }
       case "pause":
       case "resume": {
         const paused = sub === "pause";
-        const r = await setClusterPause(store, { paused, reason: optionString(args, "reason") });
+        const reason = optionString(args, "reason");
+        const r = paused ? await cluster.pause(reason !== undefined ? { reason } : {}) : await cluster.resume();
         out(paused ? `cluster ${config.mysql.cluster} paused: no automatic failover until \`statepilot mysql resume\`${r.changed ? "" : " (it already was)"}` : `cluster ${config.mysql.cluster} resumed: automatic failover on${r.changed ? "" : " (it was not paused)"}`);
         return 0;
       }
@@ -180,7 +182,7 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         if (!node) throw new UsageError("mysql remove: name the node to forget: statepilot mysql remove NODE --yes --config FILE");
         if (!args.options.has("yes")) throw new UsageError(`mysql remove ${node}: this forgets the node's record in cluster ${config.mysql.cluster}; add --yes to confirm`);
         try {
-          await removeNode(store, config.mysql.cluster, node);
+          await cluster.remove(node);
         } catch (err) {
           if (err instanceof ClusterAdminError) throw new UsageError(`mysql remove: ${err.message}`, { cause: err });
           throw err;
@@ -192,7 +194,7 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         throw new UsageError(`mysql: expected status, switchover, pause, resume or remove, got ${JSON.stringify(sub)}`);
     }
   } finally {
-    coordinator.close();
+    cluster.close();
   }
 }
 
