@@ -33,6 +33,12 @@ export function parseArgs(argv: readonly string[], spec: OptionSpec): ParsedArgs
       options.set("help", true);
       continue;
     }
+    if (a === "-o") {
+      const value = argv[++i];
+      if (value === undefined || value.startsWith("-")) throw new UsageError("option -o needs a value (table, json or yaml)");
+      options.set("output", value);
+      continue;
+    }
     if (a.startsWith("--")) {
       const eq = a.indexOf("=");
       const name = a.slice(2, eq < 0 ? undefined : eq);

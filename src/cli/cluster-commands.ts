@@ -13,6 +13,7 @@ import { createStore } from "../snapshot/store.js";
 import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
 import { requestSnapshot } from "../snapshot/request.js";
 import { optionString, UsageError, type ParsedArgs } from "./args.js";
+import { emit, outputFormat } from "./output.js";
 import { resolveConfig } from "./run.js";
 import type { Config, MysqlConfig } from "../config/schema.js";
 
@@ -138,8 +139,9 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
     switch (sub) {
       case "status": {
         const v = await cluster.view();
-        if (args.options.has("json")) {
-          out(JSON.stringify(v, null, 2));
+        const format = outputFormat(args);
+        if (format !== "table") {
+          emit(format, v, () => "");
           return 0;
         }
         out(`cluster ${config.mysql.cluster}: primary ${v.primary ? `${v.primary.node} (${v.primary.host}:${v.primary.port}, term ${v.primary.term})` : "NONE"}`);
@@ -166,6 +168,10 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "30s", got ${JSON.stringify(rawTimeout)}`);
         const to = optionString(args, "to");
         const r = await cluster.switchover({ ...(to !== undefined ? { to } : {}), timeoutMs });
+        if (outputFormat(args) !== "table") {
+          emit(outputFormat(args), r, () => "");
+          return 0;
+        }
         out(`switchover ${r.from} -> ${r.to} done: writes unavailable ${r.unavailableMs ?? "?"} ms (between the old primary fencing and the new one turning writable); ${r.observedMs} ms end to end`);
         return 0;
       }
@@ -174,6 +180,10 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         const paused = sub === "pause";
         const reason = optionString(args, "reason");
         const r = paused ? await cluster.pause(reason !== undefined ? { reason } : {}) : await cluster.resume();
+        if (outputFormat(args) !== "table") {
+          emit(outputFormat(args), { cluster: config.mysql.cluster, paused, ...r }, () => "");
+          return 0;
+        }
         out(paused ? `cluster ${config.mysql.cluster} paused: no automatic failover until \`statepilot mysql resume\`${r.changed ? "" : " (it already was)"}` : `cluster ${config.mysql.cluster} resumed: automatic failover on${r.changed ? "" : " (it was not paused)"}`);
         return 0;
       }
@@ -187,7 +197,7 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
           if (err instanceof ClusterAdminError) throw new UsageError(`mysql remove: ${err.message}`, { cause: err });
           throw err;
         }
-        out(`${node} removed from cluster ${config.mysql.cluster}`);
+        emit(outputFormat(args), { cluster: config.mysql.cluster, removed: node }, () => `${node} removed from cluster ${config.mysql.cluster}`);
         return 0;
       }
       default:
@@ -208,8 +218,8 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
     switch (sub) {
       case "list": {
         const all = await listSnapshots(store, m.cluster);
-        if (args.options.has("json")) {
-          out(JSON.stringify(all, null, 2));
+        if (outputFormat(args) !== "table") {
+          emit(outputFormat(args), all, () => "");
           return 0;
         }
         out(`${all.length} snapshots of cluster ${m.cluster} in ${store.description}`);
@@ -223,6 +233,10 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
         const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, process.env));
         try {
           const r = await requestSnapshot(coordinator, m.cluster, timeoutMs);
+          if (outputFormat(args) !== "table") {
+            emit(outputFormat(args), r, () => "");
+            return 0;
+          }
           out(`snapshot ${r.id} taken by ${r.node}: ${(r.size / 1048576).toFixed(1)} MiB in ${(r.durationMs / 1000).toFixed(1)} s, gtid ${r.gtid}, sha256 ${r.sha256}`);
           return 0;
         } finally {
@@ -238,6 +252,10 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
         if (!manifest) throw new UsageError(id ? `--id: no snapshot ${JSON.stringify(id)} in ${store.description} (see statepilot snapshot list)` : `no snapshot of cluster ${m.cluster} in ${store.description}`);
         const { createLogger } = await import("../log.js");
         const r = await restoreSnapshot({ store, manifest, datadir, logger: createLogger(config.logging), runAs: m.runAs });
+        if (outputFormat(args) !== "table") {
+          emit(outputFormat(args), { id: manifest.id, datadir, gtid: r.gtid, durationMs: r.durationMs }, () => "");
+          return 0;
+        }
         out(`restored ${manifest.id} into ${datadir} in ${(r.durationMs / 1000).toFixed(1)} s; replicate from GTID ${r.gtid} (MariaDB: SET GLOBAL gtid_slave_pos = '${r.gtid}')`);
         return 0;
       }

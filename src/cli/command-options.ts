@@ -5,13 +5,13 @@ import { UsageError, type ParsedArgs } from "./args.js";
  * belong to the command is a usage error (exit 2) naming what the command does take, never
  * silently ignored. `help` and `version` go with anything. The lab (a test rig) takes any option.
  */
-const CONTROL = ["socket", "config"];
+const CONTROL = ["socket", "config", "output", "json"];
 const TABLE: Record<string, { options: readonly string[]; words?: number | readonly number[]; trailing?: boolean }> = {
   run: { options: ["config", "node", "socket"], words: 1, trailing: true },
   "": { options: ["config", "node", "socket"], words: 0, trailing: true },
   "config check": { options: ["config", "node"], words: 2, trailing: true },
-  "config render": { options: ["config", "node"], words: 2, trailing: true },
-  status: { options: ["json", ...CONTROL], words: 1 },
+  "config render": { options: ["config", "node", "output", "json"], words: 2, trailing: true },
+  status: { options: CONTROL, words: 1 },
   ping: { options: CONTROL, words: 1 },
   health: { options: CONTROL, words: 1 },
   reload: { options: CONTROL, words: 1 },
@@ -19,14 +19,14 @@ const TABLE: Record<string, { options: readonly string[]; words?: number | reado
   "maintenance off": { options: CONTROL, words: 2 },
   putenv: { options: CONTROL },
   putmetric: { options: ["labels", "op", ...CONTROL] },
-  "mysql status": { options: ["json", "config"], words: 2 },
-  "mysql switchover": { options: ["to", "timeout", "config"], words: 2 },
-  "mysql pause": { options: ["reason", "config"], words: 2 },
-  "mysql resume": { options: ["config"], words: 2 },
-  "mysql remove": { options: ["yes", "config"], words: 3 },
-  "snapshot list": { options: ["json", "config"], words: 2 },
-  "snapshot create": { options: ["timeout", "config"], words: 2 },
-  "snapshot restore": { options: ["id", "datadir", "config"], words: 2 },
+  "mysql status": { options: ["json", "config", "output"], words: 2 },
+  "mysql switchover": { options: ["to", "timeout", "config", "output", "json"], words: 2 },
+  "mysql pause": { options: ["reason", "config", "output", "json"], words: 2 },
+  "mysql resume": { options: ["config", "output", "json"], words: 2 },
+  "mysql remove": { options: ["yes", "config", "output", "json"], words: 3 },
+  "snapshot list": { options: ["json", "config", "output"], words: 2 },
+  "snapshot create": { options: ["timeout", "config", "output", "json"], words: 2 },
+  "snapshot restore": { options: ["id", "datadir", "config", "output", "json"], words: 2 },
 };
 
 const ALWAYS = new Set(["help", "version"]);

@@ -3,7 +3,9 @@ import { ConfigError, encodeConfig } from "../config/load.js";
 import { maskSecrets } from "../config/secrets.js";
 import { controlRequest } from "../control/client.js";
 import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js";
-import { resolveConfig, runSupervisor } from "./run.js";
+import { checkCommandOptions } from "./command-options.js";
+import { emit, outputFormat } from "./output.js";
+import { preflight, resolveConfig, runSupervisor } from "./run.js";
 import { packageVersion } from "./version.js";
 
 // The AWS SDK prints a multi-line notice about Node 20 to stderr, which would break the JSON log;
@@ -13,10 +15,11 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 const HELP = `statepilot ${packageVersion()}: an in-container supervisor with Consul discovery
 
 Usage:
-  statepilot [--config FILE] [--node NAME] [--socket PATH] [-- COMMAND [ARGS...]]
-      Run the supervisor. The command after -- becomes the main job: statepilot
-      exits when it is done, with its exit code.
-  statepilot config check  [--config FILE]     validate the config (exit 2 on errors)
+  statepilot [run] [--config FILE] [--node NAME] [--socket PATH] [-- COMMAND [ARGS...]]
+      Run the supervisor (the container's CMD). The command after -- becomes the main
+      job: statepilot exits when it is done, with its exit code.
+  statepilot help                              this text
+  statepilot config check  [--config FILE]     validate the config, credentials and CONSUL_* settings (exit 2 on errors)
   statepilot config render [--config FILE]     print the resolved config, secrets masked
   statepilot status [--json]                   jobs, health and watches of a running statepilot
   statepilot ping                              is the control plane up?
@@ -31,6 +34,9 @@ MySQL cluster (any node's --config names Consul and the cluster):
   statepilot mysql status [--json] --config FILE       the lock holder and every member's position
   statepilot mysql switchover [--to NODE] [--timeout 30s] --config FILE
                                                hand the primary role over with no transaction lost
+  statepilot mysql pause [--reason TEXT] --config FILE   no automatic failover, cluster-wide (fencing stays on)
+  statepilot mysql resume --config FILE                  automatic failover on again
+  statepilot mysql remove NODE --yes --config FILE       forget a stopped node's record
 
 Snapshots (mysql.snapshots: a local directory by default, or S3):
   statepilot snapshot list [--json] --config FILE
@@ -54,15 +60,15 @@ Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)
   --node NAME     this node's name (default: config node, then the hostname)
   --socket PATH   control socket (default: $STATEPILOT_SOCKET, then config control.socket)
-  --json          machine-readable output
+  -o, --output table|json|yaml   output format of every command that prints (--json = -o json)
   -h, --help      this text
   --version       the version
 
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
-  flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns"],
+  values: ["config", "node", "socket", "output", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
+  flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns", "yes"],
 } as const;
 
 function configPath(args: ParsedArgs): string | undefined {
@@ -83,26 +89,30 @@ function expectArgs(args: ParsedArgs, count: number, usage: string): void {
   }
 }
 
-async function callControl(args: ParsedArgs, method: "GET" | "POST", path: string, body?: unknown): Promise<number> {
+async function callControl(args: ParsedArgs, method: "GET" | "POST", path: string, body?: unknown, human?: (body: unknown) => string): Promise<number> {
+  const format = outputFormat(args);
   const res = await controlRequest(socketPath(args), method, path, body);
   const ok = res.status >= 200 && res.status < 300;
   const error = !ok && res.body && typeof res.body === "object" ? (res.body as { error?: unknown }).error : undefined;
   if (typeof error === "string") process.stderr.write(`statepilot: ${error}\n`);
-  else (ok ? process.stdout : process.stderr).write(`${typeof res.body === "string" ? res.body : JSON.stringify(res.body, null, 2)}\n`);
+  else if (!ok) process.stderr.write(`${typeof res.body === "string" ? res.body : JSON.stringify(res.body, null, 2)}\n`);
+  else emit(format, res.body, () => (human ? human(res.body) : typeof res.body === "string" ? res.body : JSON.stringify(res.body)));
   return ok ? 0 : res.status === 400 ? 2 : 1;
 }
 
-function printStatus(body: unknown): void {
+function statusText(body: unknown): string {
   const s = body as { node: string; version: string; maintenance: boolean; jobs: Array<{ name: string; state: string; pid?: number; restarts: number; health?: { status?: string; serviceId?: string } }>; watches: Array<{ name: string; instances: number; healthy: number }> };
   const lines = [`node ${s.node}  statepilot ${s.version}${s.maintenance ? "  MAINTENANCE" : ""}`];
   for (const j of s.jobs) lines.push(`job   ${j.name.padEnd(20)} ${j.state.padEnd(9)} pid=${j.pid ?? "-"} restarts=${j.restarts}${j.health ? ` health=${j.health.status ?? "unknown"} service=${j.health.serviceId ?? "-"}` : ""}`);
   for (const w of s.watches) lines.push(`watch ${w.name.padEnd(20)} instances=${w.instances} healthy=${w.healthy}`);
-  process.stdout.write(`${lines.join("\n")}\n`);
+  const m = (body as { mysql?: { role?: string; health?: string; reason?: string; primary?: { node?: string }; lagSeconds?: number | null; readOnly?: boolean } }).mysql;
+  if (m) lines.push(`mysql ${String(m.role ?? "?").padEnd(20)} ${String(m.health ?? "?").padEnd(9)} primary=${m.primary?.node ?? "-"} lag=${m.lagSeconds ?? "-"} read_only=${m.readOnly ?? "-"}  ${m.reason ?? ""}`);
+  return lines.join("\n");
 }
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, SPEC);
-  if (args.options.has("help")) {
+  if (args.options.has("help") || (args.command.length === 1 && args.command[0] === "help")) {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
@@ -110,11 +120,15 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
+  checkCommandOptions(args);
   const [cmd, sub] = args.command;
   switch (cmd) {
     case undefined:
     case "run":
       expectArgs(args, cmd ? 1 : 0, "statepilot [--config FILE] [-- COMMAND...]");
+      if (!configPath(args) && !args.trailing) {
+        throw new UsageError("nothing to run: give --config FILE (or STATEPILOT_CONFIG), or a command after --; see statepilot --help");
+      }
       return runSupervisor({
         configPath: configPath(args),
         node: optionString(args, "node"),
@@ -127,32 +141,44 @@ async function main(argv: string[]): Promise<number> {
       if (sub !== "check" && sub !== "render") throw new UsageError(`unknown config command ${JSON.stringify(sub)}; expected check or render`);
       const path = configPath(args);
       const config = resolveConfig({ configPath: path, node: optionString(args, "node"), mainCommand: args.trailing });
-      if (sub === "check") process.stdout.write(`${path ?? "defaults"}: valid (${config.jobs.length} jobs, ${config.watches.length} watches)\n`);
-      else process.stdout.write(`${JSON.stringify(maskSecrets(encodeConfig(config)), null, 2)}\n`);
+      if (sub === "check") {
+        // What run would refuse before starting: missing MySQL credentials, unusable CONSUL_* settings.
+        preflight(config, process.env, path ?? "defaults");
+        process.stdout.write(`${path ?? "defaults"}: valid (${config.jobs.length} jobs, ${config.watches.length} watches)\n`);
+      } else {
+        const format = outputFormat(args);
+        const masked = maskSecrets(encodeConfig(config));
+        emit(format === "table" ? "json" : format, masked, () => "");
+      }
       return 0;
     }
     case "status": {
       expectArgs(args, 1, "statepilot status [--json]");
       const res = await controlRequest(socketPath(args), "GET", "/v1/status");
       if (res.status !== 200) throw new Error(`status: HTTP ${res.status}: ${JSON.stringify(res.body)}`);
-      if (args.options.has("json")) process.stdout.write(`${JSON.stringify(res.body, null, 2)}\n`);
-      else printStatus(res.body);
+      emit(outputFormat(args), res.body, () => statusText(res.body));
       return 0;
     }
     case "ping":
       expectArgs(args, 1, "statepilot ping");
-      return callControl(args, "GET", "/v1/ping");
+      return callControl(args, "GET", "/v1/ping", undefined, () => "statepilot is up");
     case "health":
       expectArgs(args, 1, "statepilot health");
-      return callControl(args, "GET", "/v1/health");
+      return callControl(args, "GET", "/v1/health", undefined, () => "healthy");
     case "reload":
       expectArgs(args, 1, "statepilot reload");
-      return callControl(args, "POST", "/v1/reload");
+      return callControl(args, "POST", "/v1/reload", undefined, (b) => {
+        const r = b as { restarted?: string[]; added?: string[]; removed?: string[]; unchanged?: string[] };
+        const list = (xs: string[] | undefined) => (xs?.length ? xs.join(", ") : "none");
+        return `reloaded: restarted ${list(r.restarted)}; added ${list(r.added)}; removed ${list(r.removed)}; unchanged ${list(r.unchanged)}`;
+      });
     case "maintenance": {
       expectArgs(args, 2, "statepilot maintenance on|off [--reason TEXT]");
       if (sub !== "on" && sub !== "off") throw new UsageError(`maintenance: expected on or off, got ${JSON.stringify(sub)}`);
       const reason = optionString(args, "reason");
-      return callControl(args, "POST", "/v1/maintenance", { enabled: sub === "on", ...(reason ? { reason } : {}) });
+      return callControl(args, "POST", "/v1/maintenance", { enabled: sub === "on", ...(reason ? { reason } : {}) }, () =>
+        sub === "on" ? "maintenance on: out of the load balancers' replica checks and Consul's healthy lists; never runs for primary" : "maintenance off",
+      );
     }
     case "putenv": {
       const pairs = args.command.slice(1);

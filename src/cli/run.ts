@@ -6,6 +6,9 @@ import { Supervisor, ReloadRefused } from "../supervisor/supervisor.js";
 import { Metrics } from "../telemetry/metrics.js";
 import { Telemetry } from "../telemetry/telemetry.js";
 import type { MysqlAutopilot } from "../mysql/autopilot.js";
+import { resolveCredentials } from "../mysql/credentials.js";
+import type { ConsulConnection } from "../discovery/consul/client.js";
+import { configUsesConsul, consulAgentOptions, resolveConsulConnection } from "../discovery/consul/connection.js";
 
 export interface RunOptions {
   configPath: string | undefined;
@@ -34,12 +37,29 @@ export function resolveConfig(opts: Pick<RunOptions, "configPath" | "node" | "ma
   return validateConfig(tree, opts.configPath ?? "command line");
 }
 
+/**
+ * What `run` refuses before it starts anything, beyond the schema: missing MySQL credentials, and a
+ * Consul connection that cannot be made (a bad CONSUL_* variable; an unreadable token, CA,
+ * certificate or key file). ConfigErrors naming the field or variable; `config check` runs it too.
+ */
+export function preflight(config: Config, env: NodeJS.ProcessEnv, source: string): ConsulConnection | undefined {
+  if (config.mysql) resolveCredentials(config.mysql, env, source);
+  if (!configUsesConsul(config)) return undefined;
+  const consul = resolveConsulConnection(config.consul, env);
+  consulAgentOptions(consul);
+  return consul;
+}
+
 const HANDLED_SIGNALS: NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"];
+const CRASHES = ["uncaughtException", "unhandledRejection"] as const;
+const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** Runs the supervisor until it stops; resolves with the exit code. */
 export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const config = resolveConfig(opts, env);
+  const consul = preflight(config, env, opts.configPath ?? "command line");
   const logger: Logger = createLogger(config.logging);
+  if (consul?.tlsSkipVerify) logger.warn({ consul: consul.address }, "CONSUL_HTTP_SSL_VERIFY=false: the Consul agent's TLS certificate is not verified");
   const metrics = config.telemetry ? new Metrics(config.telemetry.metrics) : undefined;
   const supervisor = new Supervisor({
     config,
@@ -48,17 +68,12 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     ...(metrics ? { observer: metrics.observer(), onConsulRequest: (ep: string, ms: number, outcome: "ok" | "error") => metrics.consulRequest(ep, ms, outcome) } : {}),
   });
   const telemetry = config.telemetry && metrics ? new Telemetry(config.telemetry, metrics, supervisor, logger) : undefined;
-  // Loaded only when used: a plain supervisor does not pay for mysql2 and the snapshot code.
   let mysql: MysqlAutopilot | undefined;
-  if (config.mysql) {
-    const { MysqlAutopilot } = await import("../mysql/autopilot.js");
-    mysql = await MysqlAutopilot.prepare(config, supervisor, { env, source: opts.configPath ?? "command line", logger, metrics });
-  }
-  if (mysql && telemetry) mysql.serveChecks(telemetry.server);
 
   const reload = async () => {
     if (!opts.configPath) throw new HttpError(409, "statepilot was started without --config; there is nothing to reload");
     const next = resolveConfig(opts, env);
+    preflight(next, env, opts.configPath);
     try {
       return await supervisor.reload(next);
     } catch (err) {
@@ -91,26 +106,56 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     },
   }, logger);
   if (metrics) control.onRequest = (route, status) => metrics.controlRequests.inc({ route, status: String(status) });
-  try {
-    await control.start();
-  } catch (err) {
-    // The app matters more than the control plane: run without it, loudly.
-    logger.error({ err: err instanceof Error ? err.message : String(err), socket }, "control plane unavailable");
-  }
 
   const onSignal = (sig: NodeJS.Signals) => supervisor.handleSignal(sig);
-  for (const sig of HANDLED_SIGNALS) process.on(sig, onSignal);
-  if (telemetry) {
-    try {
-      await telemetry.start();
-    } catch (err) {
-      logger.error({ err: err instanceof Error ? err.message : String(err), port: config.telemetry?.port }, "telemetry endpoint unavailable");
+  // What start-up got to is stopped again when it fails, or when an error escapes later: no job
+  // outlives statepilot, no control socket file is left behind.
+  const stopStarted = async (reason: string) => {
+    for (const sig of HANDLED_SIGNALS) process.off(sig, onSignal);
+    await supervisor.shutdown(reason).catch((err: unknown) => logger.error({ err: errText(err) }, "shutdown failed"));
+    await telemetry?.stop().catch(() => undefined);
+    await control.stop().catch(() => undefined);
+  };
+  const onCrash = (err: unknown) => {
+    logger.fatal({ err: errText(err) }, "unexpected error; stopping every job");
+    setTimeout(() => process.exit(1), config.stopTimeout + 5_000).unref();
+    void stopStarted("unexpected error").finally(() => process.exit(1));
+  };
+  for (const c of CRASHES) process.on(c, onCrash);
+  try {
+    // Loaded only when used: a plain supervisor does not pay for mysql2 and the snapshot code.
+    if (config.mysql) {
+      const { MysqlAutopilot } = await import("../mysql/autopilot.js");
+      mysql = await MysqlAutopilot.prepare(config, supervisor, { env, source: opts.configPath ?? "command line", logger, metrics });
     }
+    if (mysql && telemetry) mysql.serveChecks(telemetry.server);
+    try {
+      await control.start();
+    } catch (err) {
+      // The app matters more than the control plane: run without it, loudly.
+      logger.error({ err: errText(err), socket }, "control plane unavailable");
+    }
+    for (const sig of HANDLED_SIGNALS) process.on(sig, onSignal);
+    if (telemetry) {
+      try {
+        await telemetry.start();
+      } catch (err) {
+        logger.error({ err: errText(err), port: config.telemetry?.port }, "telemetry endpoint unavailable");
+        await telemetry.stop().catch(() => undefined); // sensors it may have started
+      }
+    }
+    supervisor.start();
+    mysql?.start();
+  } catch (err) {
+    logger.error({ err: errText(err) }, "start-up failed; stopping what was started");
+    await stopStarted("start-up failed");
+    for (const c of CRASHES) process.off(c, onCrash);
+    if (err instanceof ConfigError) throw err;
+    throw new Error(`start-up failed: ${errText(err)}`, { cause: err });
   }
-  supervisor.start();
-  mysql?.start();
   const code = await supervisor.exited;
   for (const sig of HANDLED_SIGNALS) process.off(sig, onSignal);
+  for (const c of CRASHES) process.off(c, onCrash);
   await control.stop();
   return code;
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import JSON5 from "json5";
 import { z } from "zod";
@@ -19,16 +19,65 @@ export function formatProblem(p: ConfigProblem): string {
   return `${p.path}: ${p.message}${p.value !== undefined ? ` (got ${p.value})` : ""}`;
 }
 
+/** The message lists this many problems at most (a 40,000-entry array of bad jobs stays readable). */
+const MAX_LISTED_PROBLEMS = 50;
+
 /** Invalid configuration: every problem names its path. The CLI exits 2 on it. */
 export class ConfigError extends Error {
   readonly exitCode = 2;
   constructor(
     readonly source: string,
     readonly problems: ConfigProblem[],
+    options?: ErrorOptions,
   ) {
-    super(`invalid configuration (${source}):\n${problems.map((p) => `  ${formatProblem(p)}`).join("\n")}`);
+    const listed = problems.slice(0, MAX_LISTED_PROBLEMS).map((p) => `  ${formatProblem(p)}`);
+    if (problems.length > MAX_LISTED_PROBLEMS) listed.push(`  ... and ${problems.length - MAX_LISTED_PROBLEMS} more`);
+    super(`invalid configuration (${source}):\n${listed.join("\n")}`, options);
     this.name = "ConfigError";
   }
+}
+
+/** Checked before a config is parsed: bigger files are refused, not read (a 50 MB array exhausted the heap). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Objects and arrays nested deeper than this are refused before parsing (5,000 levels overflowed the stack). */
+export const MAX_CONFIG_DEPTH = 32;
+
+const tooLarge = (bytes: number | undefined) => `${bytes ?? `more than ${MAX_CONFIG_BYTES}`} bytes; a config file may be at most 1 MiB (${MAX_CONFIG_BYTES} bytes)`;
+const tooDeep = `objects and arrays nest more than ${MAX_CONFIG_DEPTH} levels deep`;
+
+/** Where JSON5 text first opens an object or array deeper than MAX_CONFIG_DEPTH (strings and comments skipped). */
+function nestingTooDeep(text: string): string | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"' || c === "'") {
+      for (i++; i < text.length && text[i] !== c; i++) if (text[i] === "\\") i++;
+    } else if (c === "/" && text[i + 1] === "/") {
+      while (i < text.length && text[i] !== "\n") i++;
+    } else if (c === "/" && text[i + 1] === "*") {
+      const end = text.indexOf("*/", i + 2);
+      i = end < 0 ? text.length : end + 1;
+    } else if (c === "{" || c === "[") {
+      if (++depth > MAX_CONFIG_DEPTH) {
+        const before = text.slice(0, i);
+        return `line ${before.split("\n").length}, column ${i - before.lastIndexOf("\n")}`;
+      }
+    } else if (c === "}" || c === "]") {
+      depth--;
+    }
+  }
+  return undefined;
+}
+
+/** The path of the first object or array of a parsed tree deeper than MAX_CONFIG_DEPTH. */
+function deepestPath(v: unknown, path: PropertyKey[] = []): PropertyKey[] | undefined {
+  if (v === null || typeof v !== "object") return undefined;
+  if (path.length >= MAX_CONFIG_DEPTH) return path;
+  for (const [k, x] of Object.entries(v)) {
+    const hit = deepestPath(x, [...path, Array.isArray(v) ? Number(k) : k]);
+    if (hit) return hit;
+  }
+  return undefined;
 }
 
 function valueAt(tree: unknown, path: ReadonlyArray<PropertyKey>): { found: boolean; value?: unknown } {
@@ -64,6 +113,8 @@ export function problemsFromZod(error: z.ZodError, input: unknown): ConfigProble
 
 /** Validates an already-parsed config tree (after interpolation). */
 export function validateConfig(tree: unknown, source = "config"): Config {
+  const deep = deepestPath(tree);
+  if (deep) throw new ConfigError(source, [{ path: formatPath(deep), message: tooDeep }]);
   const result = Config.safeParse(tree);
   if (!result.success) throw new ConfigError(source, problemsFromZod(result.error, tree));
   return result.data;
@@ -76,13 +127,17 @@ export function parseConfigText(text: string, env: NodeJS.ProcessEnv, source = "
 
 /** JSON5 text → interpolated tree, not yet validated. */
 function parseConfigTree(text: string, env: NodeJS.ProcessEnv, source: string): Record<string, unknown> {
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes > MAX_CONFIG_BYTES) throw new ConfigError(source, [{ path: "(file)", message: tooLarge(bytes) }]);
+  const deep = nestingTooDeep(text);
+  if (deep) throw new ConfigError(source, [{ path: deep, message: tooDeep }]);
   let raw: unknown;
   try {
     raw = JSON5.parse(text);
   } catch (err) {
     const e = err as Error & { lineNumber?: number; columnNumber?: number };
     const where = e.lineNumber ? `line ${e.lineNumber}, column ${e.columnNumber}` : "(root)";
-    throw new ConfigError(source, [{ path: where, message: `not valid JSON5: ${e.message.replace(/^JSON5: /, "")}` }]);
+    throw new ConfigError(source, [{ path: where, message: `not valid JSON5: ${e.message.replace(/^JSON5: /, "")}` }], { cause: err });
   }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(source, [{ path: "(root)", message: "expected an object", value: describeValue([], raw) }]);
@@ -91,7 +146,7 @@ function parseConfigTree(text: string, env: NodeJS.ProcessEnv, source: string): 
   try {
     tree = interpolateTree(raw, env);
   } catch (err) {
-    if (err instanceof InterpolationError) throw new ConfigError(source, [{ path: err.path, message: err.message.slice(err.path.length + 2) }]);
+    if (err instanceof InterpolationError) throw new ConfigError(source, [{ path: err.path, message: err.message.slice(err.path.length + 2) }], { cause: err });
     throw err;
   }
   return tree as Record<string, unknown>;
@@ -113,15 +168,32 @@ export function mergeConfigTrees(base: Record<string, unknown>, overlay: Record<
   return out;
 }
 
-function readTree(path: string, env: NodeJS.ProcessEnv, chain: string[]): Record<string, unknown> {
-  let text: string;
+/** Reads at most MAX_CONFIG_BYTES (+1, to tell); undefined when the file is bigger. Stops early on a large regular file. */
+function readCapped(path: string): { text: string } | { bytes: number | undefined } {
+  const fd = openSync(path, "r");
   try {
-    text = readFileSync(path, "utf8");
+    const size = fstatSync(fd).size;
+    if (size > MAX_CONFIG_BYTES) return { bytes: size };
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let total = 0;
+    for (let n = -1; n !== 0 && total < buf.length; total += n) n = readSync(fd, buf, total, buf.length - total, null);
+    return total > MAX_CONFIG_BYTES ? { bytes: undefined } : { text: buf.toString("utf8", 0, total) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readTree(path: string, env: NodeJS.ProcessEnv, chain: string[]): Record<string, unknown> {
+  const where = chain.length ? `extends (in ${chain[chain.length - 1]})` : "(file)";
+  let read: ReturnType<typeof readCapped>;
+  try {
+    read = readCapped(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "error";
-    const where = chain.length ? `extends (in ${chain[chain.length - 1]})` : "(file)";
-    throw new ConfigError(chain[0] ?? path, [{ path: where, message: `cannot read the config file: ${code}`, value: JSON.stringify(path) }]);
+    throw new ConfigError(chain[0] ?? path, [{ path: where, message: `cannot read the config file: ${code}`, value: JSON.stringify(path) }], { cause: err });
   }
+  if (!("text" in read)) throw new ConfigError(chain[0] ?? path, [{ path: where, message: tooLarge(read.bytes), value: JSON.stringify(path) }]);
+  const text = read.text;
   const tree = parseConfigTree(text, env, path);
   const parent = tree.extends;
   if (parent === undefined) return tree;

@@ -17,6 +17,8 @@ type JsonSchema = {
   exclusiveMinimum?: number;
   minItems?: number;
   required?: string[];
+  /** Set by the duration() fields of the schema: their bounds, as written. */
+  duration?: { min: string; max: string };
 };
 
 const esc = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -24,6 +26,7 @@ const esc = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 function typeOf(s: JsonSchema): string {
   if (s.const !== undefined) return `\`${JSON.stringify(s.const)}\``;
   if (s.enum) return s.enum.map((e) => `\`${JSON.stringify(e)}\``).join(" \\| ");
+  if (s.duration) return `duration ${s.duration.min}..${s.duration.max}`;
   const alts = s.anyOf ?? s.oneOf;
   if (alts) return alts.map(typeOf).join(" or ");
   if (s.type === "array") return `${s.items ? typeOf(s.items) : "any"}[]`;
@@ -76,7 +79,9 @@ export function renderConfigReference(): string {
     "(`test/unit/docs.test.ts` fails when this file is stale).",
     "",
     "A config file is JSON5. String values may use `${VAR}`, `${VAR:-default}`, `${VAR-default}` and",
-    "`${VAR:?message}`; `$$` is a literal `$`. Durations are strings such as `\"500ms\"`, `\"5s\"`, `\"1m\"`, `\"2h\"`.",
+    "`${VAR:?message}`; `$$` is a literal `$`. Durations are strings such as `\"500ms\"`, `\"5s\"`, `\"1m\"`, `\"2h\"`;",
+    "each duration's bounds are in its type column (`duration MIN..MAX`), and none exceeds 596h (24.8 days: Node's timers",
+    "overflow beyond it). A config file may be at most 1 MiB and nest objects and arrays at most 32 levels deep.",
     "Unknown keys are errors. `statepilot config check --config FILE` validates a file and names every",
     "problem's path and value; `statepilot config render` prints it resolved, with defaults, secrets masked.",
     "",

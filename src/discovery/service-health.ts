@@ -84,7 +84,14 @@ export class ServiceHealth {
   }
 
   async register(): Promise<boolean> {
-    const spec = this.spec();
+    let spec: ServiceSpec | undefined;
+    try {
+      spec = this.spec();
+    } catch (err) {
+      // No address yet (the interface is not up): retried at the next check, never a crash.
+      this.log.warn({ err: String(err) }, "no address to register; retrying at the next check");
+      return false;
+    }
     if (!spec || !this.opts.coordinator) return false;
     try {
       await this.opts.coordinator.registerService(spec);

@@ -1,9 +1,9 @@
 import { EventEmitter } from "node:events";
-import { readFileSync } from "node:fs";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import Consul from "consul";
 import { parseDuration } from "../../config/duration.js";
+import { consulAgentOptions } from "./connection.js";
 import type { CheckStatus, ServiceInstance } from "../coordination.js";
 
 export type { CheckStatus, HealthCheckInfo, ServiceInstance } from "../coordination.js";
@@ -17,6 +17,10 @@ export interface ConsulConnection {
   caFile?: string | undefined;
   certFile?: string | undefined;
   keyFile?: string | undefined;
+  /** For errors: the config key or variable each file came from (e.g. `CONSUL_CACERT`). Then CONSUL_TLS_SERVER_NAME and CONSUL_HTTP_SSL_VERIFY=false. */
+  origins?: Partial<Record<"caFile" | "certFile" | "keyFile", string>> | undefined;
+  tlsServerName?: string | undefined;
+  tlsSkipVerify?: boolean | undefined;
   /** Per-request timeout for non-blocking calls. */
   timeoutMs?: number | undefined;
 }
@@ -160,10 +164,7 @@ export class ConsulClient {
   constructor(readonly connection: ConsulConnection) {
     const url = new URL(connection.address);
     const secure = url.protocol === "https:";
-    const read = (f: string | undefined) => (f ? readFileSync(f) : undefined);
-    const agent = secure
-      ? new HttpsAgent({ keepAlive: true, ca: read(connection.caFile), cert: read(connection.certFile), key: read(connection.keyFile) })
-      : new HttpAgent({ keepAlive: true });
+    const agent = secure ? new HttpsAgent(consulAgentOptions(connection)) : new HttpAgent({ keepAlive: true });
     this.token = connection.token;
     this.timeoutMs = connection.timeoutMs ?? 5_000;
     this.consul = new Consul({
