@@ -12,7 +12,7 @@ export async function requestSnapshot(coordinator: Coordinator, cluster: string,
   if (current && (current.state === "requested" || current.state === "running") && Date.now() - Date.parse(current.requestedAt) < timeoutMs) {
     throw new Error(`a snapshot (${current.id}) is already ${current.state}${current.node ? ` on ${current.node}` : ""}`);
   }
-  const req: SnapshotRequest = { id: randomUUID(), requestedAt: new Date().toISOString(), state: "requested" };
+  const req: SnapshotRequest = { id: randomUUID(), requestedAt: new Date().toISOString(), expiresAt: new Date(Date.now() + timeoutMs).toISOString(), state: "requested" };
   if (!(await coordinator.writeCas(keys.request, JSON.stringify(req), modifyIndex))) throw new Error("another snapshot request was written at the same time; try again");
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -25,6 +25,11 @@ export async function requestSnapshot(coordinator: Coordinator, cluster: string,
       throw new Error(`snapshot ${r.snapshotId} was taken but is no longer the latest`);
     }
     await sleep(250);
+  }
+  // Nobody waits any more: a request still pending is withdrawn so that it does not run later.
+  const { value: last, modifyIndex: lastIndex } = await readRecord<SnapshotRequest>(coordinator, keys.request);
+  if (last?.id === req.id && last.state === "requested") {
+    await coordinator.writeCas(keys.request, JSON.stringify({ ...last, state: "failed", error: "the client stopped waiting (timeout)" }), lastIndex);
   }
   throw new Error(`no snapshot within ${Math.round(timeoutMs / 1000)} s: is any node healthy, and is mysql.snapshots.store reachable?`);
 }

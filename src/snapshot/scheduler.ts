@@ -42,6 +42,8 @@ export class SnapshotMetrics {
 export interface SnapshotRequest {
   id: string;
   requestedAt: string;
+  /** The client stops waiting then: a request nobody started by this time is not started any more. */
+  expiresAt?: string;
   state: "requested" | "running" | "done" | "failed";
   node?: string;
   snapshotId?: string;
@@ -70,6 +72,12 @@ export interface SchedulerDeps {
   metrics: SnapshotMetrics | undefined;
 }
 
+/** A request whose client gave up waiting: taking it now would surprise (and load) the cluster later. */
+export function requestExpired(r: Pick<SnapshotRequest, "expiresAt">, now: number): boolean {
+  const at = r.expiresAt === undefined ? Number.NaN : Date.parse(r.expiresAt);
+  return Number.isFinite(at) && now >= at;
+}
+
 /** Only this cluster's replicas count: another cluster may register the same service name. */
 export function hasHealthyReplica(instances: ReadonlyArray<Pick<ServiceInstance, "healthy" | "tags" | "meta">>, cluster: string): boolean {
   return instances.some((i) => i.healthy && i.tags.includes("replica") && i.meta.cluster === cluster);
@@ -87,6 +95,8 @@ export class SnapshotScheduler {
   private binlogBaseline: { latestId: string | undefined; file: string; bytes: number } | undefined;
   private readonly keys: ReturnType<typeof snapshotKeys>;
   private stopped = false;
+  private watching: Promise<void> | undefined;
+  private readonly abort = new AbortController();
   /** After a failure, scheduled snapshots wait (checkEvery × 2^n, at most 5 min) before trying again. */
   private failures = 0;
   private retryAfter = 0;
@@ -97,18 +107,43 @@ export class SnapshotScheduler {
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.running ??= this.tick()
-        .then(() => undefined)
-        .catch((err: unknown) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "snapshot check failed"))
-        .finally(() => (this.running = undefined));
-    }, this.d.cfg.checkEvery);
+    this.timer = setInterval(() => this.check(), this.d.cfg.checkEvery);
+    this.watching = this.watchRequests();
+  }
+
+  private check(): void {
+    this.running ??= this.tick()
+      .then(() => undefined)
+      .catch((err: unknown) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "snapshot check failed"))
+      .finally(() => (this.running = undefined));
+  }
+
+  /** A request is acted on when it is written (a blocking read on its key), not at the next check. */
+  private async watchRequests(): Promise<void> {
+    let index = 0;
+    while (!this.stopped) {
+      try {
+        const r = await this.d.coordinator.read(this.keys.request, { index, wait: "30s", signal: this.abort.signal });
+        if (this.stopped) return;
+        if (r.index !== index) {
+          const first = index === 0;
+          index = r.index;
+          if (!first && r.entry?.value?.includes('"requested"')) this.check();
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        this.log.debug({ err: err instanceof Error ? err.message : String(err) }, "snapshot request watch failed; retrying");
+        index = 0;
+        await new Promise((r) => setTimeout(r, this.d.cfg.checkEvery).unref());
+      }
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.running;
+    this.abort.abort();
+    await Promise.all([this.running, this.watching]);
   }
 
   /** Binlog files and bytes on this node since it first saw the current latest snapshot. */
@@ -123,7 +158,7 @@ export class SnapshotScheduler {
   }
 
   private async due(latest: Manifest | undefined, request: SnapshotRequest | undefined): Promise<string | undefined> {
-    if (request?.state === "requested") return `requested (${request.id})`;
+    if (request?.state === "requested" && !requestExpired(request, Date.now())) return `requested (${request.id})`;
     const c = this.d.cfg;
     if (c.interval !== undefined) {
       if (!latest) return "no snapshot yet";

@@ -58,3 +58,14 @@ describe("snapshot eligibility", () => {
     expect(hasHealthyReplica([{ healthy: false, tags: ["replica"], meta: { cluster: "a" } }], "a")).toBe(false);
   });
 });
+
+describe("snapshot requests", () => {
+  it("a request whose client stopped waiting is not taken later", async () => {
+    const { requestExpired } = await import("../../src/snapshot/scheduler.js");
+    const now = Date.parse("2026-12-03T10:00:00Z");
+    expect(requestExpired({ expiresAt: "2026-12-03T09:59:59Z" }, now)).toBe(true);
+    expect(requestExpired({ expiresAt: "2026-12-03T10:00:01Z" }, now)).toBe(false);
+    // Requests written by an older client carry no deadline: still honoured.
+    expect(requestExpired({}, now)).toBe(false);
+  });
+});
