@@ -94,8 +94,8 @@ export class Cluster {
   }
 
   /** Hands the primary role over with no transaction lost; resolves once the target leads. */
-  switchover(opts: { to?: string; timeoutMs?: number } = {}): Promise<SwitchoverResult> {
-    return switchover(this.store, this.name, { to: opts.to, timeoutMs: opts.timeoutMs ?? this.config.mysql.switchoverTimeout });
+  switchover(opts: { to?: string; timeoutMs?: number; at?: Date } = {}): Promise<SwitchoverResult> {
+    return switchover(this.store, this.name, { to: opts.to, timeoutMs: opts.timeoutMs ?? this.config.mysql.switchoverTimeout, at: opts.at });
   }
 
   /** No automatic failover, cluster-wide, until resume(); fencing stays on. */

@@ -5,7 +5,7 @@ import { resolveConsulConnection } from "../discovery/consul/connection.js";
 import { Lab } from "../lab/cluster.js";
 import { runDemo } from "../lab/demo.js";
 import { applyFault, FAULTS, type FaultKind } from "../lab/faults.js";
-import { clusterView, switchover } from "../mysql/switchover.js";
+import type { ClusterView } from "../mysql/switchover.js";
 import { ClusterAdminError } from "../mysql/cluster-admin.js";
 import { Cluster } from "../api/cluster.js";
 import { clusterClient } from "../discovery/cluster-store-factory.js";
@@ -159,7 +159,7 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         out(table(["member", "host", "role", "state", "lag", "age", "gtid", "note"], rows));
         if (v.members.some((m) => !m.alive)) out("(role? = last role the node published; it is not alive in the store, so the role may be stale)");
         for (const bad of v.invalid) out(`unreadable record ${bad.what}: ${bad.error}`);
-        if (v.switchover) out(`last switchover: ${v.switchover.from ?? "?"} -> ${v.switchover.to ?? "?"} ${v.switchover.state}${v.switchover.error ? `: ${v.switchover.error}` : ""}`);
+        if (v.switchover) out(`last switchover: ${v.switchover.from ?? "?"} -> ${v.switchover.to ?? "?"} ${v.switchover.state}${v.switchover.at && v.switchover.state === "requested" ? ` (scheduled at ${v.switchover.at})` : ""}${v.switchover.error ? `: ${v.switchover.error}` : ""}`);
         return 0;
       }
       case "switchover": {
@@ -167,12 +167,24 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         const timeoutMs = rawTimeout === undefined ? config.mysql.switchoverTimeout : parseDuration(rawTimeout);
         if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "30s", got ${JSON.stringify(rawTimeout)}`);
         const to = optionString(args, "to");
-        const r = await cluster.switchover({ ...(to !== undefined ? { to } : {}), timeoutMs });
-        if (outputFormat(args) !== "table") {
-          emit(outputFormat(args), r, () => "");
+        const at = parseAt(optionString(args, "at"));
+        const table = outputFormat(args) === "table";
+        if (table && to === undefined) {
+          const candidates = switchoverCandidates(await cluster.view());
+          out(candidates.length ? `candidates (best first; the primary picks the first): ${candidates.join(", ")}` : "no healthy replica of the primary to hand over to");
+        }
+        const r = await cluster.switchover({ ...(to !== undefined ? { to } : {}), timeoutMs, ...(at ? { at } : {}) });
+        const after = at ? undefined : await cluster.view();
+        if (!table) {
+          emit(outputFormat(args), { ...r, ...(after ? { topology: after } : {}) }, () => "");
+          return 0;
+        }
+        if (at) {
+          out(`switchover${to ? ` to ${to}` : ""} scheduled at ${r.at}; the primary carries it out then (statepilot mysql status shows it)`);
           return 0;
         }
         out(`switchover ${r.from} -> ${r.to} done: writes unavailable ${r.unavailableMs ?? "?"} ms (between the old primary fencing and the new one turning writable); ${r.observedMs} ms end to end`);
+        if (after) out(`now: primary ${after.primary?.node ?? "NONE"}; ${after.members.filter((m) => m.node !== after.primary?.node).map((m) => `${m.node} ${m.alive ? m.role : "unreachable"}${m.source ? ` of ${m.source}` : ""}`).join(", ")}`);
         return 0;
       }
       case "pause":
@@ -206,6 +218,24 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
   } finally {
     cluster.close();
   }
+}
+
+/** `--at`: an ISO 8601 time, or a delay from now such as "+10m". */
+function parseAt(raw: string | undefined): Date | undefined {
+  if (raw === undefined) return undefined;
+  const ms = raw.startsWith("+") ? parseDuration(raw.slice(1)) : undefined;
+  const at = ms !== undefined ? new Date(Date.now() + ms) : new Date(raw);
+  if (!Number.isFinite(at.getTime()) || !/\d/.test(raw)) throw new UsageError(`--at: expected a time such as 2026-12-24T03:00:00Z or a delay such as +10m, got ${JSON.stringify(raw)}`);
+  return at;
+}
+
+/** Healthy replicas of the primary, best position first (the order the primary picks in). */
+function switchoverCandidates(v: ClusterView): string[] {
+  const p = v.primary?.node;
+  return v.members
+    .filter((m) => m.node !== p && m.alive && m.up && m.role === "replica" && m.source === p && !m.blocked && !m.nofailover && !m.maintenance && !m.sqlError)
+    .sort((a, b) => (a.lagSeconds ?? Infinity) - (b.lagSeconds ?? Infinity) || a.node.localeCompare(b.node))
+    .map((m) => `${m.node} (lag ${m.lagSeconds ?? "?"} s)`);
 }
 
 /** statepilot snapshot list|create|restore --config FILE */

@@ -20,7 +20,7 @@ const TABLE: Record<string, { options: readonly string[]; words?: number | reado
   putenv: { options: CONTROL },
   putmetric: { options: ["labels", "op", ...CONTROL] },
   "mysql status": { options: ["json", "config", "output"], words: 2 },
-  "mysql switchover": { options: ["to", "timeout", "config", "output", "json"], words: 2 },
+  "mysql switchover": { options: ["to", "at", "timeout", "config", "output", "json"], words: 2 },
   "mysql pause": { options: ["reason", "config", "output", "json"], words: 2 },
   "mysql resume": { options: ["config", "output", "json"], words: 2 },
   "mysql remove": { options: ["yes", "config", "output", "json"], words: 3 },

@@ -24,7 +24,8 @@ Usage:
   statepilot status [--json]                   jobs, health and watches of a running statepilot
   statepilot ping                              is the control plane up?
   statepilot health                            exit 0 when the main job runs (and mysqld answers): for HEALTHCHECK
-  statepilot reload                            re-read the config; only changed jobs restart
+  statepilot reload                            re-read the config; only changed jobs restart (exit 2, nothing
+                                               changed: invalid, or a setting that needs a restart)
   statepilot maintenance on|off [--reason TEXT]
   statepilot putenv KEY=VALUE... | KEY...      set (or, without =, unset) variables for jobs started later
   statepilot putmetric NAME=VALUE... [--labels k=v,k2=v2] [--op set|inc|observe]
@@ -32,7 +33,7 @@ Usage:
 
 MySQL cluster (any node's --config names Consul and the cluster):
   statepilot mysql status [--json] --config FILE       the lock holder and every member's position
-  statepilot mysql switchover [--to NODE] [--timeout 30s] --config FILE
+  statepilot mysql switchover [--to NODE] [--at TIME|+10m] [--timeout 30s] --config FILE
                                                hand the primary role over with no transaction lost
   statepilot mysql pause [--reason TEXT] --config FILE   no automatic failover, cluster-wide (fencing stays on)
   statepilot mysql resume --config FILE                  automatic failover on again
@@ -67,7 +68,7 @@ Options:
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "output", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
+  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
   flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns", "yes"],
 } as const;
 
@@ -89,7 +90,8 @@ function expectArgs(args: ParsedArgs, count: number, usage: string): void {
   }
 }
 
-async function callControl(args: ParsedArgs, method: "GET" | "POST", path: string, body?: unknown, human?: (body: unknown) => string): Promise<number> {
+/** Exit 2 on the statuses that mean "the input was refused" (bad config, a change needing a restart). */
+async function callControl(args: ParsedArgs, method: "GET" | "POST", path: string, body?: unknown, human?: (body: unknown) => string, refused: number[] = [400]): Promise<number> {
   const format = outputFormat(args);
   const res = await controlRequest(socketPath(args), method, path, body);
   const ok = res.status >= 200 && res.status < 300;
@@ -97,7 +99,7 @@ async function callControl(args: ParsedArgs, method: "GET" | "POST", path: strin
   if (typeof error === "string") process.stderr.write(`statepilot: ${error}\n`);
   else if (!ok) process.stderr.write(`${typeof res.body === "string" ? res.body : JSON.stringify(res.body, null, 2)}\n`);
   else emit(format, res.body, () => (human ? human(res.body) : typeof res.body === "string" ? res.body : JSON.stringify(res.body)));
-  return ok ? 0 : res.status === 400 ? 2 : 1;
+  return ok ? 0 : refused.includes(res.status) ? 2 : 1;
 }
 
 function statusText(body: unknown): string {
@@ -171,7 +173,7 @@ async function main(argv: string[]): Promise<number> {
         const r = b as { restarted?: string[]; added?: string[]; removed?: string[]; unchanged?: string[] };
         const list = (xs: string[] | undefined) => (xs?.length ? xs.join(", ") : "none");
         return `reloaded: restarted ${list(r.restarted)}; added ${list(r.added)}; removed ${list(r.removed)}; unchanged ${list(r.unchanged)}`;
-      });
+      }, [400, 409]);
     case "maintenance": {
       expectArgs(args, 2, "statepilot maintenance on|off [--reason TEXT]");
       if (sub !== "on" && sub !== "off") throw new UsageError(`maintenance: expected on or off, got ${JSON.stringify(sub)}`);

@@ -66,6 +66,8 @@ export const SwitchoverRecord = z.object({
   to: z.string().optional(),
   state: z.enum(SWITCHOVER_STATES),
   requestedAt: z.string(),
+  /** A scheduled switchover: the primary starts it at this time (ISO 8601), not before. */
+  at: z.string().optional(),
   from: z.string().optional(),
   /** The old primary's executed GTIDs once fenced: the target applies them before it takes the lock. */
   position: z.string().optional(),

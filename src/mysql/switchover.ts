@@ -38,12 +38,17 @@ export async function clusterView(store: ClusterStore, now = Date.now()): Promis
   };
 }
 
+/** When a switchover request starts counting: its scheduled time, else when it was asked. */
+export function startOf(r: Pick<SwitchoverRecord, "requestedAt" | "at">): number {
+  return Date.parse(r.at ?? r.requestedAt);
+}
+
 /**
  * Asks the primary to hand over: it fences itself, waits for the target to have every transaction
  * and releases the leadership; the target takes it and turns writable. Resolves only when the
  * record says done AND the store's leader is the target: the answer is the cluster's truth.
  */
-export async function switchover(store: ClusterStore, cluster: string, opts: { to?: string | undefined; timeoutMs: number }): Promise<SwitchoverRecord & { observedMs: number }> {
+export async function switchover(store: ClusterStore, cluster: string, opts: { to?: string | undefined; timeoutMs: number; at?: Date | undefined }): Promise<SwitchoverRecord & { observedMs: number }> {
   const st = await store.load();
   if (!st.leader) throw new SwitchoverError(`cluster ${cluster} has no primary right now; nothing to switch over`);
   if (opts.to !== undefined) {
@@ -53,12 +58,15 @@ export async function switchover(store: ClusterStore, cluster: string, opts: { t
     if (!m.alive) throw new SwitchoverError(`--to: ${opts.to} is not alive in the store; pick a healthy replica`);
   }
   const current = st.switchover?.record;
-  if (current && (current.state === "requested" || current.state === "handover" || current.state === "released") && Date.now() - Date.parse(current.requestedAt) < opts.timeoutMs * 2) {
+  if (current && (current.state === "requested" || current.state === "handover" || current.state === "released") && Date.now() - startOf(current) < opts.timeoutMs * 2) {
     throw new SwitchoverError(`a switchover (${current.id}, ${current.state}) is already in progress`);
   }
-  const record: SwitchoverRecord = { id: randomUUID(), ...(opts.to !== undefined ? { to: opts.to } : {}), state: "requested", requestedAt: new Date().toISOString() };
+  if (opts.at && !(opts.at.getTime() > Date.now())) throw new SwitchoverError(`--at: ${opts.at.toISOString()} is not in the future`);
+  const record: SwitchoverRecord = { id: randomUUID(), ...(opts.to !== undefined ? { to: opts.to } : {}), state: "requested", requestedAt: new Date().toISOString(), ...(opts.at ? { at: opts.at.toISOString() } : {}) };
   const started = performance.now();
   if (!(await store.writeSwitchover(record, st.switchover?.version ?? 0))) throw new SwitchoverError("another switchover request was written at the same time; try again");
+  // A scheduled switchover is recorded; the primary carries it out at its time.
+  if (opts.at) return { ...record, observedMs: Math.round(performance.now() - started) };
   const deadline = Date.now() + opts.timeoutMs + 10_000;
   while (Date.now() < deadline) {
     const now = await store.load();

@@ -172,3 +172,17 @@ describe("pause", () => {
     expect(resumed.reason).not.toMatch(/paused/);
   });
 });
+
+describe("scheduled switchover", () => {
+  it("the primary leads on until the scheduled time, then hands over", () => {
+    const at = "2026-12-03T10:00:00.000Z";
+    const request = { id: "x", to: "c", state: "requested" as const, requestedAt: "2026-12-03T09:00:00Z", at };
+    const c = cluster({ leader: leader("b"), members: [member("c", { source: "b" })], switchover: { record: request, version: 7 } });
+    const base = { leaseConfirmed: true, role: "primary" as const, local: local({ readOnly: false, semiSyncPrimary: true }), cluster: c };
+    const before = decide(obs({ ...base, now: Date.parse(at) - 400 }));
+    expect(before.action.kind).toBe("lead");
+    expect(before.reason).toMatch(/switchover scheduled at/);
+    expect(before.nextIn).toBe(400);
+    expect(decide(obs({ ...base, now: Date.parse(at) })).action.kind).toBe("start-switchover");
+  });
+});

@@ -51,3 +51,17 @@ describe("switchover: the answer is the cluster's truth", () => {
     await expect(pending).resolves.toMatchObject({ state: "done", to: "b" });
   }, 20_000);
 });
+
+describe("scheduled switchover", () => {
+  it("is recorded with its time and returns at once; a time in the past is refused", async () => {
+    const { client } = await twoNodes();
+    const at = new Date(Date.now() + 60_000);
+    const r = await switchover(client, "t", { to: "b", timeoutMs: 5_000, at });
+    expect(r).toMatchObject({ state: "requested", to: "b", at: at.toISOString() });
+    expect((await client.load()).switchover?.record.at).toBe(at.toISOString());
+    // In progress until its time (plus the timeout): a second request is refused.
+    await expect(switchover(client, "t", { to: "b", timeoutMs: 5_000 })).rejects.toThrow(/already in progress/);
+    const { client: other } = await twoNodes();
+    await expect(switchover(other, "t", { to: "b", timeoutMs: 5_000, at: new Date(Date.now() - 1_000) })).rejects.toThrow(/not in the future/);
+  });
+});

@@ -153,7 +153,12 @@ export function decide(o: Observation): Decision {
       return { action: { kind: "become-writable" }, role: "primary", health: pass("primary, lock held"), reason: !writable ? "leadership confirmed: turning writable" : "leadership confirmed: semi-sync on" };
     }
     const sw = c.switchover;
-    if (sw && sw.record.state === "requested") return decideSwitchoverRequest(o, sw.record, sw.version, c);
+    if (sw && sw.record.state === "requested") {
+      // A scheduled switchover waits for its time (the loop looks again at least every interval).
+      const at = sw.record.at === undefined ? Number.NaN : Date.parse(sw.record.at);
+      if (!(Number.isFinite(at) && at > o.now)) return decideSwitchoverRequest(o, sw.record, sw.version, c);
+      return { action: { kind: "lead", expire: expiredMembers(o, c) }, role: "primary", health: pass("primary, lock held"), reason: `primary, lock held; switchover scheduled at ${sw.record.at}`, nextIn: Math.max(20, Math.min(o.settings.interval, at - o.now)) };
+    }
     return { action: { kind: "lead", expire: expiredMembers(o, c) }, role: "primary", health: pass("primary, lock held"), reason: "primary, lock held" };
   }
 
@@ -273,7 +278,7 @@ function decideSwitchoverRequest(o: Observation, record: SwitchoverRecord, versi
     // A named target that may be promoted but is still (re)connecting to this primary, e.g. the
     // primary of a switchover that just ended: wait for it, within the switchover's time.
     const named = record.to ? c.members.find((m) => m.node === record.to) : undefined;
-    const requested = Date.parse(record.requestedAt);
+    const requested = Date.parse(record.at ?? record.requestedAt);
     const young = Number.isFinite(requested) && o.now - requested < o.settings.switchoverTimeout;
     if (named && young && named.alive && named.record.up && !named.record.blocked && !named.record.nofailover && !named.record.maintenance && named.record.role !== "diverged") {
       return { ...lead({ kind: "none" }, `switchover to ${named.node}: waiting for it to replicate from this primary`), nextIn: 100 };
