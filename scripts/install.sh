@@ -21,13 +21,23 @@ step() { step_start=$(now); printf '==> %s\n' "$*"; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 done_step() { printf '    done in %ss%s\n' "$(elapsed "$step_start")" "${1:+ ($1)}"; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
+# On a terminal: what runs, for how long, and where its log is, until PID ends; silent otherwise.
+spinner() {
+  local pid=$1 what=$2 t0=$SECONDS
+  [ -t 1 ] || return 0
+  while kill -0 "$pid" 2>/dev/null; do
+    printf '\r\033[2K    %s: %ss' "$what" "$((SECONDS - t0))"
+    sleep 1
+  done
+  printf '\r\033[2K'
+}
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not found on PATH ($2)"; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else need sudo "run as root or install sudo"; sudo "$@"; fi; }
 
 install_apt() {
   # docker-compose (v1) validates compose/docker-compose.yml; no Docker engine is needed for that.
-  local pkgs=(mariadb-server mariadb-backup tini prometheus iproute2 docker-compose stress-ng)
+  local pkgs=(mariadb-server mariadb-backup tini prometheus iproute2 docker-compose stress-ng haproxy nginx)
   step "Debian packages: ${pkgs[*]}"
   local missing=()
   for p in "${pkgs[@]}"; do
@@ -87,7 +97,10 @@ install_go_tool() {
     echo "    wrapper module: $work/go.mod"
     ( cd "$work" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" go mod tidy -e >"$work/tidy.log" 2>&1 ) \
       || { tail -30 "$work/tidy.log" >&2; die "go mod tidy for $module@$version failed (log: $work/tidy.log)"; }
-    ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >"$work/build.log" 2>&1 ) \
+    ( cd "$work" && GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >"$work/build.log" 2>&1 ) &
+    local build_pid=$!
+    spinner "$build_pid" "building $name (a few minutes; log: $work/build.log)"
+    wait "$build_pid" \
       || { tail -30 "$work/build.log" >&2; die "go build $pkg from $module@$version failed (log: $work/build.log)"; }
     mv "$out.tmp" "$out"
     rm -rf "$work"

@@ -14,6 +14,7 @@ import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
 import { requestSnapshot } from "../snapshot/request.js";
 import { optionString, UsageError, type ParsedArgs } from "./args.js";
 import { emit, outputFormat } from "./output.js";
+import { Progress } from "./progress.js";
 import { resolveConfig } from "./run.js";
 import type { Config, MysqlConfig } from "../config/schema.js";
 
@@ -262,7 +263,8 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
         if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "30m", got ${JSON.stringify(rawTimeout)}`);
         const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, process.env));
         try {
-          const r = await requestSnapshot(coordinator, m.cluster, timeoutMs);
+          const progress = new Progress("snapshot");
+          const r = await requestSnapshot(coordinator, m.cluster, timeoutMs, (st) => progress.tick(st.state === "running" ? `being taken on ${st.node ?? "?"}` : "waiting for a node to take it")).finally(() => progress.done());
           if (outputFormat(args) !== "table") {
             emit(outputFormat(args), r, () => "");
             return 0;
@@ -281,7 +283,8 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
         const manifest = id ? all.find((s) => s.id === id) : all[0];
         if (!manifest) throw new UsageError(id ? `--id: no snapshot ${JSON.stringify(id)} in ${store.description} (see statepilot snapshot list)` : `no snapshot of cluster ${m.cluster} in ${store.description}`);
         const { createLogger } = await import("../log.js");
-        const r = await restoreSnapshot({ store, manifest, datadir, logger: createLogger(config.logging), runAs: m.runAs });
+        const progress = new Progress(`restore ${manifest.id}`);
+        const r = await restoreSnapshot({ store, manifest, datadir, logger: createLogger(config.logging), runAs: m.runAs, onProgress: (p) => progress.update(p.bytes, p.total, p.stage) }).finally(() => progress.done());
         if (outputFormat(args) !== "table") {
           emit(outputFormat(args), { id: manifest.id, datadir, gtid: r.gtid, durationMs: r.durationMs }, () => "");
           return 0;

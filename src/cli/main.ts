@@ -7,6 +7,7 @@ import { checkCommandOptions } from "./command-options.js";
 import { emit, outputFormat } from "./output.js";
 import { preflight, resolveConfig, runSupervisor } from "./run.js";
 import { packageVersion } from "./version.js";
+import { resolveTelemetryToken } from "../telemetry/auth.js";
 
 // The AWS SDK prints a multi-line notice about Node 20 to stderr, which would break the JSON log;
 // the same fact is in docs/operations.md. An operator who wants it can set the variable to "false".
@@ -146,6 +147,8 @@ async function main(argv: string[]): Promise<number> {
       if (sub === "check") {
         // What run would refuse before starting: missing MySQL credentials, unusable CONSUL_* settings.
         preflight(config, process.env, path ?? "defaults");
+        // The telemetry token file or variable, as start-up reads it (never printed).
+        if (config.telemetry?.auth) resolveTelemetryToken(config.telemetry.auth, process.env, path ?? "defaults");
         process.stdout.write(`${path ?? "defaults"}: valid (${config.jobs.length} jobs, ${config.watches.length} watches)\n`);
       } else {
         const format = outputFormat(args);

@@ -6,7 +6,7 @@ import type { Manifest } from "./snapshot.js";
 
 
 /** Asks the cluster for a snapshot now and waits for its manifest (or the reason it failed). */
-export async function requestSnapshot(coordinator: Coordinator, cluster: string, timeoutMs: number): Promise<Manifest> {
+export async function requestSnapshot(coordinator: Coordinator, cluster: string, timeoutMs: number, onState?: (r: SnapshotRequest) => void): Promise<Manifest> {
   const keys = snapshotKeys(cluster);
   const { value: current, modifyIndex } = await readRecord<SnapshotRequest>(coordinator, keys.request);
   if (current && (current.state === "requested" || current.state === "running") && Date.now() - Date.parse(current.requestedAt) < timeoutMs) {
@@ -18,6 +18,7 @@ export async function requestSnapshot(coordinator: Coordinator, cluster: string,
   while (Date.now() < deadline) {
     const { value: r } = await readRecord<SnapshotRequest>(coordinator, keys.request);
     if (!r || r.id !== req.id) throw new Error("the request was replaced by another one");
+    onState?.(r);
     if (r.state === "failed") throw new Error(`snapshot failed on ${r.node}: ${r.error}`);
     if (r.state === "done") {
       const { value: m } = await readRecord<Manifest>(coordinator, keys.latest);

@@ -261,7 +261,15 @@ export interface RestoreResult {
  * Streams a snapshot into an empty datadir: download → sha256 → (gunzip) → mbstream -x, then
  * mariabackup --prepare. A checksum mismatch empties the datadir again and fails with the reason.
  */
-export async function restoreSnapshot(o: { store: SnapshotStore; manifest: Manifest; datadir: string; logger: Logger; runAs?: string | undefined }): Promise<RestoreResult> {
+export async function restoreSnapshot(o: {
+  store: SnapshotStore;
+  manifest: Manifest;
+  datadir: string;
+  logger: Logger;
+  runAs?: string | undefined;
+  /** Called as bytes arrive (of `manifest.size`), then with the stage that follows the download. */
+  onProgress?: (p: { stage: "download" | "prepare"; bytes: number; total: number }) => void;
+}): Promise<RestoreResult> {
   const started = performance.now();
   const m = o.manifest;
   mkdirSync(o.datadir, { recursive: true });
@@ -295,6 +303,7 @@ export async function restoreSnapshot(o: { store: SnapshotStore; manifest: Manif
     for await (const chunk of source as AsyncIterable<Buffer>) {
       hash.update(chunk);
       bytes += chunk.length;
+      o.onProgress?.({ stage: "download", bytes, total: m.size });
       if (sinkError) continue;
       if (!sink.write(chunk)) await drained(sink, child.stdin);
     }
@@ -316,6 +325,7 @@ export async function restoreSnapshot(o: { store: SnapshotStore; manifest: Manif
     wipe();
     throw new SnapshotError("extract", `${extract} failed (exit ${code}${sinkError ? `, ${sinkError.message}` : ""}):\n${lastLines(stderr())}`);
   }
+  o.onProgress?.({ stage: "prepare", bytes, total: m.size });
   const prep = spawn(backup, ["--prepare", `--target-dir=${o.datadir}`], { stdio: ["ignore", "ignore", "pipe"] });
   const prepErr = tail(prep.stderr);
   const prepCode = await new Promise<number | null>((resolve) => prep.once("close", resolve));
