@@ -107,7 +107,7 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       return 0;
     }
     case "demo":
-      await runDemo(dir, out);
+      await runDemo(dir, out, { subnet: optionString(args, "subnet") });
       return 0;
     case "fault": {
       const kind = args.command[2];

@@ -17,7 +17,7 @@ function table(vs: NodeView[], lab: Lab): string {
  * The README's main command: a 3-node lab in lossless mode, a writer, the primary's mysqld
  * killed, and the failover measured from the client's side. The lab keeps running afterwards.
  */
-export async function runDemo(dir: string, out: (s: string) => void): Promise<void> {
+export async function runDemo(dir: string, out: (s: string) => void, opts: { subnet?: string | undefined } = {}): Promise<void> {
   if (existsSync(Lab.path(dir))) {
     const old = Lab.open(dir);
     if (alive(old.file.consulPid) || old.file.nodes.some((n) => alive(n.pids.statepilot))) {
@@ -26,7 +26,7 @@ export async function runDemo(dir: string, out: (s: string) => void): Promise<vo
     }
   }
   const started = performance.now();
-  const lab = await Lab.up({ dir, nodes: 3, lossless: true, fresh: true, log: (l) => out(l) });
+  const lab = await Lab.up({ dir, nodes: 3, lossless: true, fresh: true, subnet: opts.subnet, log: (l) => out(l) });
   out(`\n1. three nodes from empty datadirs, primary elected through a Consul lock in ${((performance.now() - started) / 1000).toFixed(1)} s:`);
   out(table(await lab.views(), lab));
 
