@@ -202,7 +202,9 @@ export class ServiceHealth {
 
   async setMaintenance(enable: boolean, reason: string): Promise<void> {
     this.inMaintenance = enable;
-    if (!this.serviceId || !this.opts.coordinator) return;
+    // Not registered (yet, or a service this node does not offer now, such as mysql-primary on a
+    // replica): the flag is applied when it registers; asking Consul now would be a 404.
+    if (!this.serviceId || !this.opts.coordinator || !this.registered) return;
     try {
       await this.opts.coordinator.setMaintenance(this.serviceId, enable, reason);
     } catch (err) {

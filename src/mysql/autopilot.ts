@@ -114,8 +114,16 @@ export class MysqlAutopilot {
       });
     const health = serviceHealth(cfg.serviceName, "mysql", ["starting"]);
     const primaryHealth = serviceHealth(`${cfg.serviceName}-primary`, "mysql-primary", ["primary"]);
+    // Maintenance takes the node out of the replica pools; the primary's write service stays (it
+    // keeps taking writes until a switchover moves them), and the operator is told so.
     supervisor.followMaintenance(health);
-    supervisor.followMaintenance(primaryHealth);
+    supervisor.bus.subscribe(
+      "mysql-maintenance",
+      () => {
+        if (ap.ha?.statusView().role === "primary") log.warn("maintenance on the primary: it keeps its role and its writes (mysql-primary stays registered); run `statepilot mysql switchover` to move them");
+      },
+      (e) => e.code === "enterMaintenance",
+    );
 
     const clusterStore = createClusterStore({ coordinator: supervisor.coordination(), node: supervisor.node, cfg, health });
     const metrics = opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined;

@@ -8,6 +8,7 @@ import { alive, Lab } from "../../src/lab/cluster.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { ReadOnlySampler, Writer } from "../../src/lab/workload.js";
 import { ApiUsageError, connect, type Cluster, type ClusterView } from "../../src/index.js";
+import { runCli } from "../support/cli.js";
 
 /**
  * The programmable API and the two example runbooks, against a real 3-node lab (lossless) with a
@@ -63,6 +64,28 @@ describe("the API", () => {
     await watching;
     expect(seen.at(-1)?.pause).toMatchObject({ paused: true, reason: "api test" });
     expect(await cluster.resume()).toEqual({ changed: true });
+  });
+});
+
+describe("maintenance", () => {
+  const code = async (url: string) => (await fetch(url)).status;
+  it("a replica in maintenance leaves the replica checks; the primary keeps its writes; no 404 from Consul", async () => {
+    const v = await cluster.view();
+    const primary = lab.node(v.primary!.node);
+    const replica = lab.node(v.members.find((m) => m.node !== primary.name)!.node);
+    const sock = (n: typeof primary) => join(n.dir, "statepilot.sock");
+    await waitFor(async () => (await code(`${replica.http}/replica`)) === 200, { timeoutMs: 30_000, what: "the replica check to pass" });
+    expect((await runCli(["maintenance", "on", "--reason", "test", "--socket", sock(replica)])).code).toBe(0);
+    expect(await code(`${replica.http}/replica`)).toBe(503);
+    expect(await code(`${replica.http}/read-only`)).toBe(503);
+    expect((await runCli(["maintenance", "on", "--socket", sock(primary)])).code).toBe(0);
+    expect(await code(`${primary.http}/primary`)).toBe(200);
+    const services = await fetch(`${lab.file.consul}/v1/health/service/mysql-primary?passing=1`).then((r) => r.json() as Promise<unknown[]>);
+    expect(services).toHaveLength(1);
+    for (const n of [primary, replica]) expect((await runCli(["maintenance", "off", "--socket", sock(n)])).code).toBe(0);
+    await waitFor(async () => (await code(`${replica.http}/replica`)) === 200, { timeoutMs: 30_000, what: "the replica back in the pool" });
+    expect(lab.logTail(replica, 400)).not.toMatch(/Unknown service ID/);
+    expect(lab.logTail(primary, 400)).toMatch(/maintenance on the primary: it keeps its role/);
   });
 });
 
