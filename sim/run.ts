@@ -76,7 +76,9 @@ class SimNode {
         bootstrapCluster: async () => undefined,
         restored: {
           pending: () => (this.restorePending ? this.restoredFrom : undefined),
-          applied: () => void (this.restorePending = false),
+          applied: () => {
+            this.restorePending = false;
+          },
         },
         faults,
       },

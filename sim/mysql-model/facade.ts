@@ -191,7 +191,7 @@ export class SimDatabase implements Database {
     const deadline = clock.now() + CONNECT_TIMEOUT_MS;
     for (;;) {
       const p = this.env.resolve(peer);
-      if (!p || !p.running) throw refused(peer.host, peer.port);
+      if (!p?.running) throw refused(peer.host, peer.port);
       if (this.env.isCut(this.s, p)) {
         await clock.sleep(Math.max(0, deadline - clock.now()));
         throw connectTimeout();

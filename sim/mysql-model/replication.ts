@@ -46,10 +46,10 @@ export function startPosition(src: Server, want: Txn | undefined): { next: numbe
 /** One step of the IO thread (the server is running and not frozen, its IO thread is on). */
 export function ioStep(env: Env, s: Server): void {
   const src = s.source ? env.resolve(s.source) : undefined;
-  if (!src || !src.running || env.isCut(s, src)) {
+  if (!src?.running || env.isCut(s, src)) {
     s.conn = undefined;
     s.ioErrno = 2003;
-    s.ioError = connectError(s, src && src.running ? "timeout" : "refused");
+    s.ioError = connectError(s, src?.running ? "timeout" : "refused");
     return;
   }
   if (s.conn && (s.conn.src !== src || s.conn.pid !== src.pid)) s.conn = undefined;
@@ -57,7 +57,10 @@ export function ioStep(env: Env, s: Server): void {
   if (src.frozen) return;
   if (!s.conn) {
     const start = startPosition(src, s.ioPos ?? s.slavePos);
-    if ("error" in start) return ioFail(s, 1236, start.error);
+    if ("error" in start) {
+      ioFail(s, 1236, start.error);
+      return;
+    }
     s.conn = { src, pid: src.pid!, next: start.next, recheck: start.recheck };
     s.ioErrno = 0;
     s.ioError = "";
@@ -69,7 +72,8 @@ export function ioStep(env: Env, s: Server): void {
     if (c.recheck) {
       const want = c.recheck;
       if (t.server !== want.server || t.seq !== want.seq) {
-        return ioFail(s, 1236, fatal1236(`Error: connecting slave requested to start from GTID ${want.str}, which is not in the master's binlog`));
+        ioFail(s, 1236, fatal1236(`Error: connecting slave requested to start from GTID ${want.str}, which is not in the master's binlog`));
+        return;
       }
       c.recheck = undefined;
       c.next++;

@@ -8,7 +8,6 @@ import { applyFault, FAULTS, type FaultKind } from "../lab/faults.js";
 import type { ClusterView } from "../mysql/switchover.js";
 import { ClusterAdminError } from "../mysql/cluster-admin.js";
 import { Cluster } from "../api/cluster.js";
-import { clusterClient } from "../discovery/cluster-store-factory.js";
 import { createStore } from "../snapshot/store.js";
 import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
 import { requestSnapshot } from "../snapshot/request.js";

@@ -141,7 +141,8 @@ export class MemoryStoreServer {
   /** The state as of `clock.now()`, bypassing faults, latency and the call counter (invariant checks). */
   snapshot(): ClusterState {
     this.settle();
-    return (this.cached ??= this.build());
+    this.cached ??= this.build();
+    return this.cached;
   }
 
   /** Clock time before which nobody can acquire the leadership (lock-delay); -Infinity when none ran. */

@@ -58,7 +58,6 @@ export interface StartOptions {
 /** A server process in its own process group, stopped by PID. */
 export class ManagedProcess {
   readonly pid: number;
-  private readonly child: ChildProcess;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
@@ -68,7 +67,6 @@ export class ManagedProcess {
     readonly logFile: string,
   ) {
     if (child.pid === undefined) throw new Error(`${name}: spawn failed`);
-    this.child = child;
     this.pid = child.pid;
     this.exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {

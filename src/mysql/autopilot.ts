@@ -9,7 +9,7 @@ import type { Supervisor } from "../supervisor/supervisor.js";
 import type { Metrics } from "../telemetry/metrics.js";
 import type { TelemetryServer } from "../telemetry/server.js";
 import { BACKUP_USER, backupPassword } from "./accounts.js";
-import { resolveCredentials, type MysqlCredentials } from "./credentials.js";
+import { resolveCredentials } from "./credentials.js";
 import { MysqlHa } from "./ha/loop.js";
 import { primaryCheck, replicaCheck, type HaStatus } from "./ha/status.js";
 import { MysqlDatabase } from "./ha/mysql-database.js";
@@ -49,8 +49,6 @@ export class MysqlAutopilot {
 
   private constructor(
     readonly cfg: MysqlConfig,
-    private readonly supervisor: Supervisor,
-    private readonly creds: MysqlCredentials,
     private readonly logger: Logger,
   ) {}
 
@@ -59,7 +57,7 @@ export class MysqlAutopilot {
     const cfg = config.mysql!;
     const creds = resolveCredentials(cfg, opts.env, opts.source);
     const log = opts.logger.child({ component: "mysql" });
-    const ap = new MysqlAutopilot(cfg, supervisor, creds, log);
+    const ap = new MysqlAutopilot(cfg, log);
     const binary = mysqldBinary(cfg);
     const version = await binaryVersion(binary);
     log.info({ binary, flavor: version.flavor, version: version.version }, "mysql server found");

@@ -1,5 +1,5 @@
 import mysql from "mysql2/promise";
-import { Dialect, parseServerVersion, type ReplicationStatus } from "./dialect.js";
+import { Dialect, parseServerVersion } from "./dialect.js";
 import { gtidUnion } from "./gtid.js";
 
 import type { LocalState, RemoteState } from "./ha/database.js";

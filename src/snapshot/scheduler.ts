@@ -189,7 +189,7 @@ export class SnapshotScheduler {
       readRecord<Manifest>(this.d.coordinator, this.keys.latest),
       readRecord<SnapshotRequest>(this.d.coordinator, this.keys.request),
     ]);
-    if (latest) this.d.metrics && (this.d.metrics.latestCreatedAt = Date.parse(latest.createdAt));
+    if (latest && this.d.metrics) this.d.metrics.latestCreatedAt = Date.parse(latest.createdAt);
     const reason = await this.due(latest, request);
     if (!reason || !(await this.eligible())) return undefined;
     if (request?.state !== "requested" && Date.now() < this.retryAfter) return undefined;

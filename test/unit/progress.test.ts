@@ -4,7 +4,12 @@ import { Progress } from "../../src/cli/progress.js";
 
 function stream(isTTY: boolean) {
   let text = "";
-  const s = new Writable({ write: (c: Buffer, _e, cb) => ((text += c.toString()), cb()) }) as unknown as NodeJS.WriteStream;
+  const s = new Writable({
+    write: (c: Buffer, _e, cb) => {
+      text += c.toString();
+      cb();
+    },
+  }) as unknown as NodeJS.WriteStream;
   (s as { isTTY?: boolean }).isTTY = isTTY;
   return { s, text: () => text };
 }

@@ -20,7 +20,7 @@ async function twoNodes() {
 
 describe("switchover: the answer is the cluster's truth", () => {
   it("a record marked done while the old primary still leads is not reported as done", async () => {
-    const { a, b, client } = await twoNodes();
+    const { client } = await twoNodes();
     const pending = switchover(client, "t", { to: "b", timeoutMs: 200 });
     // Someone writes "done" but the leadership never moves (the old primary stayed).
     for (let i = 0; i < 50; i++) {

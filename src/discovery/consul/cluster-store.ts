@@ -156,7 +156,7 @@ export class ConsulClusterStore implements ClusterStore {
     while (!abort.aborted) {
       const left = deadline - Date.now();
       if (left <= 0) return;
-      let r;
+      let r: Awaited<ReturnType<ConsulClient["kvGet"]>>;
       try {
         // A blocking read of the leader key alone: members' publications do not wake it.
         r = await this.client.kvGet(this.keys.leader, { index: leaderVersion, wait: formatDuration(Math.max(1, Math.ceil(left))), signal: abort });
@@ -223,7 +223,7 @@ export class ConsulClusterStore implements ClusterStore {
   async renewLeader(): Promise<boolean> {
     const session = this.session;
     if (!session) return false;
-    let renewed;
+    let renewed: Awaited<ReturnType<ConsulClient["renewSession"]>>;
     try {
       renewed = await this.client.renewSession(session);
     } catch (err) {

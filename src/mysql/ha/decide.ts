@@ -310,7 +310,7 @@ function decideHandover(o: Observation, local: LocalState, c: ClusterState): Dec
 /** Why the switchover target cannot take over any more, or undefined while it still can. */
 function handoverTargetUnfit(c: ClusterState, to: string | undefined): string | undefined {
   const m = c.members.find((x) => x.node === to);
-  if (!m || !m.alive) return "is gone";
+  if (!m?.alive) return "is gone";
   const r = m.record;
   if (r.blocked) return `cannot take over: ${r.blocked}`;
   if (r.role === "diverged" || r.role === "down") return `is ${r.role}`;
