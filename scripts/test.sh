@@ -75,6 +75,8 @@ fi
 echo "==> build and type check"
 npm run --silent build || exit 1
 npm run --silent typecheck || exit 1
+echo "==> lint (biome)"
+./node_modules/.bin/biome lint --max-diagnostics=30 || exit 1
 
 # Leftovers of earlier runs that were killed before they could clean up (their test.sh is gone).
 node scripts/leftovers.mjs --stale --kill || true
