@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the real components statepilot is tested against, idempotently.
 #   scripts/install.sh            everything
-#   scripts/install.sh consul     one part (apt | consul | minio | prometheus | node)
+#   scripts/install.sh consul     one part (apt | consul | minio | prometheus | mysql | node)
 # Binaries built from the Go module proxy are cached under $STATEPILOT_CACHE/bin.
+# `mysql` is MySQL from Debian sid (9.7 when this was written: no Debian suite reachable here has
+# 8.x), debootstrapped into $STATEPILOT_CACHE/mysql-sid without touching the host's apt sources;
+# $STATEPILOT_CACHE/bin/mysqld-<major.minor> and mysql-<major.minor> run it (mysql.binary).
 set -euo pipefail
 
 CONSUL_VERSION="${STATEPILOT_CONSUL_VERSION:-v1.22.0}"
@@ -37,7 +40,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else need sudo "run as root or ins
 
 install_apt() {
   # docker-compose (v1) validates compose/docker-compose.yml; no Docker engine is needed for that.
-  local pkgs=(mariadb-server mariadb-backup tini prometheus iproute2 docker-compose stress-ng haproxy nginx)
+  # debootstrap makes the Debian sid root MySQL comes from (install_mysql).
+  local pkgs=(mariadb-server mariadb-backup tini prometheus iproute2 docker-compose stress-ng haproxy nginx etcd-server debootstrap)
   step "Debian packages: ${pkgs[*]}"
   local missing=()
   for p in "${pkgs[@]}"; do
@@ -56,7 +60,7 @@ install_apt() {
   # Debian's packages may have started their own service anyway when no policy layer applies:
   # stop those services only (never other MariaDB or Prometheus processes on this host).
   if [ $had_policy = 1 ]; then
-    for svc in mariadb prometheus; do as_root sh -c "command -v service >/dev/null && service $svc stop >/dev/null 2>&1 || true"; done
+    for svc in mariadb prometheus etcd; do as_root sh -c "command -v service >/dev/null && service $svc stop >/dev/null 2>&1 || true"; done
   fi
   done_step "installed ${missing[*]}"
 }
@@ -125,6 +129,72 @@ install_prometheus() {
     github.com/prometheus/prometheus/cmd/prometheus --version "with Consul service discovery"
 }
 
+# MySQL from Debian sid in its own minbase root (no Debian suite reachable here has MySQL 8.x; sid
+# has mysql-server-core 9.7). The host's apt sources are not touched: debootstrap fetches from the
+# mirror the host uses. The binaries run on the host through the root's own loader and libraries,
+# via wrappers in $BIN (exec'ing, so setpriv --pdeathsig and signals reach mysqld itself):
+#   $BIN/mysqld-<major.minor>, $BIN/mysql-<major.minor>, and the links $BIN/mysqld-sid, $BIN/mysql-sid.
+MYSQL_ROOT="$CACHE/mysql-sid"
+debian_mirror() {
+  if [ -n "${STATEPILOT_DEBIAN_MIRROR:-}" ]; then echo "$STATEPILOT_DEBIAN_MIRROR"; return; fi
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*\(\S*\/debian\/\?\)$/\1/p' | head -1)
+  [ -z "$uri" ] && uri=$(sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\(\S*\/debian\/\?\)[[:space:]].*/\2/p' /etc/apt/sources.list 2>/dev/null | head -1)
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+mysql_wrapper() { # mysql_wrapper OUT PROGRAM (usr/sbin/mysqld | usr/bin/mysql)
+  local out=$1 prog=$2 d=$MYSQL_ROOT extra=""
+  if [ "$prog" = usr/sbin/mysqld ]; then
+    # The compiled-in paths (/usr/lib/mysql/plugin, /usr/share/mysql) are the host's: point at DIR's.
+    extra="--basedir=\"\$D/usr\" --plugin-dir=\"\$D/usr/lib/mysql/plugin\" --lc-messages-dir=\"\$D/usr/share/mysql\" --character-sets-dir=\"\$D/usr/share/mysql/charsets\""
+  else
+    extra="--character-sets-dir=\"\$D/usr/share/mysql/charsets\""
+  fi
+  cat > "$out.tmp" <<WRAPPER
+#!/bin/sh
+# $(basename "$prog") from $MYSQL_VERSION_TEXT (Debian sid), installed by statepilot's scripts/install.sh mysql.
+# Runs $d/$prog through that root's own loader and libraries. --no-defaults and
+# --defaults-file must stay first, so they are kept ahead of the path options added here.
+D='$d'
+first=
+case "\${1:-}" in --no-defaults|--defaults-file=*|--defaults-extra-file=*|--print-defaults) first=\$1; shift ;; esac
+exec "\$D/lib64/ld-linux-x86-64.so.2" --library-path "\$D/usr/lib/x86_64-linux-gnu:\$D/lib/x86_64-linux-gnu" --argv0 "\$D/$prog" "\$D/$prog" \${first:+"\$first"} $extra "\$@"
+WRAPPER
+  chmod 755 "$out.tmp" && mv "$out.tmp" "$out"
+}
+mysql_works() { [ -x "$MYSQL_ROOT/usr/sbin/mysqld" ] && [ -f "$MYSQL_ROOT/.statepilot-complete" ] && \
+  "$MYSQL_ROOT/lib64/ld-linux-x86-64.so.2" --library-path "$MYSQL_ROOT/usr/lib/x86_64-linux-gnu:$MYSQL_ROOT/lib/x86_64-linux-gnu" "$MYSQL_ROOT/usr/sbin/mysqld" --version >/dev/null 2>&1; }
+install_mysql() {
+  step "MySQL from Debian sid (mysql-server-core, mysql-client) in $MYSQL_ROOT"
+  local note="cached"
+  if ! mysql_works; then
+    need debootstrap "apt-get install debootstrap"
+    [ "$(id -u)" = 0 ] || die "debootstrap needs root"
+    local mirror tmp="$MYSQL_ROOT.tmp" log="$CACHE/mysql-sid-debootstrap.log"
+    mirror=$(debian_mirror)
+    echo "    debootstrap --variant=minbase sid from $mirror (about a minute, 640 MB; log: $log)"
+    rm -rf "$tmp"
+    debootstrap --variant=minbase --include=mysql-server-core,mysql-client sid "$tmp" "$mirror" >"$log" 2>&1 &
+    local pid=$!
+    spinner "$pid" "debootstrap"
+    wait "$pid" || { tail -20 "$log" >&2; die "debootstrap of sid failed (log: $log)"; }
+    # Only what running the binaries needs: docs and apt's caches go (about 100 MB).
+    rm -rf "$tmp/usr/share/doc" "$tmp/usr/share/man" "$tmp/usr/share/info" "$tmp/var/cache/apt/archives/"*.deb "$tmp/var/lib/apt/lists/"*
+    touch "$tmp/.statepilot-complete"
+    rm -rf "$MYSQL_ROOT" && mv "$tmp" "$MYSQL_ROOT"
+    mysql_works || die "$MYSQL_ROOT/usr/sbin/mysqld does not run through its own loader"
+    note="installed"
+  fi
+  MYSQL_VERSION_TEXT=$("$MYSQL_ROOT/lib64/ld-linux-x86-64.so.2" --library-path "$MYSQL_ROOT/usr/lib/x86_64-linux-gnu:$MYSQL_ROOT/lib/x86_64-linux-gnu" "$MYSQL_ROOT/usr/sbin/mysqld" --version 2>&1 | sed 's/^.*Ver /MySQL /; s/ for .*//' | head -1)
+  local mm; mm=$(echo "$MYSQL_VERSION_TEXT" | sed -n 's/^MySQL \([0-9]*\.[0-9]*\).*/\1/p')
+  [ -n "$mm" ] || die "cannot read the version of $MYSQL_ROOT/usr/sbin/mysqld: $MYSQL_VERSION_TEXT"
+  mysql_wrapper "$BIN/mysqld-$mm" usr/sbin/mysqld
+  mysql_wrapper "$BIN/mysql-$mm" usr/bin/mysql
+  ln -sf "mysqld-$mm" "$BIN/mysqld-sid"
+  ln -sf "mysql-$mm" "$BIN/mysql-sid"
+  done_step "$note; $("$BIN/mysqld-$mm" --version 2>&1 | head -1); mysql.binary: $BIN/mysqld-$mm"
+}
+
 install_node() {
   step "npm dependencies"
   if [ -d "$ROOT/node_modules" ] && [ "$ROOT/node_modules/.package-lock.json" -nt "$ROOT/package-lock.json" ]; then
@@ -135,11 +205,11 @@ install_node() {
 }
 
 total_start=$(now)
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio prometheus node)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio prometheus mysql node)
 for p in "${parts[@]}"; do
   case "$p" in
-    apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; prometheus) install_prometheus ;; node) install_node ;;
-    *) die "unknown part '$p' (expected apt, consul, minio, prometheus or node)" ;;
+    apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; prometheus) install_prometheus ;; mysql) install_mysql ;; node) install_node ;;
+    *) die "unknown part '$p' (expected apt, consul, minio, prometheus, mysql or node)" ;;
   esac
 done
 printf '==> install finished in %ss (cache: %s)\n' "$(elapsed "$total_start")" "$BIN"

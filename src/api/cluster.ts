@@ -62,7 +62,7 @@ export class Cluster {
     if (!config.mysql) throw new ApiUsageError(`connect: ${opts.source ?? "the config"} has no mysql section (it names the cluster)`);
     const mysqlConfig = config as Config & { mysql: MysqlConfig };
     const coordinator = new ConsulCoordinator(resolveConsulConnection(config.consul, opts.env ?? process.env));
-    const store = clusterClient(coordinator, mysqlConfig.mysql);
+    const store = clusterClient(coordinator, mysqlConfig.mysql, config.store, opts.env ?? process.env);
     return new Cluster(mysqlConfig.mysql.cluster, mysqlConfig, coordinator, store, opts.logger ?? createLogger({ level: "warn", format: "json" }, process.stderr));
   }
 
@@ -135,6 +135,7 @@ export class Cluster {
   close(): void {
     this.closed = true;
     this.coordinator.close();
+    this.store.close();
     void this.snapshotStore?.then((s) => s.close());
   }
 

@@ -11,6 +11,7 @@ const TABLE: Record<string, { options: readonly string[]; words?: number | reado
   "": { options: ["config", "node", "socket"], words: 0, trailing: true },
   "config check": { options: ["config", "node"], words: 2, trailing: true },
   "config render": { options: ["config", "node", "output", "json"], words: 2, trailing: true },
+  convert: { options: [], words: 2 },
   status: { options: CONTROL, words: 1 },
   ping: { options: CONTROL, words: 1 },
   health: { options: CONTROL, words: 1 },

@@ -4,6 +4,7 @@ import { maskSecrets } from "../config/secrets.js";
 import { controlRequest } from "../control/client.js";
 import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js";
 import { checkCommandOptions } from "./command-options.js";
+import { convertCommand } from "./convert.js";
 import { emit, outputFormat } from "./output.js";
 import { preflight, resolveConfig, runSupervisor } from "./run.js";
 import { packageVersion } from "./version.js";
@@ -22,6 +23,7 @@ Usage:
   statepilot help                              this text
   statepilot config check  [--config FILE]     validate the config, credentials and CONSUL_* settings (exit 2 on errors)
   statepilot config render [--config FILE]     print the resolved config, secrets masked
+  statepilot convert FILE                      print the statepilot equivalent of a ContainerPilot config (run takes it as it is)
   statepilot status [--json]                   jobs, health and watches of a running statepilot
   statepilot ping                              is the control plane up?
   statepilot health                            exit 0 when the main job runs (and mysqld answers): for HEALTHCHECK
@@ -45,8 +47,9 @@ Snapshots (mysql.snapshots: a local directory by default, or S3):
   statepilot snapshot create [--timeout 1h] --config FILE   one node takes it (a healthy replica if any)
   statepilot snapshot restore [--id ID] --datadir DIR --config FILE   into an empty directory
 
-Local lab (real Consul + N statepilot/mariadbd nodes on 127.0.10.<i>:3306):
+Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3306):
   statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
+                [--flavor mariadb|mysql]   (mysql: MySQL from Debian sid, scripts/install.sh mysql)
                 [--netns] [--store-tmpfs-mb 256]   (root: namespaces for partitions, a tmpfs store)
   statepilot lab status --dir DIR [--json]
   statepilot lab kill NODE --dir DIR [--signal SIGKILL] [--only mysqld|statepilot]
@@ -69,7 +72,7 @@ Options:
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
+  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "flavor", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
   flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns", "yes"],
 } as const;
 
@@ -156,6 +159,10 @@ async function main(argv: string[]): Promise<number> {
         emit(format === "table" ? "json" : format, masked, () => "");
       }
       return 0;
+    }
+    case "convert": {
+      expectArgs(args, 2, "statepilot convert FILE");
+      return convertCommand(sub!, process.env, (text) => process.stdout.write(text));
     }
     case "status": {
       expectArgs(args, 1, "statepilot status [--json]");

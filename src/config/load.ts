@@ -5,6 +5,8 @@ import { z } from "zod";
 import { Config, type ConfigInput } from "./schema.js";
 import { formatPath, interpolateTree, InterpolationError } from "./interpolate.js";
 import { maskValue } from "./secrets.js";
+import { keysAt, unknownKeyMessage } from "./suggest.js";
+import { consulFromEnv, convertContainerPilot, looksLikeContainerPilot, renderAndParse, telemetryBindNow } from "./containerpilot/index.js";
 
 export interface ConfigProblem {
   /** e.g. `jobs[2].health.interval` */
@@ -101,7 +103,8 @@ function describeValue(path: ReadonlyArray<PropertyKey>, value: unknown): string
 export function problemsFromZod(error: z.ZodError, input: unknown): ConfigProblem[] {
   return error.issues.flatMap((issue): ConfigProblem[] => {
     if (issue.code === "unrecognized_keys") {
-      return issue.keys.map((k) => ({ path: formatPath([...issue.path, k]), message: "unknown key" }));
+      const valid = keysAt(Config, issue.path);
+      return issue.keys.map((k) => ({ path: formatPath([...issue.path, k]), message: unknownKeyMessage(k, issue.path, valid) }));
     }
     const { found, value } = valueAt(input, issue.path);
     const message = issue.code === "invalid_type" && !found ? "required" : issue.message;
@@ -111,12 +114,18 @@ export function problemsFromZod(error: z.ZodError, input: unknown): ConfigProble
   });
 }
 
+/** Trees converted from ContainerPilot's format: their problems say so. */
+const convertedTrees = new WeakSet<object>();
+
 /** Validates an already-parsed config tree (after interpolation). */
 export function validateConfig(tree: unknown, source = "config"): Config {
   const deep = deepestPath(tree);
   if (deep) throw new ConfigError(source, [{ path: formatPath(deep), message: tooDeep }]);
   const result = Config.safeParse(tree);
-  if (!result.success) throw new ConfigError(source, problemsFromZod(result.error, tree));
+  if (!result.success) {
+    const converted = tree !== null && typeof tree === "object" && convertedTrees.has(tree);
+    throw new ConfigError(converted ? `${source}, converted from ContainerPilot's format; paths are those of \`statepilot convert\`'s output` : source, problemsFromZod(result.error, tree));
+  }
   return result.data;
 }
 
@@ -132,12 +141,17 @@ function parseConfigTree(text: string, env: NodeJS.ProcessEnv, source: string): 
   const deep = nestingTooDeep(text);
   if (deep) throw new ConfigError(source, [{ path: deep, message: tooDeep }]);
   let raw: unknown;
+  let parseError: unknown;
   try {
     raw = JSON5.parse(text);
   } catch (err) {
-    const e = err as Error & { lineNumber?: number; columnNumber?: number };
+    parseError = err;
+  }
+  if (looksLikeContainerPilot(text, raw)) return containerPilotTree(text, env, source, parseError === undefined && !text.includes("{{") ? { tree: raw } : undefined);
+  if (parseError !== undefined) {
+    const e = parseError as Error & { lineNumber?: number; columnNumber?: number };
     const where = e.lineNumber ? `line ${e.lineNumber}, column ${e.columnNumber}` : "(root)";
-    throw new ConfigError(source, [{ path: where, message: `not valid JSON5: ${e.message.replace(/^JSON5: /, "")}` }], { cause: err });
+    throw new ConfigError(source, [{ path: where, message: `not valid JSON5: ${e.message.replace(/^JSON5: /, "")}` }], { cause: parseError });
   }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(source, [{ path: "(root)", message: "expected an object", value: describeValue([], raw) }]);
@@ -150,6 +164,27 @@ function parseConfigTree(text: string, env: NodeJS.ProcessEnv, source: string): 
     throw err;
   }
   return tree as Record<string, unknown>;
+}
+
+/**
+ * A ContainerPilot config, run as it is: Go template rendered with the environment (no `${VAR}`
+ * interpolation: ContainerPilot had none), converted to the native tree, validated as usual.
+ */
+function containerPilotTree(text: string, env: NodeJS.ProcessEnv, source: string, untemplated?: { tree: unknown }): Record<string, unknown> {
+  const label = `${source}, ContainerPilot format`;
+  // A text with no template action renders to itself: its parse is reused.
+  const parsed = untemplated ?? renderAndParse(text, env);
+  if ("failure" in parsed) throw new ConfigError(label, [{ path: parsed.failure.where, message: parsed.failure.message }], { cause: parsed.failure.cause });
+  const raw = parsed.tree;
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError(label, [{ path: "(root)", message: "expected an object", value: describeValue([], raw) }]);
+  }
+  const deep = deepestPath(raw);
+  if (deep) throw new ConfigError(label, [{ path: formatPath(deep), message: tooDeep }]);
+  const conversion = convertContainerPilot(raw as Record<string, unknown>, { env, consulOverride: consulFromEnv(env), telemetryBind: telemetryBindNow });
+  if (conversion.problems.length) throw new ConfigError(label, conversion.problems);
+  convertedTrees.add(conversion.config);
+  return conversion.config;
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);

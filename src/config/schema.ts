@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { duration, formatDuration, MAX_DURATION_MS } from "./duration.js";
 import { parseConsulAddress, parseInterfaceSpec } from "../discovery/address.js";
+import { Templates } from "./templates-schema.js";
 
 /**
  * The configuration schema: the single source of truth for validation, error messages and the
@@ -17,7 +18,9 @@ const Interval = duration(100);
 
 /** `interfaces`: every entry is read by the parser that resolves it at run time. */
 const Interfaces = z.union([z.string(), z.array(z.string()).min(1)]).superRefine((v, ctx) => {
-  (Array.isArray(v) ? v : [v]).forEach((spec, i) => problemOf(() => parseInterfaceSpec(spec), (message) => ctx.addIssue({ code: "custom", message, path: Array.isArray(v) ? [i] : [] })));
+  for (const [i, spec] of (Array.isArray(v) ? v : [v]).entries()) {
+    problemOf(() => parseInterfaceSpec(spec), (message) => ctx.addIssue({ code: "custom", message, path: Array.isArray(v) ? [i] : [] }));
+  }
 });
 
 /** Runs a parser shared with the runtime; its error message becomes a config problem. */
@@ -58,11 +61,13 @@ export const When = z
     once: EventCode.optional().describe("Start once, on the first such event."),
     each: EventCode.optional().describe("Start on every such event."),
     interval: Interval.optional().describe("Run periodically."),
+    timeout: duration(100).optional().describe("Give up waiting for the event after this long: the job never runs and publishes stopped (ContainerPilot's when.timeout)."),
   })
   .superRefine((w, ctx) => {
     const set = [w.once, w.each, w.interval].filter((x) => x !== undefined).length;
     if (set !== 1) ctx.addIssue({ code: "custom", message: "exactly one of once, each or interval is required", path: [] });
     if (w.interval !== undefined && w.source !== undefined) ctx.addIssue({ code: "custom", message: "source does not apply to interval", path: ["source"] });
+    if (w.interval !== undefined && w.timeout !== undefined) ctx.addIssue({ code: "custom", message: "timeout applies to once and each, not interval", path: ["timeout"] });
   })
   .describe("When the job starts; at start-up when omitted.");
 
@@ -164,6 +169,43 @@ export const ConsulSettings = z
     "How statepilot reaches its Consul agent. The standard variables apply: CONSUL_HTTP_ADDR, CONSUL_HTTP_SSL, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME (the name the agent's certificate must carry, also sent as SNI) and CONSUL_HTTP_SSL_VERIFY=false (no certificate verification: logged as a warning; for tests only). A file that cannot be read is an error naming its variable.",
   );
 
+const ETCD_ENDPOINT = /^(https?:\/\/)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+export const EtcdStore = z
+  .strictObject({
+    type: z.literal("etcd"),
+    endpoints: z
+      .array(z.string().regex(ETCD_ENDPOINT, { error: "expected host:port, http://host:port or https://host:port" }))
+      .min(1)
+      .describe("Client URLs of the etcd cluster's members (etcd v3 API over gRPC)."),
+    username: z.string().min(1).optional().describe("etcd user (etcd auth enabled); its password comes from passwordFile, else $STATEPILOT_ETCD_PASSWORD. Never logged."),
+    passwordFile: z.string().min(1).optional().describe("File holding the etcd user's password (one trailing newline dropped)."),
+    tls: z
+      .strictObject({
+        caFile: z.string().min(1).describe("CA bundle the servers' certificates must chain to."),
+        certFile: z.string().min(1).optional().describe("Client certificate (etcd --client-cert-auth)."),
+        keyFile: z.string().min(1).optional().describe("Its key."),
+      })
+      .superRefine((t, ctx) => {
+        if ((t.certFile === undefined) !== (t.keyFile === undefined)) ctx.addIssue({ code: "custom", path: [], message: "certFile and keyFile go together" });
+      })
+      .optional()
+      .describe("TLS to etcd: required with https:// endpoints, not allowed with http:// ones."),
+    timeout: Timeout.prefault("5s").describe("Deadline of every call to etcd."),
+  })
+  .superRefine((e, ctx) => {
+    const https = e.endpoints.filter((u) => u.startsWith("https://")).length;
+    if (https > 0 && https < e.endpoints.length) ctx.addIssue({ code: "custom", path: ["endpoints"], message: "mixes https:// and plain endpoints" });
+    if (https > 0 && !e.tls) ctx.addIssue({ code: "custom", path: ["tls"], message: "https:// endpoints need tls.caFile" });
+    if (https === 0 && e.tls) ctx.addIssue({ code: "custom", path: ["tls"], message: "tls is set but the endpoints are not https://" });
+    if (e.passwordFile !== undefined && e.username === undefined) ctx.addIssue({ code: "custom", path: ["passwordFile"], message: "a password needs a username" });
+  });
+
+export const ClusterStoreSettings = z
+  .discriminatedUnion("type", [z.strictObject({ type: z.literal("consul") }), EtcdStore], { error: 'expected a store with type "consul" or "etcd"' })
+  .default({ type: "consul" })
+  .describe("Where the MySQL autopilot keeps its leader lock, members and cluster records: the Consul agent of `consul` (default), or an etcd v3 cluster (leases for the leader key and liveness). Service registration stays in Consul either way.");
+
 export const Logging = z
   .strictObject({
     level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
@@ -195,7 +237,7 @@ export const UserMetric = z
   .superRefine((m, ctx) => {
     if (m.buckets && m.type !== "histogram") ctx.addIssue({ code: "custom", path: ["buckets"], message: "buckets apply to histograms only" });
     if (m.percentiles && m.type !== "summary") ctx.addIssue({ code: "custom", path: ["percentiles"], message: "percentiles apply to summaries only" });
-    if (m.buckets && m.buckets.some((b, i) => i > 0 && b <= m.buckets![i - 1]!)) ctx.addIssue({ code: "custom", path: ["buckets"], message: "buckets must be increasing" });
+    if (m.buckets?.some((b, i) => i > 0 && b <= m.buckets![i - 1]!)) ctx.addIssue({ code: "custom", path: ["buckets"], message: "buckets must be increasing" });
   })
   .describe("A metric fed by `statepilot putmetric` or a sensor.");
 
@@ -209,10 +251,30 @@ export const Sensor = z
   })
   .describe("Runs a command every interval and records the number it prints (gauge: set, counter: add, histogram/summary: observe).");
 
+export const TelemetryAuth = z
+  .strictObject({
+    tokenFile: z.string().min(1).optional().describe("File holding the token (surrounding whitespace ignored, as in Prometheus' credentials_file); `config check` and start-up refuse a missing, unreadable or empty file. Read at start-up."),
+    tokenEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected the name of an environment variable" })
+      .optional()
+      .describe("Or: the name of the environment variable holding the token (it must be set and non-empty)."),
+    metrics: z.boolean().default(false).describe("Require the token on /metrics too (Prometheus: `authorization: { credentials_file: ... }` in the scrape config)."),
+  })
+  .superRefine((a, ctx) => {
+    if ((a.tokenFile === undefined) === (a.tokenEnv === undefined)) ctx.addIssue({ code: "custom", path: [], message: "exactly one of tokenFile or tokenEnv is required (the token itself never goes in the config)" });
+  })
+  .describe("A bearer token (`Authorization: Bearer <token>`) required on /status, and for the node's view in the load-balancer checks' bodies (their 200/503 needs none); on /metrics too with `metrics: true`. Missing or wrong: 401.");
+
 export const Telemetry = z
   .strictObject({
     port: z.number().int().min(0).max(65535).default(9090),
-    bind: z.string().default("0.0.0.0").describe("Address the HTTP server listens on."),
+    bind: z
+      .string()
+      .refine((b) => b === "localhost" || z.union([z.ipv4(), z.ipv6()]).safeParse(b).success, { error: 'expected an IP address ("127.0.0.1", "10.0.0.5"; "0.0.0.0" or "::" for every interface) or "localhost"' })
+      .default("0.0.0.0")
+      .describe("Address the HTTP server listens on. The default, every interface, serves /status to anyone who can reach the port unless `auth` is set."),
+    auth: TelemetryAuth.optional(),
     interfaces: Interfaces.default(["eth0", "inet"]).describe("Where the address advertised in Consul comes from (as in service.interfaces)."),
     register: z.boolean().default(true).describe("Register the endpoint in Consul so Prometheus consul_sd_configs finds it."),
     serviceName: Name.default("statepilot"),
@@ -364,12 +426,14 @@ export const Config = z
     extends: z.string().optional().describe("A base config file (path relative to this one): its settings apply first, this file's objects merge over them key by key; arrays, values and objects of another `type` replace."),
     node: Name.optional().describe("This node's name; default the hostname. Service IDs are `<service>-<node>`."),
     consul: ConsulSettings,
+    store: ClusterStoreSettings,
     logging: Logging,
     control: Control,
     reloadOnSighup: z.boolean().default(false).describe("SIGHUP reloads the config instead of being forwarded."),
     stopTimeout: duration(1_000).prefault("30s").describe("Deadline for the whole shutdown."),
     jobs: z.array(Job).default([]).describe("Processes statepilot runs: the app (main), helpers, periodic tasks, hooks."),
     watches: z.array(Watch).default([]).describe("Consul services to follow; their changes are events jobs can start on."),
+    templates: Templates,
     telemetry: Telemetry.optional(),
     mysql: Mysql.optional(),
   })
@@ -411,6 +475,7 @@ export type HealthConfig = z.output<typeof Health>;
 export type ServiceConfig = z.output<typeof Service>;
 export type HookConfig = z.output<typeof Hook>;
 export type MysqlConfig = z.output<typeof Mysql>;
+export type ClusterStoreConfig = z.output<typeof ClusterStoreSettings>;
 export type SnapshotsConfig = z.output<typeof Snapshots>;
 export type StoreConfig = SnapshotsConfig["store"];
 export type TelemetryConfig = z.output<typeof Telemetry>;

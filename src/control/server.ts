@@ -4,6 +4,7 @@ import { connect } from "node:net";
 import { z } from "zod";
 import type { Logger } from "../log.js";
 import { ConfigError, formatProblem, problemsFromZod } from "../config/load.js";
+import { formatPath } from "../config/interpolate.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -142,6 +143,12 @@ export class ControlServer {
       } else if (err instanceof ConfigError) {
         status = 400;
         payload = { error: err.message, problems: err.problems };
+      } else if (err instanceof z.ZodError) {
+        // A bug, not the caller's input: still one line per field, never the raw issue dump.
+        status = 500;
+        const error = `internal error: ${err.issues.map((i) => `${formatPath(i.path)}: ${i.message}`).join("; ")}`;
+        payload = { error };
+        this.logger.error({ err: error, route: key }, "control request failed");
       } else {
         status = 500;
         payload = { error: err instanceof Error ? err.message : String(err) };

@@ -101,9 +101,11 @@ export class ServiceWatch {
     const healthy = sorted.some((i) => i.healthy);
     this.instances = sorted;
     if (key !== this.lastKey) {
+      const first = this.lastKey === undefined;
       this.lastKey = key;
       this.onChange?.(sorted);
-      this.bus.publish({ code: "changed", source: this.source, data: sorted });
+      // No instance at the first answer is no change (ContainerPilot's rule): a job on `changed` of a service that is not there yet does not run at start-up.
+      if (!(first && sorted.length === 0)) this.bus.publish({ code: "changed", source: this.source, data: sorted });
     }
     if (healthy !== this.lastHealthy) {
       this.lastHealthy = healthy;

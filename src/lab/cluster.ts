@@ -11,6 +11,8 @@ import { waitFor } from "./wait.js";
 import { addNamespace, consulIp, createNetwork, nodeIp, nodeNs, reclaimNetwork, removeNetwork, type LabNetwork } from "./netns.js";
 import { describeProcess, gone, killSync, LAB_DIR_ENV, LAB_NET_ENV, LAB_OWNER_ENV, listenersOn, procCmdline, procEnv, processesWithEnv, processToken, procStat, tokenAlive } from "./procs.js";
 import { execFileSync } from "node:child_process";
+import { findBinary } from "../binaries.js";
+import type { Flavor } from "../mysql/gtid.js";
 
 export interface LabNode {
   name: string;
@@ -34,6 +36,8 @@ export interface LabFile {
   cluster: string;
   credentials: { user: string; password: string; database: string; rootPassword: string; replUser: string; replPassword: string };
   lossless: boolean;
+  /** The server every node runs (absent in older lab files: mariadb). */
+  flavor?: Flavor;
   subnet: string;
   /** Merged into every node's mysql section, including nodes added later. */
   mysql: Record<string, unknown>;
@@ -56,6 +60,8 @@ export interface LabUpOptions {
   /** First three octets of the nodes' loopback addresses: node i is <subnet>.<i>. */
   subnet?: string;
   lossless?: boolean;
+  /** mariadb (Debian's mariadbd, the default) or mysql (MySQL from Debian sid: scripts/install.sh mysql). */
+  flavor?: Flavor;
   /** Remove what an earlier lab left in DIR. */
   fresh?: boolean;
   /** Merged into each node's mysql section (tests tune timings or maximumLagOnFailover). */
@@ -108,6 +114,18 @@ export function cliPath(): string {
   const p = join(repoRoot(), "dist", "src", "cli", "main.js");
   if (!existsSync(p)) throw new Error(`${p} is missing: run npm run build`);
   return p;
+}
+
+/**
+ * The MySQL server lab nodes of flavor mysql run: $STATEPILOT_MYSQLD_SID_BIN, else the wrapper
+ * `scripts/install.sh mysql` leaves in the cache (MySQL from Debian sid run through its own loader).
+ */
+export function labMysqlBinary(): string {
+  try {
+    return findBinary("mysqld-sid");
+  } catch {
+    throw new Error("--flavor mysql: no MySQL server installed (mysqld-sid not found in the cache); run: bash scripts/install.sh mysql");
+  }
 }
 
 /** The images' entrypoint command and default config: lab nodes run exactly these. */
@@ -229,6 +247,7 @@ export class Lab {
     const consulDir = join(dir, "consul");
     mkdirSync(consulDir, { recursive: true });
     const k = Number(subnet.split(".")[2]);
+    if (opts.flavor === "mysql") labMysqlBinary(); // fails early, with the install hint
     // From here on, an interrupted up (Ctrl-C, SIGTERM, a timeout) stops what it started.
     let file: LabFile | undefined;
     const release = onInterrupt({ what: `the lab in ${dir}`, onExit: owned, onOrphaned: owned, run: () => killLabNow(dir, file) });
@@ -241,6 +260,7 @@ export class Lab {
         cluster: "lab",
         credentials: { user: "app", password: "", database: "app", rootPassword: "", replUser: "repl", replPassword: "" },
         lossless: opts.lossless ?? false,
+        flavor: opts.flavor ?? "mariadb",
         subnet,
         mysql: opts.mysql ?? {},
         ...(network ? { network } : {}),
@@ -272,7 +292,7 @@ export class Lab {
       lab.save();
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();
-      log(`starting ${opts.nodes} statepilot nodes, each with its own mariadbd (${file.nodes.map((n) => `${n.mysql.host}:3306`).join(", ")}) ...`);
+      log(`starting ${opts.nodes} statepilot nodes, each with its own ${file.flavor === "mysql" ? "MySQL mysqld" : "mariadbd"} (${file.nodes.map((n) => `${n.mysql.host}:3306`).join(", ")}) ...`);
       for (const n of file.nodes) await lab.spawnNode(n);
       lab.save();
       await lab.waitReady(opts.timeoutMs ?? 180_000);
@@ -339,7 +359,13 @@ export class Lab {
         defaultsFile: "none",
         ...(process.getuid?.() === 0 ? { runAs: "root" } : {}),
         initDir: join(ndir, "initdb.d"),
-        args: ["--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF", "--max-connections=200"],
+        ...(this.file.flavor === "mysql"
+          ? {
+              binary: labMysqlBinary(),
+              // MySQL 8.0.30 replaced innodb_log_file_size with innodb_redo_log_capacity (9.x removed the old one).
+              args: ["--innodb-buffer-pool-size=64M", "--innodb-redo-log-capacity=32M", "--performance-schema=OFF", "--max-connections=200"],
+            }
+          : { args: ["--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF", "--max-connections=200"] }),
         lossless: { enabled: this.file.lossless },
         // One directory shared by every node: the local store works across the lab.
         snapshots: { store: { type: "local", path: join(this.dir, "snapshots") } },
@@ -480,6 +506,33 @@ export class Lab {
     n.pids.mysqld = v.pids.mysqld;
     this.save();
     return n;
+  }
+
+  /**
+   * Rebuilds a node as an operator rebuilds a diverged one: statepilot and mysqld stopped, the
+   * datadir removed, the node started again. It initialises an empty datadir (or restores the
+   * latest snapshot, if the store has one) and replicates what it lacks by GTID; resolves once it
+   * is a passing replica at the primary's position.
+   */
+  async rebuild(name: string, timeoutMs = 120_000): Promise<NodeView> {
+    const n = this.node(name);
+    const v = await this.view(n);
+    const pids = [n.pids.statepilot, v.pids.mysqld, n.pids.mysqld].filter((p): p is number => ours(p, this.dir));
+    await Lab.terminate(pids, 20_000);
+    n.pids = { statepilot: null, mysqld: null };
+    const config = JSON.parse(readFileSync(n.config, "utf8")) as { mysql?: { datadir?: unknown } };
+    rmSync(typeof config.mysql?.datadir === "string" ? config.mysql.datadir : join(n.dir, "data"), { recursive: true, force: true });
+    this.save();
+    await this.start(name);
+    return waitFor(
+      async () => {
+        const vs = await this.views();
+        const p = vs.find((x) => x.role === "primary");
+        const me = vs.find((x) => x.name === name);
+        return p && me?.role === "replica" && me.health === "passing" && me.executed === p.executed ? me : undefined;
+      },
+      { timeoutMs, intervalMs: 250, what: `${name} to replicate again after its rebuild`, detail: () => this.logTail(n, 15) },
+    );
   }
 
   logTail(n: LabNode, lines = 20): string {

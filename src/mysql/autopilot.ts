@@ -123,7 +123,7 @@ export class MysqlAutopilot {
       (e) => e.code === "enterMaintenance",
     );
 
-    const clusterStore = createClusterStore({ coordinator: supervisor.coordination(), node: supervisor.node, cfg, health });
+    const clusterStore = createClusterStore({ coordinator: supervisor.coordination(), node: supervisor.node, cfg, health, store: config.store, env: opts.env });
     const metrics = opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined;
     ap.ha = new MysqlHa(
       {
@@ -194,6 +194,7 @@ export class MysqlAutopilot {
       await ap.scheduler?.stop();
       await ap.ha?.stop();
       store.close();
+      clusterStore.close();
     });
     supervisor.addStatus("mysql", () => ap.status());
     return ap;

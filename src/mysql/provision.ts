@@ -99,7 +99,8 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
   writeFileSync(join(cfg.datadir, INIT_MARKER), "");
   // The bootstrap server's temporary tables go to tmpdir, named without anything unique to this
   // datadir: two installs sharing /tmp can delete each other's files and fail. Each gets its own.
-  const scratch = join(cfg.datadir, "#statepilot-install-tmp");
+  // mysqld --initialize refuses a datadir with files in it, hidden ones (like the marker) aside.
+  const scratch = join(cfg.datadir, version.flavor === "mysql" ? ".statepilot-install-tmp" : "#statepilot-install-tmp");
   mkdirSync(scratch, { recursive: true });
   const runAs = process.getuid?.() === 0 ? (cfg.runAs ?? "mysql") : undefined;
   if (runAs && runAs !== "root") execFileSync("chown", [`${runAs}:`, cfg.datadir, scratch]);
@@ -161,15 +162,18 @@ function findInstallDb(binary: string): string {
 }
 
 /**
- * A server_id unique in the cluster: allocated once in Consul (CAS on one JSON map), then kept in
- * the datadir. Replaces ids derived from a few hex digits of a hostname, which collide.
+ * A server_id unique in the cluster: allocated in Consul (CAS on one JSON map, node → its latest
+ * id), then kept in the datadir. Replaces ids derived from a few hex digits of a hostname, which
+ * collide. Called for a datadir new to the cluster (no node state), which always gets an id never
+ * used before, even on a node that had one: a rebuilt node that took its old id back would skip
+ * the transactions it wrote under that id (a replica ignores events with its own server_id), and
+ * silently lack them.
  */
 export async function allocateServerId(coordinator: Coordinator, cluster: string, node: string): Promise<number> {
   const key = `statepilot/${cluster}/server-ids`;
   for (let attempt = 0; attempt < 50; attempt++) {
     const { entry } = await coordinator.read(key);
     const map = entry?.value ? (JSON.parse(entry.value) as Record<string, number>) : {};
-    if (map[node]) return map[node];
     const id = Math.max(0, ...Object.values(map)) + 1;
     map[node] = id;
     if (await coordinator.writeCas(key, JSON.stringify(map), entry?.modifyIndex ?? 0)) return id;
@@ -189,11 +193,26 @@ export function mysqldArgv(cfg: MysqlConfig, opts: { binary: string; flavor: Ser
     `--port=${cfg.port}`,
     "--skip-name-resolve",
     ...replicationArgs(opts.flavor, { serverId: opts.serverId, reportHost: opts.reportHost, lossless: cfg.lossless.enabled, ackTimeoutMs: cfg.lossless.ackTimeout }),
+    ...flavorArgs(cfg, opts.flavor),
     ...cfg.args,
   ];
   // The parent-death signal survives exec: if statepilot dies, so does mysqld, and no writable
   // primary is ever left running without the process that would fence it.
   return cfg.stopWithSupervisor ? [findBinary("setpriv"), "--pdeathsig", "KILL", "--", ...server] : server;
+}
+
+/**
+ * MySQL only (mysql.args come later and win):
+ * - `--mysqlx=OFF`: the X Protocol plugin would listen on every address at 33060 (and a fixed
+ *   socket in /tmp), a port statepilot neither advertises nor fences; two servers on one host
+ *   would also collide on it.
+ * - with `defaultsFile: none`, `--secure-file-priv=NULL`: the compiled-in directory
+ *   (/var/lib/mysql-files) is made by the packages' install scripts and mysqld refuses to start
+ *   when it is missing; NULL turns file import/export off. With option files, their value stands.
+ */
+export function flavorArgs(cfg: Pick<MysqlConfig, "defaultsFile">, flavor: ServerVersion["flavor"]): string[] {
+  if (flavor !== "mysql") return [];
+  return ["--mysqlx=OFF", ...(cfg.defaultsFile === "none" ? ["--secure-file-priv=NULL"] : [])];
 }
 
 /** On every start, outside the binlog: the node's accounts as the configuration says (accounts.ts). */
@@ -212,6 +231,11 @@ export async function bootstrapCluster(
   const { creds } = opts;
   const c = await mysql.createConnection({ socketPath: opts.socket, user: "root", password: creds.rootPassword, multipleStatements: true });
   const scripts: string[] = [];
+  // MySQL's super_read_only (on until the primary turns writable) stops root too; read_only stays
+  // on while the database and the init scripts are made, so clients still cannot write.
+  const [sro] = (await c.query("SELECT @@GLOBAL.super_read_only AS s").then(([rows]) => rows as Array<Record<string, unknown>>, () => [{ s: 0 }]));
+  const superReadOnly = Number(sro?.s) === 1;
+  if (superReadOnly) await c.query("SET GLOBAL super_read_only = OFF");
   try {
     if (creds.database) await c.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdent(creds.database)}`);
     if (existsSync(opts.initDir)) {
@@ -230,6 +254,7 @@ export async function bootstrapCluster(
       }
     }
   } finally {
+    if (superReadOnly) await c.query("SET GLOBAL super_read_only = ON").catch(() => undefined);
     await c.end();
   }
   return { scripts };

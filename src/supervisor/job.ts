@@ -37,6 +37,7 @@ export class Job {
   private readonly backoff: RestartBackoff;
   private restartTimer: NodeJS.Timeout | undefined;
   private intervalTimer: NodeJS.Timeout | undefined;
+  private waitTimer: NodeJS.Timeout | undefined;
   private subscription: Subscription | undefined;
   private starts = 0;
   private restartsUsed = 0;
@@ -93,11 +94,23 @@ export class Job {
     } else {
       const code = when.once ?? when.each;
       this.subscription = this.ctx.bus.subscribe(`job:${this.name}`, (e) => this.onTrigger(e), (e) => e.code === code && (when.source === undefined || e.source === when.source));
+      if (when.timeout !== undefined) this.waitTimer = setTimeout(() => this.giveUpWaiting(code ?? "", when.source), when.timeout);
     }
+  }
+
+  /** when.timeout: the event did not come in time; the job never runs. */
+  private giveUpWaiting(code: string, source: string | undefined): void {
+    if (this.starts > 0 || this.stopRequested || this.state !== "waiting") return;
+    this.log.warn({ event: code, source, timeoutMs: this.config.when?.timeout }, "the event did not come within when.timeout; the job will not run");
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    this.state = "stopped";
+    this.ctx.bus.publish({ code: "stopped", source: this.name });
   }
 
   private onTrigger(e: BusEvent): void {
     if (this.stopRequested || this.state === "paused") return;
+    clearTimeout(this.waitTimer);
     if (this.config.when?.once !== undefined) {
       if (this.firedOnce) return;
       this.firedOnce = true;
@@ -209,6 +222,7 @@ export class Job {
     this.stopRequested = reason !== "maintenance";
     clearTimeout(this.restartTimer);
     clearInterval(this.intervalTimer);
+    clearTimeout(this.waitTimer);
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     const proc = this.proc;

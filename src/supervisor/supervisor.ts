@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import type { Config, JobConfig, WatchConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
-import { encodeConfig } from "../config/load.js";
+import { ConfigError } from "../config/load.js";
 import { EventBus } from "../events/bus.js";
 import type { Logger } from "../log.js";
 import type { Coordinator } from "../discovery/coordination.js";
@@ -12,6 +12,11 @@ import { resolveConsulConnection } from "../discovery/consul/connection.js";
 import type { RequestObserver } from "../discovery/consul/client.js";
 import { Job, type JobStatus } from "./job.js";
 import type { ExitStatus } from "../process/runner.js";
+import type { TemplateConfig } from "../config/templates-schema.js";
+import type { Templates, TemplateObserver } from "../templates/templates.js";
+import { planReload, ReloadRefused, type ReloadPlan } from "./reload-plan.js";
+
+export { ReloadRefused } from "./reload-plan.js";
 
 export interface SupervisorStatus {
   node: string;
@@ -25,7 +30,7 @@ export interface SupervisorStatus {
 }
 
 /** Hooks for telemetry; the supervisor knows nothing of how they are exported. */
-export interface SupervisorObserver {
+export interface SupervisorObserver extends TemplateObserver {
   jobStarted?(job: string): void;
   jobExited?(job: string, status: ExitStatus, restarting: boolean): void;
   healthChecked?(job: string, result: HealthResult): void;
@@ -44,10 +49,6 @@ export interface SupervisorOptions {
   onConsulRequest?: RequestObserver;
 }
 
-function jobKey(j: JobConfig): string {
-  return JSON.stringify(j);
-}
-
 /**
  * The supervisor: owns jobs, health checks, service registrations and watches, which talk to each
  * other only through the event bus. Resolves `exited` with the process exit code.
@@ -55,17 +56,23 @@ function jobKey(j: JobConfig): string {
 export class Supervisor {
   readonly bus = new EventBus();
   readonly node: string;
+  /** The validated config as the user wrote it; internal jobs are kept apart (see addInternalJob). */
   private config: Config;
   private readonly logger: Logger;
   private coordinator: Coordinator | undefined;
   private readonly jobs = new Map<string, Job>();
   private readonly health = new Map<string, ServiceHealth>();
   private readonly watches = new Map<string, ServiceWatch>();
+  private templates: Templates | undefined;
+  /** The templates part is loaded only when configured: a plain supervisor does not pay for the engine. */
+  private templatesLoading: Promise<void> | undefined;
   /** Registrations owned by other parts (the telemetry endpoint), deregistered at shutdown. */
   private readonly extraHealth: ServiceHealth[] = [];
   private readonly runtimeEnv = new Map<string, string | undefined>();
-  /** Jobs another part defines (mysqld for the MySQL autopilot): kept across reloads. */
+  /** Jobs another part defines (mysqld for the MySQL autopilot): kept across reloads, never in `config`. */
   private readonly internalJobs: JobConfig[] = [];
+  /** Reloads run one at a time (a SIGHUP and `statepilot reload` may arrive together). */
+  private reloading: Promise<unknown> = Promise.resolve();
   private maintenance = false;
   private shuttingDown: Promise<number> | undefined;
   private mainExitCode: number | undefined;
@@ -91,7 +98,12 @@ export class Supervisor {
   }
 
   private needsCoordinator(config: Config): boolean {
-    return config.watches.length > 0 || config.jobs.some((j) => j.service) || config.telemetry?.register === true;
+    return config.watches.length > 0 || this.allJobs(config).some((j) => j.service) || config.telemetry?.register === true;
+  }
+
+  /** The jobs to run: the config's and the internal ones. */
+  private allJobs(config: Config): JobConfig[] {
+    return [...config.jobs, ...this.internalJobs];
   }
 
   /** The coordination store, created on first use so a config without Consul needs no Consul. */
@@ -155,6 +167,32 @@ export class Supervisor {
     this.watches.set(cfg.name, w);
   }
 
+  /** The templates part (rendered files); its state is the `templates` section of status(). */
+  private startTemplates(configs: TemplateConfig[]): void {
+    if (!configs.length) return;
+    this.statusParts.set("templates", () => this.templates?.status() ?? []);
+    this.templatesLoading = import("../templates/templates.js")
+      .then(({ Templates }) => {
+        if (this.shuttingDown) return;
+        this.createTemplates(Templates, configs);
+      })
+      .catch((err: unknown) => this.logger.error({ err: err instanceof Error ? err.message : String(err) }, "templates could not start"));
+  }
+
+  private createTemplates(TemplatesPart: typeof Templates, configs: TemplateConfig[]): void {
+    const templates = new TemplatesPart(configs, {
+      coordinator: () => this.coordination(),
+      store: this.config.store,
+      defaultCluster: { cluster: this.config.mysql?.cluster ?? "default", serviceName: this.config.mysql?.serviceName ?? "mysql" },
+      bus: this.bus,
+      logger: this.logger,
+      env: () => this.env(),
+      observer: this.observer,
+    });
+    this.templates = templates;
+    templates.start();
+  }
+
   private onJobExit(job: Job, status: ExitStatus, final: boolean): void {
     this.observer.jobExited?.(job.name, status, !final);
     const h = this.health.get(job.name);
@@ -168,10 +206,11 @@ export class Supervisor {
     }
   }
 
-  /** Adds a job defined in code rather than in the config; call before start(). */
+  /** A job defined in code (mysqld, from the mysql section); call before start(). Kept out of `config`: reload compares valid configs. */
   addInternalJob(cfg: JobConfig): void {
+    const clash = this.config.jobs.findIndex((j) => j.name === cfg.name);
+    if (clash >= 0) throw new ConfigError("config", [{ path: `jobs[${clash}].name`, message: `"${cfg.name}" is the job the mysql section runs; choose another name`, value: JSON.stringify(cfg.name) }]);
     this.internalJobs.push(cfg);
-    this.config = { ...this.config, jobs: [...this.config.jobs, cfg] };
   }
 
   private readonly statusParts = new Map<string, () => unknown>();
@@ -199,10 +238,11 @@ export class Supervisor {
       this.logger.warn("statepilot is PID 1 without an init: orphaned processes cannot be reaped from Node; run it under tini (ENTRYPOINT [\"tini\", \"--\"])");
     }
     if (this.needsCoordinator(this.config)) this.coordination();
-    for (const cfg of this.config.jobs) this.createJob(cfg);
+    for (const cfg of this.allJobs(this.config)) this.createJob(cfg);
     for (const cfg of this.config.watches) this.createWatch(cfg);
-    this.logger.info({ node: this.node, jobs: this.config.jobs.length, watches: this.config.watches.length }, "statepilot starting");
+    this.logger.info({ node: this.node, jobs: this.jobs.size, watches: this.config.watches.length }, "statepilot starting");
     for (const w of this.watches.values()) w.start();
+    this.startTemplates(this.config.templates);
     for (const job of this.jobs.values()) job.activate();
     for (const h of this.health.values()) h.start();
     this.bus.publish({ code: "startup", source: "statepilot" });
@@ -243,7 +283,10 @@ export class Supervisor {
     };
     for (const n of this.jobs.keys()) level(n, new Set([n]));
     const levels: Job[][] = [];
-    for (const [n, d] of depth) (levels[d] ??= []).push(this.jobs.get(n)!);
+    for (const [n, d] of depth) {
+      levels[d] ??= [];
+      levels[d].push(this.jobs.get(n)!);
+    }
     return levels.filter(Boolean).reverse();
   }
 
@@ -269,6 +312,8 @@ export class Supervisor {
       for (const j of this.jobs.values()) j.kill();
     }, this.config.stopTimeout);
     for (const w of this.watches.values()) w.stop();
+    await this.templatesLoading;
+    await this.templates?.stop();
     for (const level of this.stopOrder()) {
       await Promise.all(level.map(async (job) => {
         const st = await job.stop("shutdown");
@@ -332,20 +377,22 @@ export class Supervisor {
   }
 
   /**
-   * Applies a new, already validated config: only jobs and watches whose definition changed are
-   * restarted. Settings that need a new process (consul, control, node) are refused.
+   * Applies a config validated as at start-up: only jobs and watches whose definition changed are
+   * restarted; internal jobs (mysqld) stay. Any other setting changed (see LIVE in reload-plan)
+   * refuses the whole reload with ReloadRefused naming the fields, before anything is touched.
    */
-  async reload(nextConfig: Config): Promise<{ restarted: string[]; added: string[]; removed: string[]; unchanged: string[] }> {
-    const next: Config = { ...nextConfig, jobs: [...nextConfig.jobs, ...this.internalJobs] };
-    const [now, then] = [encodeConfig(this.config), encodeConfig(next)];
-    const changedFixed = (["consul", "control", "node", "mysql"] as const).filter((k) => JSON.stringify(now[k]) !== JSON.stringify(then[k]));
-    if (changedFixed.length) throw new ReloadRefused(`${changedFixed.join(", ")} cannot change while running; restart statepilot`);
-    const before = new Map(this.config.jobs.map((j) => [j.name, j]));
-    const after = new Map(next.jobs.map((j) => [j.name, j]));
-    const removed = [...before.keys()].filter((n) => !after.has(n));
-    const added = [...after.keys()].filter((n) => !before.has(n));
-    const restarted = [...after.keys()].filter((n) => before.has(n) && jobKey(before.get(n)!) !== jobKey(after.get(n)!));
-    const unchanged = [...after.keys()].filter((n) => before.has(n) && !restarted.includes(n));
+  reload(nextConfig: Config): Promise<ReloadPlan> {
+    const run = this.reloading.then(() => this.applyReload(nextConfig));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyReload(next: Config): Promise<ReloadPlan> {
+    if (this.shuttingDown) throw new ReloadRefused("statepilot is shutting down");
+    const plan = planReload(this.config, next, this.internalJobs);
+    const { restarted, added, removed } = plan;
+    const before = new Map(this.allJobs(this.config).map((j) => [j.name, j]));
+    const after = new Map(this.allJobs(next).map((j) => [j.name, j]));
     this.config = next;
     this.logger.level = next.logging.level;
     for (const n of [...removed, ...restarted]) {
@@ -373,8 +420,15 @@ export class Supervisor {
         this.watches.get(cfg.name)!.start();
       }
     }
+    await this.templatesLoading;
+    if (JSON.stringify(this.templates?.configs ?? []) !== JSON.stringify(next.templates)) {
+      await this.templates?.stop();
+      this.templates = undefined;
+      this.statusParts.delete("templates");
+      this.startTemplates(next.templates);
+    }
     this.logger.info({ restarted, added, removed }, "configuration reloaded");
-    return { restarted, added, removed, unchanged };
+    return plan;
   }
 
   status(): SupervisorStatus {
@@ -392,8 +446,4 @@ export class Supervisor {
       ...Object.fromEntries([...this.statusParts].map(([k, f]) => [k, f()])),
     };
   }
-}
-
-export class ReloadRefused extends Error {
-  override name = "ReloadRefused";
 }

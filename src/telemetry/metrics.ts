@@ -42,6 +42,10 @@ export class Metrics {
   readonly controlRequests = new Counter({ name: "statepilot_control_requests_total", help: "Control-plane requests, by route and HTTP status.", labelNames: ["route", "status"], registers: [this.registry] });
   readonly sensorErrors = new Counter({ name: "statepilot_sensor_errors_total", help: "Sensor runs that failed or printed no number.", labelNames: ["metric"], registers: [this.registry] });
   readonly metricUpdateErrors = new Counter({ name: "statepilot_metric_update_errors_total", help: "Rejected user metric updates.", registers: [this.registry] });
+  readonly templateRenders = new Counter({ name: "statepilot_template_renders_total", help: "Template renders, by outcome (written, unchanged, error).", labelNames: ["template", "outcome"], registers: [this.registry] });
+  readonly templateRenderErrors = new Counter({ name: "statepilot_template_render_errors_total", help: "Template renders that failed (syntax, missing key, unreadable source, write error); the last good file stays.", labelNames: ["template"], registers: [this.registry] });
+  readonly templateLastRender = new Gauge({ name: "statepilot_template_last_render_timestamp_seconds", help: "Unix time of the template's last successful render.", labelNames: ["template"], registers: [this.registry] });
+  readonly templateCommandErrors = new Counter({ name: "statepilot_template_command_errors_total", help: "Template commands (reloads) that failed or timed out.", labelNames: ["template"], registers: [this.registry] });
   readonly info = new Gauge({ name: "statepilot_info", help: "Always 1; labels carry the version and node.", labelNames: ["version", "node"], registers: [this.registry] });
 
   constructor(userMetrics: UserMetricConfig[] = []) {
@@ -98,6 +102,13 @@ export class Metrics {
         this.healthDuration.observe({ job_name: job }, r.durationMs / 1000);
         this.healthResults.inc({ job_name: job, status: r.status });
       },
+      templateRendered: (template, outcome) => {
+        this.templateRenders.inc({ template, outcome });
+        // Incremented by 0 too: the series exists from the first render on, so rate() and alerts work.
+        this.templateRenderErrors.inc({ template }, outcome === "error" ? 1 : 0);
+        if (outcome !== "error") this.templateLastRender.set({ template }, Date.now() / 1000);
+      },
+      templateCommandRan: (template, ok) => this.templateCommandErrors.inc({ template }, ok ? 0 : 1),
       watchChanged: (watch, instances, healthy) => {
         this.watchChanges.inc({ watch });
         this.watchInstances.set({ watch, health: "passing" }, healthy);

@@ -2,13 +2,25 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../log.js";
 import type { Metrics } from "./metrics.js";
+import { sendUnauthorized, type BearerCheck } from "./auth.js";
 
 export type StatusSource = () => unknown;
 
 /** An extra GET route (the load-balancer checks): status code and JSON body. */
 export type RouteHandler = (query: URLSearchParams) => { status: number; body: unknown };
 
-/** The HTTP endpoint Prometheus scrapes: /metrics (text format) and /status (JSON). */
+/** Who may read what: /status needs the token; /metrics only when `metrics` is set. */
+export interface TelemetryAccess {
+  check: BearerCheck;
+  metrics: boolean;
+}
+
+/**
+ * The HTTP endpoint Prometheus scrapes: /metrics (text format) and /status (JSON). With `access`,
+ * /status (and /metrics if so configured) answer 401 without the bearer token, and the extra
+ * routes (load-balancer checks) answer with their status code but keep the node's view for
+ * callers with the token.
+ */
 export class TelemetryServer {
   private server: Server | undefined;
   port = 0;
@@ -18,6 +30,7 @@ export class TelemetryServer {
     private readonly metrics: Metrics,
     private readonly status: StatusSource,
     private readonly logger: Logger,
+    private readonly access?: TelemetryAccess,
   ) {}
 
   addRoute(path: string, handler: RouteHandler): void {
@@ -30,6 +43,11 @@ export class TelemetryServer {
       const path = url.pathname;
       if (req.method !== "GET" && req.method !== "HEAD") {
         res.writeHead(405, { allow: "GET, HEAD" }).end();
+        return;
+      }
+      const auth = this.access ? this.access.check.verify(req.headers) : "ok";
+      if (auth !== "ok" && (path === "/status" || (path === "/metrics" && this.access?.metrics))) {
+        sendUnauthorized(res, auth);
         return;
       }
       if (path === "/metrics") {
@@ -45,7 +63,8 @@ export class TelemetryServer {
       } else if (this.routes.has(path)) {
         try {
           const r = this.routes.get(path)!(url.searchParams);
-          res.writeHead(r.status, { "content-type": "application/json" }).end(JSON.stringify(r.body));
+          const body = auth === "ok" ? r.body : { ok: r.status >= 200 && r.status < 300 };
+          res.writeHead(r.status, { "content-type": "application/json" }).end(JSON.stringify(body));
         } catch (err) {
           res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }));
         }

@@ -1,43 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LeaderRecord, MemberRecord, SwitchoverRecord } from "../../src/cluster/records.js";
-import { StoreUnavailable, type ClusterState, type Health } from "../../src/cluster/store.js";
+import { StoreUnavailable } from "../../src/cluster/store.js";
 import { ConsulClient } from "../../src/discovery/consul/client.js";
 import { ConsulClusterStore } from "../../src/discovery/consul/cluster-store.js";
 import { ConsulAgent } from "../../src/lab/consul-agent.js";
 import { freePort } from "../../src/lab/ports.js";
-import { waitFor } from "../../src/lab/wait.js";
+import { CLUSTER, PREFIX, leaderRecord, member, passing, storeContract, until } from "./store-contract.js";
 
-const CLUSTER = "store-test";
 const SERVICE = "mysql";
-const PREFIX = `statepilot/${CLUSTER}/`;
 const TIMING = { checkTtlMs: 2_000, sessionTtlMs: 10_000, lockDelayMs: 1_000 };
-const passing: Health = { status: "passing", output: "ok" };
-const critical: Health = { status: "critical", output: "test: forced failure" };
-
-function member(node: string, extra: Partial<MemberRecord> = {}): MemberRecord {
-  return {
-    node,
-    serverId: node === "n1" ? 1 : 2,
-    host: "127.0.0.1",
-    port: 3306,
-    role: "replica",
-    up: true,
-    executed: "0-1-10",
-    received: "0-1-10",
-    lagSeconds: 0,
-    sqlError: "",
-    nofailover: false,
-    blocked: "",
-    maintenance: false,
-    source: "",
-    at: new Date().toISOString(),
-    ...extra,
-  };
-}
-
-function leaderRecord(node: string, gtid = "0-1-10"): LeaderRecord {
-  return { node, serverId: node === "n1" ? 1 : 2, host: "127.0.0.1", port: 3306, flavor: "mariadb", version: "11.4.0", gtid, promotedAt: new Date().toISOString() };
-}
 
 describe("ClusterStore on a real Consul", () => {
   const agent = new ConsulAgent();
@@ -56,8 +26,6 @@ describe("ClusterStore on a real Consul", () => {
     clearInterval(pulses.get(node));
     pulses.delete(node);
   };
-  const until = <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 10_000) => waitFor(probe, { timeoutMs, intervalMs: 20, what });
-  const aliveIn = (s: ClusterState, node: string) => s.members.find((m) => m.node === node)?.alive;
 
   beforeAll(async () => {
     await agent.start();
@@ -99,310 +67,71 @@ describe("ClusterStore on a real Consul", () => {
     await agent.destroy();
   });
 
-  it("exposes the timing contract and starts empty", async () => {
-    expect(store("n1").timing).toEqual({ leaseMs: 2_000, lockDelayMs: 1_000 });
-    expect(store("n1").kind).toBe("consul");
-    const s = await store("n1").load();
-    expect(s.leader).toBeUndefined();
-    expect(s.lastLeader).toBeUndefined();
-    expect(s.members).toEqual([]);
-    expect(s.switchover).toBeUndefined();
-    expect(s.initialized).toBe(false);
-    expect(s.invalid).toEqual([]);
-  });
-
-  it("another cluster's instance of the same service and node name never makes a member alive", async () => {
-    await client.registerService({
-      id: `${SERVICE}-other-n2`,
-      name: SERVICE,
-      port: 3307,
-      meta: { "statepilot-node": "n2", cluster: "another-cluster" },
-      checks: [{ checkId: "other-n2", ttl: "60s", status: "passing" }],
-    });
-    try {
-      await until("the other cluster's instance passing", async () => (await client.healthService(SERVICE)).value.some((i) => i.meta.cluster === "another-cluster" && i.healthy));
-      // n2's own check is critical: only the other cluster's instance passes.
-      await store("n2").touchMember(member("n2"), { status: "critical", output: "not started" });
-      const s = await store("n2").load();
-      expect(s.members.find((m) => m.node === "n2")).toMatchObject({ alive: false });
-    } finally {
-      await client.deregisterService(`${SERVICE}-other-n2`);
-      await store("n2").removeMember("n2");
-    }
-  });
-
-  it("keeps the operator's pause, and reports a malformed one as invalid", async () => {
-    await store("n1").setPause({ paused: true, by: "ops", reason: "disk swap", at: "2026-12-03T00:00:00Z" });
-    expect((await store("n2").load()).pause).toEqual({ paused: true, by: "ops", reason: "disk swap", at: "2026-12-03T00:00:00Z" });
-    await store("n1").setPause({ paused: false, by: "ops", reason: "", at: "2026-12-03T00:01:00Z" });
-    expect((await store("n2").load()).pause?.paused).toBe(false);
-    await client.kvPut(`statepilot/${CLUSTER}/pause`, '{"paused":"yes"}');
-    const bad = await store("n2").load();
-    expect(bad.pause).toBeUndefined();
-    expect(bad.invalid.map((i) => i.what)).toContain("pause");
-    await client.kvDelete(`statepilot/${CLUSTER}/pause`);
-  });
-
-  it("touches, acquires and renews the leadership", async () => {
-    const n1 = store("n1");
-    await n1.touchMember(member("n1"), passing);
-    pulse("n1");
-    // The check reaches the catalog asynchronously: the member is alive once it did.
-    const seen = await until("n1 alive", async () => {
-      const s = await n1.load();
-      return aliveIn(s, "n1") ? s : undefined;
-    });
-    const m = seen.members.find((x) => x.node === "n1")!;
-    expect(m.record).toEqual(member("n1", { at: m.record.at }));
-    expect(m.version).toBeGreaterThan(0);
-    expect(seen.version).toBeGreaterThanOrEqual(m.version);
-
-    // Every touch moves the member's version, even with the same record (the internal seq).
-    const same = m.record;
-    await n1.touchMember(same, passing);
-    const again = (await n1.load()).members.find((x) => x.node === "n1")!;
-    expect(again.version).toBeGreaterThan(m.version);
-    expect(again.record).toEqual(same);
-
-    const rec = leaderRecord("n1");
-    const got = await n1.attemptToAcquireLeader(rec);
-    expect(got.acquired).toBe(true);
-    const term = got.acquired ? got.term : 0;
-    expect(term).toBeGreaterThanOrEqual(1);
-    expect(n1.sessionId).toBeDefined();
-    expect(await n1.renewLeader()).toBe(true);
-
-    const s = await n1.load();
-    expect(s.leader).toEqual({ node: "n1", term, record: rec });
-    expect(s.lastLeader).toEqual(rec);
-    // Acquiring again while holding keeps the term.
-    expect(await n1.attemptToAcquireLeader(rec)).toEqual({ acquired: true, term });
-  });
-
-  it("keeps a second node out while the leadership is held", async () => {
-    const n2 = store("n2");
-    await n2.touchMember(member("n2"), passing);
-    pulse("n2");
-    await until("n2 alive", async () => aliveIn(await n2.load(), "n2"));
-    expect(await n2.attemptToAcquireLeader(leaderRecord("n2"))).toEqual({ acquired: false });
-    expect(await n2.renewLeader()).toBe(false);
-    expect(await n2.updateLeader(leaderRecord("n2"))).toBe(false);
-    expect((await n2.load()).leader?.node).toBe("n1");
-
-    // The holder may rewrite its record; the term does not move.
-    const before = (await n2.load()).leader!;
-    const updated = leaderRecord("n1", "0-1-11");
-    expect(await store("n1").updateLeader(updated)).toBe(true);
-    const after = (await n2.load()).leader!;
-    expect(after.record).toEqual(updated);
-    expect(after.term).toBe(before.term);
-  });
-
-  it("frees the leadership at once on release, and the term grows with every holder", async () => {
-    const n1 = store("n1");
-    const n2 = store("n2");
-    const held = (await n1.load()).leader!;
-    await n1.releaseLeader();
-    expect(n1.sessionId).toBeUndefined();
-    const freed = await n1.load();
-    expect(freed.leader).toBeUndefined();
-    // The released key keeps the last holder's record.
-    expect(freed.lastLeader).toEqual(held.record);
-    await n1.releaseLeader(); // a no-op when not held
-
-    // No lock-delay after a release: the first attempt wins.
-    const got = await n2.attemptToAcquireLeader(leaderRecord("n2"));
-    expect(got.acquired && got.term).toBe(held.term + 1);
-    expect((await n2.load()).leader?.node).toBe("n2");
-
-    await n2.releaseLeader();
-    const back = await n1.attemptToAcquireLeader(leaderRecord("n1"));
-    expect(back.acquired && back.term).toBe(held.term + 2);
-  });
-
-  it("ends the leadership when the holder's check goes critical, and holds it for lock-delay", async () => {
-    const n1 = store("n1");
-    const n2 = store("n2");
-    const before = (await n2.load()).leader!;
-    expect(before.node).toBe("n1");
-
-    stopPulse("n1");
-    const failedAt = performance.now();
-    await n1.touchMember(member("n1"), critical);
-    const freedAt = await until("the leadership to end after the holder's check failed", async () => {
-      const s = await n2.load();
-      return s.leader === undefined ? performance.now() : undefined;
-    });
-    console.log(`consul store: leadership ended ${(freedAt - failedAt).toFixed(0)} ms after touchMember(critical)`);
-    expect((await n2.load()).lastLeader?.node).toBe("n1");
-    // Lock-delay: the key is free, but nobody may take it yet.
-    expect(await n2.attemptToAcquireLeader(leaderRecord("n2"))).toEqual({ acquired: false });
-    // The holder learns it lost the leadership; its session is gone. A critical node cannot run.
-    expect(await n1.renewLeader()).toBe(false);
-    expect(n1.sessionId).toBeUndefined();
-    expect(await n1.updateLeader(leaderRecord("n1"))).toBe(false);
-    expect(await n1.attemptToAcquireLeader(leaderRecord("n1"))).toEqual({ acquired: false });
-
-    const got = await until("n2 to acquire after lock-delay", async () => {
-      const r = await n2.attemptToAcquireLeader(leaderRecord("n2"));
-      return r.acquired ? { term: r.term, afterMs: performance.now() - freedAt } : undefined;
-    });
-    console.log(`consul store: leadership taken ${got.afterMs.toFixed(0)} ms after it was seen free (lock-delay ${TIMING.lockDelayMs} ms)`);
-    expect(got.term).toBeGreaterThan(before.term);
-    // The first successful attempt comes once lock-delay has run (measured from when the key was seen free, so a little less).
-    expect(got.afterMs).toBeGreaterThan(TIMING.lockDelayMs / 2);
-    const s = await n2.load();
-    expect(s.leader).toMatchObject({ node: "n2", term: got.term });
-    expect(aliveIn(s, "n1")).toBe(false);
-  });
-
-  it("follows the TTL check for liveness", async () => {
-    const n1 = store("n1");
-    await n1.touchMember(member("n1"), passing);
-    await until("n1 alive again", async () => aliveIn(await n1.load(), "n1"));
-    // No more reports: the TTL runs out and the agent marks the check critical.
-    const t0 = performance.now();
-    await until("n1 to die after its check TTL", async () => (await n1.load()).members.find((m) => m.node === "n1")?.alive === false);
-    expect(performance.now() - t0).toBeGreaterThan(TIMING.checkTtlMs / 2);
-    // A warning still counts as alive.
-    await n1.touchMember(member("n1"), { status: "warning", output: "lagging" });
-    await until("n1 alive on warning", async () => aliveIn(await n1.load(), "n1"));
-    pulse("n1");
-  });
-
-  it("wakes a watch when the leadership changes, not on members' writes, and returns on timeout or abort", async () => {
-    const n1 = store("n1");
-    const n2 = store("n2");
-    // n2 leads (whatever earlier tests left): alive, then acquire once any lock-delay has passed.
-    pulse("n2");
-    await n2.touchMember(member("n2"), passing);
-    await until("n2 to lead", async () => (await n1.load()).leader?.node === "n2" || (await n2.attemptToAcquireLeader(leaderRecord("n2"))).acquired);
-    const before = await n1.load();
-    expect(before.leader?.node, JSON.stringify({ leader: before.leader, last: before.lastLeader, invalid: before.invalid, lv: before.leaderVersion })).toBe("n2");
-    const lv = before.leaderVersion;
-
-    // Nothing changes: the watch waits out its timeout.
-    const t0 = performance.now();
-    await n1.watch(lv, 400);
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(350);
-
-    const ac = new AbortController();
-    const aborted = n1.watch(lv, 30_000, ac.signal);
-    ac.abort();
-    await aborted;
-
-    // A member's publication does not wake it (the HA loop would otherwise spin on its own writes).
-    let early = false;
-    const quiet = n1.watch(lv, 1_500).then(() => (early = performance.now() - t2 < 1_400));
-    const t2 = performance.now();
-    await n1.touchMember(member("n1"), passing);
-    await quiet;
-    expect(early).toBe(false);
-
-    // The leader rewrites its record (a new value: Consul keeps the index of an identical write): the watch returns.
-    expect(await n2.renewLeader()).toBe(true);
-    let woke = false;
-    const watching = n1.watch(lv, 30_000).then(() => (woke = true));
-    expect(await n2.updateLeader({ ...before.leader!.record, gtid: "0-1-11" })).toBe(true);
-    await watching;
-    expect(woke).toBe(true);
-    const after = await n1.load();
-    expect(after.leaderVersion).toBeGreaterThan(lv);
-    expect(after.leader?.node).toBe("n2");
-  });
-
-  it("lists unreadable records as invalid, naming the field", async () => {
-    const n1 = store("n1");
-    await client.kvPut(`${PREFIX}members/mysql-2`, JSON.stringify({ ...member("mysql-2"), port: "x", seq: 3 }));
-    await client.kvPut(`${PREFIX}members/mysql-3`, "{not json");
-    await client.kvPut(`${PREFIX}members/mysql-4`, JSON.stringify(member("someone-else")));
-    const s = await n1.load();
-    expect(s.members.map((m) => m.node)).toEqual(["n1", "n2"]);
-    const byWhat = new Map(s.invalid.map((i) => [i.what, i.error]));
-    expect(byWhat.get("member mysql-2")).toBe('port: expected number, got "x"');
-    expect(byWhat.get("member mysql-3")).toMatch(/^not JSON/);
-    expect(byWhat.get("member mysql-4")).toMatch(/^node: expected "mysql-4"/);
-
-    for (const node of ["mysql-2", "mysql-3", "mysql-4"]) await n1.removeMember(node);
-    expect((await n1.load()).invalid).toEqual([]);
-
-    // A held leader key whose value does not parse: reported, and not taken for a leader.
-    const n2 = store("n2");
-    const held = (await n2.load()).leader!;
-    expect(held.node).toBe("n2");
-    await client.kvPut(`${PREFIX}primary`, JSON.stringify({ ...held.record, port: -1 }));
-    const raw = (await client.kvGet(`${PREFIX}primary`)).value!;
-    // Consul: a plain write keeps the holder's session but resets LockIndex to 0 (why updateLeader acquires again).
-    expect(raw.session).toBe(n2.sessionId);
-    expect(raw.lockIndex).toBe(0);
-    const bad = await n1.load();
-    expect(bad.leader).toBeUndefined();
-    expect(bad.lastLeader).toBeUndefined();
-    expect(bad.invalid).toEqual([{ what: "leader", error: "port: expected number to be >=0, got -1" }]);
-    expect(await n2.updateLeader(held.record)).toBe(true);
-    expect((await n1.load()).leader?.record).toEqual(held.record);
-  });
-
-  it("compare-and-sets the switchover record", async () => {
-    const n1 = store("n1");
-    const req: SwitchoverRecord = { id: "sw-1", state: "requested", requestedAt: new Date().toISOString() };
-    expect(await n1.writeSwitchover(req, 0)).toBe(true);
-    // 0 means "only if there is none".
-    expect(await n1.writeSwitchover({ ...req, id: "sw-2" }, 0)).toBe(false);
-    const s = await n1.load();
-    expect(s.switchover?.record).toEqual(req);
-    const v = s.switchover!.version;
-    const handover: SwitchoverRecord = { ...req, state: "handover", from: "n2", to: "n1", position: "0-2-12", fencedAt: Date.now() };
-    expect(await n1.writeSwitchover(handover, v)).toBe(true);
-    // The version it was read at is stale now.
-    expect(await n1.writeSwitchover({ ...req, state: "failed", error: "late" }, v)).toBe(false);
-    const after = await n1.load();
-    expect(after.switchover?.record).toEqual(handover);
-    expect(after.switchover!.version).toBeGreaterThan(v);
-  });
-
-  it("marks the cluster initialized once, and forgets removed members", async () => {
-    const n1 = store("n1");
-    await store("n2").markInitialized("n2");
-    await n1.markInitialized("n1");
-    expect((await n1.load()).initialized).toBe(true);
-    const raw = await client.kvGet(`${PREFIX}initialized`);
-    expect(JSON.parse(raw.value!.value!)).toMatchObject({ node: "n2" });
-
-    await client.kvPut(`${PREFIX}members/gone`, JSON.stringify(member("gone")));
-    expect((await n1.load()).members.map((m) => m.node)).toContain("gone");
-    await n1.removeMember("gone");
-    expect((await n1.load()).members.map((m) => m.node)).not.toContain("gone");
-  });
-
-  it("turns every failure into StoreUnavailable", async () => {
-    const refused = new ConsulClusterStore({
-      client,
-      cluster: CLUSTER,
-      node: "n3",
-      serviceName: SERVICE,
-      checkId: checkId("n3"),
-      reportHealth: async () => false,
-      timing: TIMING,
-    });
-    await expect(refused.touchMember(member("n3"), passing)).rejects.toBeInstanceOf(StoreUnavailable);
-    // No such check: the session cannot be created.
-    await expect(refused.attemptToAcquireLeader(leaderRecord("n3"))).rejects.toBeInstanceOf(StoreUnavailable);
-
-    const dead = new ConsulClient({ address: `http://127.0.0.1:${await freePort()}`, timeoutMs: 2_000 });
-    const down = new ConsulClusterStore({ client: dead, cluster: CLUSTER, node: "n1", serviceName: SERVICE, checkId: checkId("n1"), reportHealth: async () => true, timing: TIMING });
-    try {
-      for (const op of [() => down.load(), () => down.watch(5, 1_000), () => down.writeSwitchover({ id: "x", state: "requested", requestedAt: "" }, 0), () => down.markInitialized("n1"), () => down.removeMember("n1"), () => down.touchMember(member("n1"), passing), () => down.attemptToAcquireLeader(leaderRecord("n1"))]) {
-        const err = await op().then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-        expect(err).toBeInstanceOf(StoreUnavailable);
-        expect((err as StoreUnavailable).cause).toBeDefined();
-      }
-    } finally {
-      down.close();
-      dead.close();
-    }
+  storeContract({
+    kind: "consul",
+    timing: { leaseMs: 2_000, lockDelayMs: 1_000 },
+    store,
+    pulse,
+    stopPulse: async (node) => stopPulse(node),
+    handle: (node) => store(node).sessionId,
+    releaseDropsHandle: true,
+    consecutiveTerms: true,
+    put: async (key, value) => {
+      await client.kvPut(key, value);
+    },
+    get: async (key) => (await client.kvGet(key)).value?.value ?? undefined,
+    delete: async (key) => {
+      await client.kvDelete(key);
+    },
+    overwriteLeader: async (value, holder) => {
+      await client.kvPut(`${PREFIX}primary`, value);
+      const raw = (await client.kvGet(`${PREFIX}primary`)).value!;
+      // Consul: a plain write keeps the holder's session but resets LockIndex to 0 (why updateLeader acquires again).
+      expect(raw.session).toBe(store(holder).sessionId);
+      expect(raw.lockIndex).toBe(0);
+    },
+    unreachable: async () => {
+      const endpoint = `http://127.0.0.1:${await freePort()}`;
+      const dead = new ConsulClient({ address: endpoint, timeoutMs: 2_000 });
+      const down = new ConsulClusterStore({ client: dead, cluster: CLUSTER, node: "n1", serviceName: SERVICE, checkId: checkId("n1"), reportHealth: async () => true, timing: TIMING });
+      return { store: down, endpoint, close: () => dead.close() };
+    },
+    moreDownOps: (down) => [() => down.attemptToAcquireLeader(leaderRecord("n1"))],
+    extra: {
+      afterEmpty: () =>
+        it("another cluster's instance of the same service and node name never makes a member alive", async () => {
+          await client.registerService({
+            id: `${SERVICE}-other-n2`,
+            name: SERVICE,
+            port: 3307,
+            meta: { "statepilot-node": "n2", cluster: "another-cluster" },
+            checks: [{ checkId: "other-n2", ttl: "60s", status: "passing" }],
+          });
+          try {
+            await until("the other cluster's instance passing", async () => (await client.healthService(SERVICE)).value.some((i) => i.meta.cluster === "another-cluster" && i.healthy));
+            // n2's own check is critical: only the other cluster's instance passes.
+            await store("n2").touchMember(member("n2"), { status: "critical", output: "not started" });
+            const s = await store("n2").load();
+            expect(s.members.find((m) => m.node === "n2")).toMatchObject({ alive: false });
+          } finally {
+            await client.deregisterService(`${SERVICE}-other-n2`);
+            await store("n2").removeMember("n2");
+          }
+        }),
+      failures: async () => {
+        const refused = new ConsulClusterStore({
+          client,
+          cluster: CLUSTER,
+          node: "n3",
+          serviceName: SERVICE,
+          checkId: checkId("n3"),
+          reportHealth: async () => false,
+          timing: TIMING,
+        });
+        await expect(refused.touchMember(member("n3"), passing)).rejects.toBeInstanceOf(StoreUnavailable);
+        // No such check: the session cannot be created.
+        await expect(refused.attemptToAcquireLeader(leaderRecord("n3"))).rejects.toBeInstanceOf(StoreUnavailable);
+      },
+    },
   });
 });

@@ -3,34 +3,57 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab, type NodeView } from "../../src/lab/cluster.js";
+import { Lab, labMysqlBinary, type NodeView } from "../../src/lab/cluster.js";
+import { findBinary } from "../../src/binaries.js";
+import type { Flavor } from "../../src/mysql/gtid.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { ReadOnlySampler, Writer } from "../../src/lab/workload.js";
 import { runCli } from "../support/cli.js";
 
 /**
  * The autopilot end to end: real Consul, three real statepilot processes, each supervising a real
- * mariadbd from an empty datadir, in lossless (semi-sync AFTER_SYNC) mode. A writer keeps writing
- * and a sampler watches @@read_only on every node for the whole file.
+ * server from an empty datadir, in lossless (semi-sync AFTER_SYNC) mode, once per flavor: Debian's
+ * mariadbd, and MySQL from Debian sid (scripts/install.sh mysql). A writer keeps writing and a
+ * sampler watches @@read_only on every node for the whole lab. STATEPILOT_TEST_FLAVORS=mariadb (or
+ * mysql) runs one flavor only.
  */
+const FLAVORS: Array<{ flavor: Flavor; subnet: string }> = [
+  { flavor: "mariadb" as const, subnet: "127.0.21" },
+  { flavor: "mysql" as const, subnet: "127.0.71" },
+].filter((f) => (process.env.STATEPILOT_TEST_FLAVORS ?? "mariadb,mysql").split(",").includes(f.flavor));
+
+describe.each(FLAVORS)("MySQL autopilot on a 3-node $flavor lab (lossless)", ({ flavor, subnet }) => {
 let lab: Lab;
 let sampler: ReadOnlySampler;
 let upMs = 0;
-
+const mysqlFlavor = flavor === "mysql";
 
 async function replUser(host: string) {
   return mysql.createConnection({ host, port: 3306, user: lab.file.credentials.replUser, password: lab.file.credentials.replPassword });
 }
 
-async function replicaStatus(name: string): Promise<Record<string, unknown>> {
+function rootSocket(name: string, database?: string): Promise<mysql.Connection> {
   const n = lab.node(name);
-  const c = await mysql.createConnection({ socketPath: join(n.dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword });
+  return mysql.createConnection({ socketPath: join(n.dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword, ...(database ? { database } : {}) });
+}
+
+/** SHOW REPLICA STATUS (MariaDB 10.5+ and MySQL 8.0.22+), its columns under both flavors' names. */
+async function replicaStatus(name: string): Promise<{ io: unknown; sql: unknown; gtidMode: unknown }> {
+  const c = await rootSocket(name);
   try {
-    const [rows] = await c.query<mysql.RowDataPacket[]>("SHOW SLAVE STATUS");
-    return (rows[0] ?? {}) as Record<string, unknown>;
+    const [rows] = await c.query<mysql.RowDataPacket[]>("SHOW REPLICA STATUS");
+    const r = (rows[0] ?? {}) as Record<string, unknown>;
+    return { io: r.Slave_IO_Running ?? r.Replica_IO_Running, sql: r.Slave_SQL_Running ?? r.Replica_SQL_Running, gtidMode: mysqlFlavor ? r.Auto_Position : r.Using_Gtid };
   } finally {
     c.destroy();
   }
+}
+
+/** Stops replication by hand (STOP REPLICA: both flavors). */
+async function stopReplica(name: string): Promise<void> {
+  const c = await rootSocket(name);
+  await c.query("STOP REPLICA");
+  c.destroy();
 }
 
 async function primaryView(): Promise<NodeView> {
@@ -42,6 +65,27 @@ async function primaryView(): Promise<NodeView> {
 /** One writable primary, every other node a passing replica with the primary's GTID position. */
 const converged = (timeoutMs = 60_000): Promise<NodeView[]> => lab.waitConverged(timeoutMs);
 
+/**
+ * After its mysqld was killed under writes, the former primary rejoins. MariaDB rolls an
+ * unacknowledged binlog tail back at restart (init-rpl-role), so it always rejoins as a replica.
+ * MySQL keeps such a tail (crash recovery commits what the binlog holds): statepilot then keeps the
+ * node read-only as a diverged former primary, and it comes back once rebuilt.
+ */
+async function rejoined(old: string): Promise<NodeView[]> {
+  const v = await waitFor(async () => {
+    const x = (await lab.views()).find((y) => y.name === old);
+    return x && ((x.role === "replica" && x.health === "passing") || x.role === "diverged") ? x : undefined;
+  }, { timeoutMs: 60_000, what: `${old} to rejoin (or be marked diverged)` });
+  if (v.role === "diverged") {
+    expect(mysqlFlavor, `${old} diverged on ${flavor}: ${v.reason}`).toBe(true);
+    expect(v.reason).toMatch(/diverged former primary.*errant GTIDs/);
+    expect(v.readOnly).toBe(true);
+    console.log(`${old} kept an unacknowledged tail (${v.reason.slice(0, 200)}); rebuilding it`);
+    await lab.rebuild(old);
+  }
+  return converged();
+}
+
 beforeAll(async () => {
   process.on("exit", () => lab?.killAllNow());
   const dir = mkdtempSync(join(tmpdir(), "statepilot-ha-"));
@@ -49,10 +93,11 @@ beforeAll(async () => {
   const initDir = join(dir, "initdb.d");
   mkdirSync(initDir);
   writeFileSync(join(initDir, "01-schema.sql"), "CREATE TABLE seeded (id INT PRIMARY KEY, source VARCHAR(16));\nINSERT INTO seeded VALUES (1, 'sql');\n");
-  writeFileSync(join(initDir, "02-more.sh"), `#!/bin/sh\nmariadb --user=root --socket="$MYSQL_UNIX_PORT" app -e "INSERT INTO seeded VALUES (2, 'sh')"\n`);
+  const client = mysqlFlavor ? (labMysqlBinary(), findBinary("mysql-sid")) : "mariadb";
+  writeFileSync(join(initDir, "02-more.sh"), `#!/bin/sh\n${client} --user=root --socket="$MYSQL_UNIX_PORT" app -e "INSERT INTO seeded VALUES (2, 'sh')"\n`);
   const started = performance.now();
   // The lagging-replica test needs a replica that is behind but would otherwise be allowed to race.
-  lab = await Lab.up({ dir: join(dir, "lab"), nodes: 3, subnet: "127.0.21", lossless: true, mysql: { maximumLagOnFailover: "1h", initDir } });
+  lab = await Lab.up({ dir: join(dir, "lab"), nodes: 3, subnet, flavor, lossless: true, mysql: { maximumLagOnFailover: "1h", initDir } });
   upMs = performance.now() - started;
   await Writer.prepare(lab.file);
   sampler = new ReadOnlySampler(lab.file, 100);
@@ -61,10 +106,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await sampler?.stop();
-  await lab?.down();
+  await lab?.down({ keep: process.env.STATEPILOT_KEEP_LABS === "1" });
 });
 
-describe("MySQL autopilot on a 3-node lab (lossless)", () => {
   it("elects exactly one primary and two replicating replicas from empty datadirs", async () => {
     console.log(`lab up in ${Math.round(upMs)} ms`);
     const vs = await lab.views();
@@ -74,14 +118,14 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     expect(replicas, roles).toHaveLength(2);
     for (const r of replicas) {
       const st = await replicaStatus(r.name);
-      expect(st.Slave_IO_Running).toBe("Yes");
-      expect(st.Slave_SQL_Running).toBe("Yes");
-      expect(st.Using_Gtid).toBe("Slave_Pos");
+      expect(st.io).toBe("Yes");
+      expect(st.sql).toBe("Yes");
+      expect(String(st.gtidMode)).toBe(mysqlFlavor ? "1" : "Slave_Pos");
     }
     const ids = new Set<number>();
     for (const n of lab.file.nodes) {
       const c = await replUser(n.mysql.host);
-      const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT @@server_id AS id, @@rpl_semi_sync_master_wait_point AS wp");
+      const [rows] = await c.query<mysql.RowDataPacket[]>(`SELECT @@server_id AS id, @@rpl_semi_sync_${mysqlFlavor ? "source" : "master"}_wait_point AS wp`);
       ids.add(Number(rows[0]!.id));
       expect(rows[0]!.wp).toBe("AFTER_SYNC");
       c.destroy();
@@ -140,7 +184,7 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     const p = await primaryView();
     expect(p.name).not.toBe(old.name);
     expect(await writer.missingOn(lab.node(p.name).mysql.host, 3306)).toEqual([]);
-    const vs = await converged();
+    const vs = await rejoined(old.name);
     expect(vs.find((v) => v.name === old.name)?.role).toBe("replica");
     expect(await writer.missingOn(lab.node(old.name).mysql.host, 3306)).toEqual([]);
   });
@@ -158,7 +202,7 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     const p = await primaryView();
     expect(await writer.missingOn(lab.node(p.name).mysql.host, 3306)).toEqual([]);
     await lab.start(old.name);
-    const vs = await converged();
+    const vs = await rejoined(old.name);
     expect(vs.find((v) => v.name === old.name)?.role).toBe("replica");
     expect(await writer.missingOn(lab.node(old.name).mysql.host, 3306)).toEqual([]);
   });
@@ -195,9 +239,7 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
   it("a replica whose replication was stopped by hand never wins over an up-to-date one", async () => {
     const p = await primaryView();
     const [lagging, upToDate] = (await lab.views()).filter((v) => v.role === "replica");
-    const c = await mysql.createConnection({ socketPath: join(lab.node(lagging!.name).dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword });
-    await c.query("STOP SLAVE");
-    c.destroy();
+    await stopReplica(lagging!.name);
     const writer = new Writer(lab.file, "writes");
     writer.start();
     await waitFor(async () => writer.acked.length > 40, { timeoutMs: 10_000, what: "writes while one replica is stopped" });
@@ -213,23 +255,33 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     await converged();
   });
 
-  it("a crashed primary's unacknowledged binlog tail is rolled back at restart, so it rejoins instead of diverging", async () => {
+  it(
+    mysqlFlavor
+      ? "a crashed primary keeps its unacknowledged binlog tail (MySQL): it is held read-only as a diverged former primary, never replicates on top of it, and rejoins once rebuilt"
+      : "a crashed primary's unacknowledged binlog tail is rolled back at restart, so it rejoins instead of diverging",
+    async () => {
     const p = await primaryView();
     const replicas = (await lab.views()).filter((v) => v.role === "replica");
-    for (const r of replicas) {
-      const c = await mysql.createConnection({ socketPath: join(lab.node(r.name).dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword });
-      await c.query("STOP SLAVE");
-      c.destroy();
-    }
-    const before = await replUser(lab.node(p.name).mysql.host);
-    const [[pos0]] = await before.query<mysql.RowDataPacket[]>("SELECT @@gtid_binlog_pos AS p");
+    for (const r of replicas) await stopReplica(r.name);
+    // Where the primary's binlog ends: MariaDB's position moves once the transaction is in the
+    // binlog; MySQL's gtid_executed only at commit (after the ack), so its binlog offset is read.
+    const before = mysqlFlavor ? await rootSocket(p.name) : await replUser(lab.node(p.name).mysql.host);
+    const mark = async (): Promise<string> => {
+      if (!mysqlFlavor) {
+        const [[pos]] = await before.query<mysql.RowDataPacket[]>("SELECT @@gtid_binlog_pos AS p");
+        return String(pos!.p);
+      }
+      const [[st]] = await before.query<mysql.RowDataPacket[]>("SHOW BINARY LOG STATUS");
+      return `${st!.File}:${st!.Position}`;
+    };
+    const pos0 = await mark();
     // No replica is connected: the commit is written to the binlog, then waits for an ack forever.
     const app = await mysql.createConnection({ host: lab.node(p.name).mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: lab.file.credentials.database });
     app.on("error", () => undefined);
     const pending = app.query("INSERT INTO writes (id, node) VALUES (20000000, 'unacked')").then(() => "acknowledged", () => "failed");
     const tail = await waitFor(async () => {
-      const [[pos]] = await before.query<mysql.RowDataPacket[]>("SELECT @@gtid_binlog_pos AS p");
-      return pos!.p !== pos0!.p ? String(pos!.p) : undefined;
+      const pos = await mark();
+      return pos !== pos0 ? pos : undefined;
     }, { timeoutMs: 5_000, what: "the unacknowledged transaction in the primary's binlog" });
     before.destroy();
     await lab.kill(p.name, { only: "mysqld" });
@@ -238,22 +290,47 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
       const v = await lab.primary();
       return v && v.name !== p.name ? v : undefined;
     }, { timeoutMs: 30_000, what: "a new primary" });
+    const countOn = async (host: string): Promise<number> => {
+      const c = await mysql.createConnection({ host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: lab.file.credentials.database });
+      const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT COUNT(*) AS n FROM writes WHERE id = 20000000");
+      c.destroy();
+      return Number(rows[0]!.n);
+    };
+    if (mysqlFlavor) {
+      // Crash recovery committed the tail: the restarted node has a transaction no other node has.
+      const held = await waitFor(async () => {
+        const x = (await lab.views()).find((y) => y.name === p.name);
+        return x?.role === "diverged" ? x : undefined;
+      }, { timeoutMs: 60_000, what: `${p.name} to be held as a diverged former primary` });
+      expect(held.reason).toMatch(/diverged former primary.*errant GTIDs/);
+      expect(held.readOnly).toBe(true);
+      expect(held.health).toBe("critical");
+      expect((await fetch(`${lab.node(p.name).http}/replica`)).status).toBe(503);
+      const rs = await replicaStatus(p.name);
+      expect(rs.io === "Yes" || rs.sql === "Yes", "the diverged node must not replicate").toBe(false);
+      expect(await countOn(lab.node(next.name).mysql.host)).toBe(0);
+      await lab.rebuild(p.name);
+    }
     const vs = await converged();
     expect(vs.find((v) => v.name === p.name)?.role).toBe("replica");
-    const c = await mysql.createConnection({ host: lab.node(next.name).mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: lab.file.credentials.database });
-    const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT COUNT(*) AS n FROM writes WHERE id = 20000000");
-    c.destroy();
-    expect(Number(rows[0]!.n)).toBe(0);
-    const recovery = readFileSync(join(lab.node(p.name).dir, "statepilot.log"), "utf8").split("\n").filter((l) => /truncat/i.test(l));
-    expect(recovery.length).toBeGreaterThan(0);
-    console.log(recovery.slice(0, 3).join("\n"));
-    console.log(`unacknowledged tail ${tail} was rolled back on ${p.name}; it rejoined under ${next.name}`);
-  });
+    expect(await countOn(lab.node(next.name).mysql.host)).toBe(0);
+    expect(await countOn(lab.node(p.name).mysql.host)).toBe(0);
+    if (!mysqlFlavor) {
+      const recovery = readFileSync(join(lab.node(p.name).dir, "statepilot.log"), "utf8").split("\n").filter((l) => /truncat/i.test(l));
+      expect(recovery.length).toBeGreaterThan(0);
+      console.log(recovery.slice(0, 3).join("\n"));
+    }
+    console.log(`unacknowledged tail ${tail} ${mysqlFlavor ? "was kept by" : "was rolled back on"} ${p.name}; it rejoined under ${next.name}${mysqlFlavor ? " after a rebuild" : ""}`);
+    },
+  );
 
   it("errant GTIDs on a replica are detected, reported, and keep it read-only and out of elections", async () => {
     const [victim] = (await lab.views()).filter((v) => v.role === "replica");
-    const c = await mysql.createConnection({ socketPath: join(lab.node(victim!.name).dir, "mysqld.sock"), user: "root", password: lab.file.credentials.rootPassword, database: lab.file.credentials.database });
+    const c = await rootSocket(victim!.name, lab.file.credentials.database);
+    // MySQL's super_read_only stops root too; read_only stays on meanwhile (the sampler watches it).
+    if (mysqlFlavor) await c.query("SET GLOBAL super_read_only = OFF");
     await c.query("INSERT INTO writes (id, node) VALUES (?, 'errant')", [10_000_000]);
+    if (mysqlFlavor) await c.query("SET GLOBAL super_read_only = ON");
     c.destroy();
     const v = await waitFor(async () => {
       const x = (await lab.views()).find((y) => y.name === victim!.name);
@@ -271,4 +348,4 @@ describe("MySQL autopilot on a 3-node lab (lossless)", () => {
     expect(sampler.rounds).toBeGreaterThan(100);
     expect(sampler.violations).toEqual([]);
   });
-});
+}, 240_000);

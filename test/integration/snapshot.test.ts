@@ -309,7 +309,7 @@ describe("a node added to a running cluster restores from the latest snapshot", 
     const store = new S3Store({ ...s3cfg(), prefix: "add" });
     try {
       writer.start();
-      let n;
+      let n: Awaited<ReturnType<Lab["add"]>>;
       try {
         // With replicas healthy, scheduled snapshots come from a replica, not the primary.
         const healthySince = Date.now();

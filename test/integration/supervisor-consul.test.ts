@@ -129,7 +129,7 @@ describe("supervisor against a real Consul agent", () => {
     expect(bad.output).toContain("jobs[0].restarts");
     // A valid change restarts only the job that changed.
     writeConfig(configPath, config([{ name: "extra", exec: ["sleep", "1000"] }]));
-    const ok = await runCli(["reload", "--socket", socket]);
+    const ok = await runCli(["reload", "-o", "json", "--socket", socket]);
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.output)).toMatchObject({ added: ["extra"], restarted: [], removed: [] });
     const after = JSON.parse((await runCli(["status", "--json", "--socket", socket])).output) as typeof body & { jobs: Array<{ pid: number; name: string }> };

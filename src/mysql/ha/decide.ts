@@ -106,7 +106,11 @@ export function needsDivergenceCheck(o: Pick<Observation, "role" | "local" | "lo
  */
 export function divergence(flavor: Flavor, local: LocalState, primary: RemoteState, former: boolean, serverId: number): string {
   if (flavor === "mysql") {
-    return gtidSubset("mysql", local.executed, primary.executed) ? "" : `errant GTIDs: ${local.executed} is not contained in the primary's ${primary.executed}; it stays read-only until rebuilt`;
+    if (gtidSubset("mysql", local.executed, primary.executed)) return "";
+    // MySQL has no init-rpl-role: crash recovery commits a binlog tail no replica acknowledged
+    // (AFTER_SYNC: no client saw it). A former primary with such a tail must be rebuilt, never
+    // replicate on top of it.
+    return `${former ? "diverged former primary (a crashed MySQL primary keeps its unacknowledged binlog tail): " : ""}errant GTIDs: ${local.executed} is not contained in the primary's ${primary.executed}; it stays read-only until rebuilt`;
   }
   const c = mariaStateContained(local.state, primary.state);
   if (c.contained) return "";
