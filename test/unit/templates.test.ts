@@ -160,7 +160,7 @@ describe("rendering", () => {
     expect(read(t2.destination)).toBe("last good\n");
     expect(outcomes).toContain("error");
     store.change(() => store.kv.set("b", "2"));
-    await waitFor(async () => read(t2.destination) === "1 2\n", { timeoutMs: 5_000, what: "the render once the key exists" });
+    await waitFor(async () => read(t2.destination) === "1 2\n" && t2.status().ok, { timeoutMs: 5_000, what: "the render once the key exists" });
     expect(t2.status()).toMatchObject({ ok: true });
     expect(t2.status().lastError).toBeUndefined();
   });
@@ -172,21 +172,22 @@ describe("rendering", () => {
     await waitFor(async () => t.status().lastError, { timeoutMs: 5_000, what: "the syntax error" });
     expect(read(t.destination)).toBe("v1\n");
     writeFileSync(t.source, "v2 {{ tree['cfg'] | size }}\n");
-    await waitFor(async () => read(t.destination) === "v2 0\n", { timeoutMs: 5_000, what: "v2" });
+    await waitFor(async () => read(t.destination) === "v2 0\n" && t.status().ok, { timeoutMs: 5_000, what: "v2" });
     expect(t.status().lastError).toBeUndefined();
     expect(t.status().dependencies).toEqual(["tree(cfg)"]);
   });
 
   it("debounces as consul-template: a burst of changes renders once, after `min` of quiet", async () => {
     store.kv.set("n", "0");
-    const t = start({ text: '{{ key["n"] }}', wait: { min: "150ms" } });
-    await waitFor(async () => read(t.destination) === "0", { timeoutMs: 5_000, what: "the first render" });
+    const t = start({ text: '{{ key["n"] }}', wait: { min: "300ms" } });
+    await waitFor(async () => read(t.destination) === "0" && t.status().renders === 1, { timeoutMs: 5_000, what: "the first render" });
     const rendersBefore = t.status().renders;
     for (let i = 1; i <= 8; i++) {
       store.change(() => store.kv.set("n", String(i)));
       await new Promise((r) => setTimeout(r, 20)); // a burst: changes 20 ms apart, closer than min
     }
-    await waitFor(async () => read(t.destination) === "8", { timeoutMs: 5_000, what: "the debounced render" });
+    // The file is renamed into place just before the status counts the render: wait for both.
+    await waitFor(async () => read(t.destination) === "8" && t.status().renders > rendersBefore, { timeoutMs: 5_000, what: "the debounced render" });
     expect(t.status().renders - rendersBefore).toBe(1);
   });
 
@@ -245,7 +246,7 @@ describe("in the supervisor", () => {
     sup.putEnv({ GREETING: "hi" });
     sup.start();
     try {
-      await waitFor(async () => read(join(dir, "a.txt")) === "hi\n", { timeoutMs: 5_000, what: "a.txt" });
+      await waitFor(async () => read(join(dir, "a.txt")) === "hi\n" && (sup.status().templates as Array<{ writes: number }>)[0]?.writes === 1, { timeoutMs: 5_000, what: "a.txt" });
       const part = sup.status().templates as Array<{ name: string; ok: boolean; writes: number }>;
       expect(part).toEqual([expect.objectContaining({ name: "greet", ok: true, writes: 1 })]);
       const text = await metrics.text();
