@@ -57,7 +57,7 @@ export const Hook = z
 
 export const When = z
   .strictObject({
-    source: z.string().min(1).optional().describe('Name of the job or watch (`watch.<name>`) whose event triggers this job, or "statepilot". Any source when omitted.'),
+    source: z.string().min(1).optional().describe('Name of the job, watch (`watch.<name>`) or template (`template.<name>`, event `changed` after each write) whose event triggers this job, or "statepilot". Any source when omitted.'),
     once: EventCode.optional().describe("Start once, on the first such event."),
     each: EventCode.optional().describe("Start on every such event."),
     interval: Interval.optional().describe("Run periodically."),
@@ -451,11 +451,11 @@ export const Config = z
       if (watchNames.has(w.name)) ctx.addIssue({ code: "custom", path: ["watches", i, "name"], message: `duplicate watch name "${w.name}"` });
       watchNames.add(w.name);
     });
-    const sources = new Set(["statepilot", ...names.keys(), ...[...watchNames].map((w) => `watch.${w}`)]);
+    const sources = new Set(["statepilot", ...names.keys(), ...[...watchNames].map((w) => `watch.${w}`), ...c.templates.map((t) => `template.${t.name}`)]);
     c.jobs.forEach((j, i) => {
       const src = j.when?.source;
       if (src !== undefined && !sources.has(src)) {
-        ctx.addIssue({ code: "custom", path: ["jobs", i, "when", "source"], message: `unknown source "${src}"; expected "statepilot", a job name or watch.<name>` });
+        ctx.addIssue({ code: "custom", path: ["jobs", i, "when", "source"], message: `unknown source "${src}"; expected "statepilot", a job name, watch.<name> or template.<name>` });
       }
       if (src === j.name) ctx.addIssue({ code: "custom", path: ["jobs", i, "when", "source"], message: "a job cannot wait for its own events" });
     });
