@@ -1,5 +1,5 @@
 /**
- * Failover benchmark on a real 3-node lab (Consul + statepilot + mariadbd, lossless mode unless
+ * Failover benchmark on a real 3-node lab (Consul + statepilot + mariadbd, or MySQL with --flavor mysql; lossless mode unless
  * --async): TRIALS (default 10) kills of the primary's mysqld and TRIALS kills of the whole primary
  * node, each timed from the kill to the first write accepted by the new primary, with a writer
  * running throughout; then SWITCHOVERS (default 5) switchovers, timed by the writer's outage.

@@ -135,7 +135,7 @@ function schemasAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): z.ZodTy
     const next: z.ZodType[] = [];
     const visit = (s: z.ZodType) => {
       const d = defOf(s);
-      if (d.type === "union" && d.options) d.options.forEach((o) => visit(unwrap(o)));
+      if (d.type === "union" && d.options) for (const o of d.options) visit(unwrap(o));
       else if (d.type === "object" && typeof p === "string" && d.shape?.[p]) next.push(unwrap(d.shape[p]));
       else if (d.type === "array" && typeof p === "number" && d.element) next.push(unwrap(d.element));
       else if (d.type === "record" && d.valueType) next.push(unwrap(d.valueType));
@@ -151,7 +151,10 @@ const keyCache = new WeakMap<z.ZodType, Map<string, string[]>>();
 /** The keys an object at this path of the schema accepts. */
 export function keysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] {
   let cache = keyCache.get(schema);
-  if (!cache) keyCache.set(schema, (cache = new Map()));
+  if (!cache) {
+    cache = new Map();
+    keyCache.set(schema, cache);
+  }
   const id = path.map((p) => (typeof p === "number" ? "#" : String(p))).join("\u0000");
   const hit = cache.get(id);
   if (hit) return hit;
@@ -164,8 +167,8 @@ function collectKeys(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): strin
   const keys = new Set<string>();
   const collect = (s: z.ZodType) => {
     const d = defOf(s);
-    if (d.type === "union" && d.options) d.options.forEach((o) => collect(unwrap(o)));
-    else if (d.type === "object" && d.shape) Object.keys(d.shape).forEach((k) => keys.add(k));
+    if (d.type === "union" && d.options) for (const o of d.options) collect(unwrap(o));
+    else if (d.type === "object" && d.shape) for (const k of Object.keys(d.shape)) keys.add(k);
   };
   schemasAt(schema, path).forEach(collect);
   return [...keys];

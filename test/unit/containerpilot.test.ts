@@ -190,7 +190,7 @@ describe("when.timeout (ContainerPilot's give-up on a trigger)", () => {
     const config = validateConfig({ jobs: [{ name: "late", exec: ["true"], when: { source: "statepilot", once: "exitMaintenance", timeout: "200ms" } }, { name: "on-time", exec: ["true"], when: { source: "statepilot", once: "startup", timeout: "5s" } }] });
     const jobs = config.jobs.map((c) => new Job(c, { bus, logger, env: () => process.env, defaultOutput: "raw" }));
     try {
-      jobs.forEach((j) => j.activate());
+      for (const j of jobs) j.activate();
       bus.publish({ code: "startup", source: "statepilot" });
       await new Promise((r) => setTimeout(r, 600));
       expect(jobs[0]?.status()).toMatchObject({ state: "stopped", starts: 0 });

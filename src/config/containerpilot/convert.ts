@@ -309,7 +309,8 @@ function hooksFromStopJobs(jobs: Tree[], ctx: Ctx): Tree[] {
     const target = byName.get(w.source);
     if (!target || target === j || sources.has(j.name) || j.exec === undefined) return true;
     if (Object.keys(j).some((k) => !["name", "exec", "when", "timeout"].includes(k))) return true;
-    const hooks = (isObject(target.hooks) ? target.hooks : (target.hooks = {})) as Tree;
+    if (!isObject(target.hooks)) target.hooks = {};
+    const hooks = target.hooks as Tree;
     if (hooks[kind] !== undefined) return true;
     const hook: Tree = { exec: j.exec };
     if (j.timeout !== undefined) hook.timeout = j.timeout;
@@ -450,7 +451,9 @@ export function convertContainerPilot(input: Tree, opts: ConvertOptions): Conver
       out.control = { ...c };
     }
   }
-  const rawJobs = tree.jobs === undefined ? [] : Array.isArray(tree.jobs) ? tree.jobs : (ctx.problem(["jobs"], "expected an array", tree.jobs), []);
+  let rawJobs: unknown[] = [];
+  if (Array.isArray(tree.jobs)) rawJobs = tree.jobs;
+  else if (tree.jobs !== undefined) ctx.problem(["jobs"], "expected an array", tree.jobs);
   const jobNames = new Set(rawJobs.filter(isObject).map((j) => j.name).filter((n): n is string => typeof n === "string"));
   const jobs = rawJobs.flatMap((j, i) => {
     const o = ctx.object(j, ["jobs", i]);

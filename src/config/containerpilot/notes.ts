@@ -13,7 +13,10 @@ export class Notes {
 
   add(target: object, key: string, text: string): void {
     let m = this.byObject.get(target);
-    if (!m) this.byObject.set(target, (m = new Map()));
+    if (!m) {
+      m = new Map();
+      this.byObject.set(target, m);
+    }
     m.set(key, [...(m.get(key) ?? []), text]);
   }
 

@@ -386,7 +386,7 @@ function render(nodes: Node[], s: Scope): string {
         }
         if (s.hooks && !n.pipe.decl.length) s.hooks.evaluated(n.pipe.source, n.line);
         const v = evalPipe(n.pipe, s);
-        if (n.pipe.decl.length) n.pipe.decl.forEach((d) => s.vars.set(d, v));
+        if (n.pipe.decl.length) for (const d of n.pipe.decl) s.vars.set(d, v);
         else out += print(v);
         break;
       }

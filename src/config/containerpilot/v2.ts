@@ -22,7 +22,10 @@ function list(tree: Tree, key: string, ctx: V2Ctx): Tree[] {
     ctx.problem([key], "expected an array", v);
     return [];
   }
-  return v.filter((x, i) => isObject(x) || (ctx.problem([key, i], "expected an object", x), false)) as Tree[];
+  return v.filter((x, i) => {
+    if (!isObject(x)) ctx.problem([key, i], "expected an object", x);
+    return isObject(x);
+  }) as Tree[];
 }
 
 function only(o: Tree, known: string[], path: Path, ctx: V2Ctx): void {
