@@ -110,14 +110,7 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
       ? [findInstallDb(binary), ...defaultsArgs(cfg), `--datadir=${cfg.datadir}`, "--auth-root-authentication-method=normal", "--skip-test-db", ...runAsArgs(cfg), `--tmpdir=${scratch}`]
       : [binary, ...defaultsArgs(cfg), "--initialize-insecure", `--datadir=${cfg.datadir}`, ...runAsArgs(cfg), `--tmpdir=${scratch}`];
   logger.info({ datadir: cfg.datadir, command: argv[0] }, "initialising an empty datadir");
-  const out = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (b: Buffer) => (output += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (output += b.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, output }));
-  });
+  const out = await runCollecting(argv);
   if (out.code !== 0) {
     const lines = out.output.trim().split("\n");
     // The cause is near the top; install-db's boilerplate advice fills the end.
@@ -129,6 +122,19 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
   rmSync(join(cfg.datadir, INIT_MARKER));
   logger.info({ datadir: cfg.datadir, durationMs: Math.round(performance.now() - started) }, "datadir initialised");
   return true;
+}
+
+/** Runs argv (feeding `stdin` when given) and collects its output, stdout and stderr together. */
+function runCollecting(argv: string[], stdin?: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    let output = "";
+    child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, output }));
+    if (stdin !== undefined) child.stdin?.end(stdin);
+  });
 }
 
 /**
@@ -143,15 +149,7 @@ async function closeInstallAccounts(cfg: MysqlConfig, binary: string, scratch: s
     "",
   ].join("\n");
   const argv = [binary, ...defaultsArgs(cfg), "--bootstrap", `--datadir=${cfg.datadir}`, ...runAsArgs(cfg), `--tmpdir=${scratch}`, "--log-warnings=0"];
-  const out = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (b: Buffer) => (output += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (output += b.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, output }));
-    child.stdin.end(sql);
-  });
+  const out = await runCollecting(argv, sql);
   if (out.code !== 0) throw new Error(`securing the accounts of ${cfg.datadir} failed (exit ${out.code}): ${out.output.trim().split("\n").slice(-10).join("\n")}`);
 }
 
