@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import type { Clock } from "./clock.js";
-import { describeIssues, LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "./records.js";
+import { ArchiverRecord, describeIssues, LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "./records.js";
 import { StoreUnavailable, type ClusterState, type ClusterStore, type Health, type Leader, type Member, type StoreTiming } from "./store.js";
 
 /**
@@ -232,6 +232,28 @@ export class MemoryStoreServer {
     this.bump();
   }
 
+  /** The archiver's lock: held while its holder is alive (no lock-delay). */
+  private archiverLock: { node: string; record: ArchiverRecord } | undefined;
+
+  acquireArchiver(node: string, record: ArchiverRecord): boolean {
+    this.settle();
+    const held = this.archiverLock;
+    if (held && held.node !== node && this.find(held.node)?.alive) return false;
+    if (!this.find(node)?.alive) return false;
+    this.archiverLock = { node, record };
+    return true;
+  }
+
+  releaseArchiver(node: string): void {
+    if (this.archiverLock?.node === node) this.archiverLock = undefined;
+  }
+
+  archiverHolder(): ArchiverRecord | undefined {
+    this.settle();
+    const held = this.archiverLock;
+    return held && this.find(held.node)?.alive ? held.record : undefined;
+  }
+
   casSwitchover(record: SwitchoverRecord, expectedVersion: number): boolean {
     if ((this.switchover?.version ?? 0) !== expectedVersion) return false;
     const version = this.bump();
@@ -422,6 +444,27 @@ export class MemoryClusterStore implements ClusterStore {
     const ok = this.enter("releaseLeader");
     if (ok) this.server.release(this.node);
     await this.server.respond("releaseLeader", this.node, ok);
+  }
+
+  async acquireArchiver(record: ArchiverRecord): Promise<boolean> {
+    const valid = validate(ArchiverRecord, record, "archiver record", this.node, this.server.validateRecords);
+    const ok = this.enter("acquireArchiver");
+    const held = ok && this.server.acquireArchiver(this.node, valid);
+    await this.server.respond("acquireArchiver", this.node, ok);
+    return held;
+  }
+
+  async releaseArchiver(): Promise<void> {
+    const ok = this.enter("releaseArchiver");
+    if (ok) this.server.releaseArchiver(this.node);
+    await this.server.respond("releaseArchiver", this.node, ok);
+  }
+
+  async archiver(): Promise<ArchiverRecord | undefined> {
+    const ok = this.enter("archiver");
+    const held = ok ? this.server.archiverHolder() : undefined;
+    await this.server.respond("archiver", this.node, ok);
+    return held;
   }
 
   async writeSwitchover(record: SwitchoverRecord, expectedVersion: number): Promise<boolean> {

@@ -88,6 +88,14 @@ export const PauseRecord = z.object({
 });
 export type PauseRecord = z.infer<typeof PauseRecord>;
 
+/** The binlog archiver's lock record: which node streams the cluster's binlogs into the snapshot store. */
+export const ArchiverRecord = z.object({
+  node: z.string().min(1),
+  /** When this holder took the lock (ISO 8601). */
+  since: z.string(),
+});
+export type ArchiverRecord = z.infer<typeof ArchiverRecord>;
+
 /** A value as an error message shows it: JSON, cut at 80 characters. */
 export const showValue = (v: unknown): string => {
   if (v === undefined) return "nothing";

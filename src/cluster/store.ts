@@ -1,4 +1,4 @@
-import type { LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "./records.js";
+import type { ArchiverRecord, LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "./records.js";
 
 /**
  * The cluster store, after Patroni's AbstractDCS: what the HA core needs from Consul (or etcd, or
@@ -93,6 +93,18 @@ export interface ClusterStore {
   updateLeader(record: LeaderRecord): Promise<boolean>;
   /** Gives the leadership up at once (no lock-delay); a no-op when not held. */
   releaseLeader(): Promise<void>;
+
+  /**
+   * The binlog archiver's lock: one node at a time streams the cluster's binlogs to the snapshot
+   * store. Tied to the holder's liveness as the leadership is (lost when it stops being alive),
+   * without lock-delay. Called again by the holder, it renews and rewrites the record. True when
+   * this node holds it.
+   */
+  acquireArchiver(record: ArchiverRecord): Promise<boolean>;
+  /** Gives the archiver's lock up at once; a no-op when not held. */
+  releaseArchiver(): Promise<void>;
+  /** Who holds the archiver's lock, if anyone. */
+  archiver(): Promise<ArchiverRecord | undefined>;
 
   /** Compare-and-set of the switchover record: `expectedVersion` 0 means "only if there is none". */
   writeSwitchover(record: SwitchoverRecord, expectedVersion: number): Promise<boolean>;

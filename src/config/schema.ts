@@ -356,6 +356,18 @@ export const S3Store = z
   })
   .describe("Snapshots in S3 or an S3-compatible store, as multipart uploads.");
 
+export const Archive = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe("Stream the cluster's binlogs into the snapshot store continuously (one node at a time, a healthy replica preferred), for restores to any second or GTID."),
+    segmentEvery: duration(100, 60_000).prefault("1s").describe("Upload what was received at least this often: the archive's recovery point lags the primary by about this much."),
+    segmentBytes: z.number().int().min(65_536).default(8 * 1024 * 1024).describe("Also cut a segment at this many bytes (a segment is held in memory while it uploads)."),
+    spoolDir: z.string().optional().describe("Where the stream lands before it is uploaded; default statepilot-binlog-spool beside the datadir (never inside it)."),
+    spoolLimit: z.number().int().min(1024 * 1024).default(1024 * 1024 * 1024).describe("Bytes the spool may hold while the store is unreachable; past it the stream stops (the primary is never slowed) and resumes from the archive's head once the backlog is uploaded."),
+    checkEvery: duration(200, 60_000).prefault("1s").describe("How often a node checks the archiver's lock and its source."),
+  })
+  .prefault({})
+  .describe("Continuous binlog archive (MariaDB): mariadb-binlog --read-from-remote-server --raw --stop-never from the current primary, cut at transaction boundaries into segments named by GTID range and time.");
+
 export const Snapshots = z
   .strictObject({
     store: z.discriminatedUnion("type", [LocalStore, S3Store], { error: 'expected a store with type "local" or "s3"' }).default({ type: "local", path: "/var/lib/statepilot/snapshots" }),
@@ -368,6 +380,7 @@ export const Snapshots = z
     restoreOnEmpty: z.boolean().default(true).describe("A node starting with an empty datadir in an initialised cluster restores the latest snapshot instead of replicating everything."),
     partSize: z.number().int().min(5 * 1024 * 1024).optional().describe("Multipart part size in bytes; default from the datadir's size so a backup stays under 10,000 parts."),
     checkEvery: duration(1_000).prefault("10s").describe("How often a node checks whether a snapshot is due."),
+    archive: Archive,
   })
   .describe("Hot backups streamed to a store (mariabackup --stream=xbstream), and restores of new nodes from them.");
 
@@ -478,6 +491,7 @@ export type MysqlConfig = z.output<typeof Mysql>;
 export type ClusterStoreConfig = z.output<typeof ClusterStoreSettings>;
 export type SnapshotsConfig = z.output<typeof Snapshots>;
 export type StoreConfig = SnapshotsConfig["store"];
+export type ArchiveConfig = z.output<typeof Archive>;
 export type TelemetryConfig = z.output<typeof Telemetry>;
 export type UserMetricConfig = z.output<typeof UserMetric>;
 export type EventCodeName = z.output<typeof EventCode>;

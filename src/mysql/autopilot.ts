@@ -21,6 +21,7 @@ import { MysqlMetrics } from "./metrics.js";
 import { createStore, type SnapshotStore } from "../snapshot/store.js";
 import { restoreSnapshot, SnapshotError, listSnapshots, type Manifest } from "../snapshot/snapshot.js";
 import { SnapshotMetrics, SnapshotScheduler, snapshotKeys } from "../snapshot/scheduler.js";
+import { ArchiveMetrics, BinlogArchiver } from "../archive/archiver.js";
 import {
   allocateServerId,
   inspectDatadir,
@@ -46,6 +47,7 @@ export const MYSQLD_JOB = "mysqld";
 export class MysqlAutopilot {
   private ha: MysqlHa | undefined;
   private scheduler: SnapshotScheduler | undefined;
+  private archiver: BinlogArchiver | undefined;
 
   private constructor(
     readonly cfg: MysqlConfig,
@@ -190,8 +192,31 @@ export class MysqlAutopilot {
       logger: opts.logger,
       metrics: snapshotMetrics,
     });
+    if (cfg.snapshots.archive.enabled) {
+      if (version.flavor !== "mariadb") log.warn("mysql.snapshots.archive: the binlog archive supports MariaDB only; not started");
+      else {
+        ap.archiver = new BinlogArchiver({
+          cfg: cfg.snapshots.archive,
+          cluster: cfg.cluster,
+          node: supervisor.node,
+          serverId: nodeState.serverId,
+          datadir: cfg.datadir,
+          store,
+          clusterStore,
+          repl: { user: creds.replUser, password: creds.replPassword },
+          ha: () => {
+            const st = ap.ha!.statusView();
+            return { role: st.role, health: st.health };
+          },
+          logger: opts.logger,
+          metrics: opts.metrics ? new ArchiveMetrics(opts.metrics.registry) : undefined,
+        });
+        supervisor.addStatus("archive", () => ap.archiver?.status());
+      }
+    }
     supervisor.onStopping(async () => {
       await ap.scheduler?.stop();
+      await ap.archiver?.stop();
       await ap.ha?.stop();
       store.close();
       clusterStore.close();
@@ -215,6 +240,7 @@ export class MysqlAutopilot {
   start(): void {
     this.ha?.start();
     this.scheduler?.start();
+    this.archiver?.start();
   }
 
   status(): HaStatus | undefined {

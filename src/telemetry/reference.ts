@@ -1,3 +1,4 @@
+import { ArchiveMetrics } from "../archive/archiver.js";
 import { MysqlMetrics } from "../mysql/metrics.js";
 import { SnapshotMetrics } from "../snapshot/scheduler.js";
 import { Metrics } from "./metrics.js";
@@ -10,6 +11,7 @@ export async function renderMetricsReference(): Promise<string> {
   const metrics = new Metrics();
   new MysqlMetrics(metrics.registry);
   new SnapshotMetrics(metrics.registry);
+  new ArchiveMetrics(metrics.registry);
   const rows: string[] = [];
   type Described = { name: string; labelNames?: string[]; get(): Promise<{ type: string; help: string }> };
   for (const m of metrics.registry.getMetricsAsArray() as unknown as Described[]) {

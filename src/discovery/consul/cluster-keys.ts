@@ -17,6 +17,8 @@ export interface ClusterKeys {
   switchover: string;
   /** The operator's pause of automatic failover (a PauseRecord). */
   pause: string;
+  /** The binlog archiver's lock: held by its own session, its value the ArchiverRecord. */
+  archiver: string;
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
@@ -28,6 +30,7 @@ export function clusterKeys(cluster: string): ClusterKeys {
     initialized: `${prefix}initialized`,
     switchover: `${prefix}switchover`,
     pause: `${prefix}pause`,
+    archiver: `${prefix}archiver`,
   };
 }
 

@@ -1,6 +1,6 @@
 import type { MysqlConfig } from "../../config/schema.js";
 import { formatDuration } from "../../config/duration.js";
-import { LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "../../cluster/records.js";
+import { ArchiverRecord, LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "../../cluster/records.js";
 import {
   StoreUnavailable,
   type ClusterState,
@@ -333,6 +333,63 @@ export class ConsulClusterStore implements ClusterStore {
     } catch (err) {
       throw unavailable("setPause", err);
     }
+  }
+
+  // ---- the archiver's lock ---------------------------------------------------------------------
+
+  /** The archiver's lock has a session of its own (no lock-delay), following the same TTL check. */
+  private archiverSession: string | undefined;
+
+  async acquireArchiver(record: ArchiverRecord): Promise<boolean> {
+    const value = JSON.stringify(ArchiverRecord.parse(record));
+    try {
+      let session = this.archiverSession;
+      if (session && (await this.client.renewSession(session)) === "gone") session = this.archiverSession = undefined;
+      if (!session) {
+        try {
+          session = await this.client.createSession({ name: `statepilot archiver ${this.opts.cluster} ${this.node}`, serviceChecks: [this.opts.checkId], nodeChecks: [], ttl: formatDuration(this.opts.timing.sessionTtlMs), lockDelay: "0s", behavior: "release" });
+        } catch (err) {
+          if (isCheckCritical(err)) return false;
+          throw err;
+        }
+        this.archiverSession = session;
+      }
+      try {
+        return await this.client.kvAcquire(this.keys.archiver, value, session);
+      } catch (err) {
+        if (!isInvalidSession(err)) throw err;
+        this.archiverSession = undefined;
+        return false;
+      }
+    } catch (err) {
+      throw unavailable("acquireArchiver", err);
+    }
+  }
+
+  async releaseArchiver(): Promise<void> {
+    const session = this.archiverSession;
+    if (!session) return;
+    this.archiverSession = undefined;
+    try {
+      await this.client.kvRelease(this.keys.archiver, "", session).catch((err: unknown) => {
+        if (!isInvalidSession(err)) throw err;
+      });
+      await this.client.destroySession(session);
+    } catch (err) {
+      throw unavailable("releaseArchiver", err);
+    }
+  }
+
+  async archiver(): Promise<ArchiverRecord | undefined> {
+    let entry: KvEntry | undefined;
+    try {
+      entry = (await this.client.kvGet(this.keys.archiver)).value;
+    } catch (err) {
+      throw unavailable("archiver", err);
+    }
+    if (!entry?.session || !entry.value) return undefined;
+    const d = decodeRecord(ArchiverRecord, "archiver", entry.value);
+    return d.ok ? d.record : undefined;
   }
 
   async markInitialized(node: string): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Etcd3, IKeyValue, IRangeResponse, ITxnResponse } from "etcd3";
-import { LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "../../cluster/records.js";
+import { ArchiverRecord, LeaderRecord, MemberRecord, PauseRecord, SwitchoverRecord } from "../../cluster/records.js";
 import {
   StoreUnavailable,
   type ClusterState,
@@ -412,6 +412,42 @@ export class EtcdClusterStore implements ClusterStore {
       if (txn.succeeded) return;
     }
     throw new StoreUnavailable("releaseLeader", { cause: new Error("the leader key kept changing under the release") });
+  }
+
+  // ---- the archiver's lock: a key on this node's lease (no lock-delay) ---------------------------
+
+  async acquireArchiver(record: ArchiverRecord): Promise<boolean> {
+    const lease = this.lease;
+    if (this.opts.member === false || !lease) return false;
+    const key = this.keys.archiver;
+    const value = JSON.stringify(ArchiverRecord.parse(record));
+    const txn = await this.call("acquireArchiver", () =>
+      this.client
+        .if(key, "Create", "==", 0)
+        .and(`${this.keys.alive}${this.node}`, "Lease", "==", lease)
+        .then(this.client.put(key).value(value).lease(lease))
+        .else(this.client.get(key))
+        .commit(),
+    );
+    if (txn.succeeded) return true;
+    const [held] = rangeOf(txn, 0);
+    if (held?.lease !== lease) return false;
+    const again = await this.call("acquireArchiver", () => this.client.if(key, "Lease", "==", lease).then(this.client.put(key).value(value).lease(lease)).commit());
+    return again.succeeded;
+  }
+
+  async releaseArchiver(): Promise<void> {
+    const lease = this.lease;
+    if (!lease) return;
+    await this.call("releaseArchiver", () => this.client.if(this.keys.archiver, "Lease", "==", lease).then(this.client.delete().key(this.keys.archiver)).commit());
+  }
+
+  async archiver(): Promise<ArchiverRecord | undefined> {
+    const res = await this.call("archiver", () => this.client.get(this.keys.archiver).exec());
+    const kv = res.kvs[0];
+    if (!kv) return undefined;
+    const d = decodeRecord(ArchiverRecord, "archiver", kv.value.toString("utf8"));
+    return d.ok ? d.record : undefined;
   }
 
   /** Starts (or keeps) this handle's observation of a leadership lost without release, identified by `last-primary`'s revision. */

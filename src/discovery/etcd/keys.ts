@@ -33,6 +33,8 @@ export interface EtcdKeys {
   initialized: string;
   switchover: string;
   pause: string;
+  /** The binlog archiver's lock, on its holder's lease. */
+  archiver: string;
 }
 
 export function etcdKeys(cluster: string): EtcdKeys {
@@ -46,6 +48,7 @@ export function etcdKeys(cluster: string): EtcdKeys {
     initialized: `${prefix}initialized`,
     switchover: `${prefix}switchover`,
     pause: `${prefix}pause`,
+    archiver: `${prefix}archiver`,
   };
 }
 
