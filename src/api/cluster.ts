@@ -8,6 +8,7 @@ import { removeNode, setClusterPause } from "../mysql/cluster-admin.js";
 import { clusterView, switchover, type ClusterView } from "../mysql/switchover.js";
 import type { SwitchoverRecord } from "../cluster/records.js";
 import { requestSnapshot } from "../snapshot/request.js";
+import { requestRebuild, type RebuildResult } from "../mysql/rebuild.js";
 import { listSnapshots, restoreSnapshot, type Manifest } from "../snapshot/snapshot.js";
 import { createStore, type SnapshotStore } from "../snapshot/store.js";
 import { createLogger, type Logger } from "../log.js";
@@ -110,6 +111,19 @@ export class Cluster {
   /** Forgets a stopped node's record (refused while it is alive or primary). */
   remove(node: string): Promise<void> {
     return removeNode(this.store, this.name, node);
+  }
+
+  /**
+   * Rebuilds a node's datadir: the node's own statepilot fences it out of the replica set, stops
+   * its server, moves its datadir aside, seeds a fresh one (the newest snapshot, else an empty
+   * datadir that catches up by GTID), starts the server and replicates again. Resolves once the
+   * cluster shows the node as a replica of the primary holding the primary's position; the old
+   * datadir is removed then (put back on failure). Refused on the primary and on unknown nodes
+   * (ClusterAdminError); a failure on the node is a RebuildError with its reason. A request the
+   * node did not take by `timeoutMs` (default 10 min) is withdrawn.
+   */
+  rebuild(node: string, opts: { timeoutMs?: number; onProgress?: (what: string) => void } = {}): Promise<RebuildResult> {
+    return requestRebuild(this.store, this.coordinator, this.name, node, { timeoutMs: opts.timeoutMs ?? 600_000, ...(opts.onProgress ? { onState: opts.onProgress } : {}) });
   }
 
   /** Snapshots of this cluster in its snapshot store, newest first. */

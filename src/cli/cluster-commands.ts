@@ -7,6 +7,7 @@ import { runDemo } from "../lab/demo.js";
 import { applyFault, FAULTS, type FaultKind } from "../lab/faults.js";
 import type { ClusterView } from "../mysql/switchover.js";
 import { ClusterAdminError } from "../mysql/cluster-admin.js";
+import { RebuildError } from "../mysql/rebuild.js";
 import { Cluster } from "../api/cluster.js";
 import { createStore } from "../snapshot/store.js";
 import { listSnapshots, restoreSnapshot } from "../snapshot/snapshot.js";
@@ -214,8 +215,34 @@ export async function mysqlCommand(args: ParsedArgs, configPath: string | undefi
         emit(outputFormat(args), { cluster: config.mysql.cluster, removed: node }, () => `${node} removed from cluster ${config.mysql.cluster}`);
         return 0;
       }
+      case "rebuild": {
+        const node = args.command[2];
+        if (!node) throw new UsageError("mysql rebuild: name the node to rebuild: statepilot mysql rebuild NODE --yes --config FILE");
+        if (!args.options.has("yes")) throw new UsageError(`mysql rebuild ${node}: this replaces ${node}'s datadir (its transactions the primary lacks are lost); add --yes to confirm`);
+        const rawTimeout = optionString(args, "timeout");
+        const timeoutMs = rawTimeout === undefined ? 600_000 : parseDuration(rawTimeout);
+        if (timeoutMs === undefined) throw new UsageError(`--timeout: expected a duration such as "10m", got ${JSON.stringify(rawTimeout)}`);
+        const format = outputFormat(args);
+        const progress = new Progress(`rebuild ${node}`);
+        let r: Awaited<ReturnType<Cluster["rebuild"]>>;
+        try {
+          r = await cluster.rebuild(node, { timeoutMs, onProgress: (what) => progress.tick(what) });
+        } catch (err) {
+          progress.done();
+          if (err instanceof ClusterAdminError) throw new UsageError(`mysql rebuild: ${err.message}`, { cause: err });
+          if (err instanceof RebuildError && format !== "table") {
+            emit(format, { cluster: config.mysql.cluster, node, state: "failed", error: err.message }, () => "");
+            process.stderr.write(`statepilot: ${err.message}\n`);
+            return 1;
+          }
+          throw err;
+        }
+        progress.done();
+        emit(format, { cluster: config.mysql.cluster, state: "done", ...r }, () => `${node} rebuilt from ${r.seed} in ${(r.durationMs / 1000).toFixed(1)} s: a replica of ${r.primary} at its position (${r.primaryExecuted || "empty"}); the old datadir was removed`);
+        return 0;
+      }
       default:
-        throw new UsageError(`mysql: expected status, switchover, pause, resume or remove, got ${JSON.stringify(sub)}`);
+        throw new UsageError(`mysql: expected status, switchover, pause, resume, remove or rebuild, got ${JSON.stringify(sub)}`);
     }
   } finally {
     cluster.close();

@@ -25,6 +25,7 @@ const TABLE: Record<string, { options: readonly string[]; words?: number | reado
   "mysql pause": { options: ["reason", "config", "output", "json"], words: 2 },
   "mysql resume": { options: ["config", "output", "json"], words: 2 },
   "mysql remove": { options: ["yes", "config", "output", "json"], words: 3 },
+  "mysql rebuild": { options: ["yes", "timeout", "config", "output", "json"], words: 3 },
   "snapshot list": { options: ["json", "config", "output"], words: 2 },
   "snapshot create": { options: ["timeout", "config", "output", "json"], words: 2 },
   "snapshot restore": { options: ["id", "datadir", "config", "output", "json"], words: 2 },

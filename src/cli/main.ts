@@ -41,6 +41,10 @@ MySQL cluster (any node's --config names Consul and the cluster):
   statepilot mysql pause [--reason TEXT] --config FILE   no automatic failover, cluster-wide (fencing stays on)
   statepilot mysql resume --config FILE                  automatic failover on again
   statepilot mysql remove NODE --yes --config FILE       forget a stopped node's record
+  statepilot mysql rebuild NODE --yes [--timeout 10m] --config FILE
+                                               re-seed a replica's datadir (newest snapshot, else empty and
+                                               caught up by GTID); waits until it is a replica at the
+                                               primary's position (refused on the primary)
 
 Snapshots (mysql.snapshots: a local directory by default, or S3):
   statepilot snapshot list [--json] --config FILE

@@ -21,6 +21,7 @@ import { MysqlMetrics } from "./metrics.js";
 import { createStore, type SnapshotStore } from "../snapshot/store.js";
 import { restoreSnapshot, SnapshotError, listSnapshots, type Manifest } from "../snapshot/snapshot.js";
 import { SnapshotMetrics, SnapshotScheduler, snapshotKeys } from "../snapshot/scheduler.js";
+import { RebuildWorker } from "./rebuild.js";
 import { ArchiveMetrics, BinlogArchiver } from "../archive/archiver.js";
 import {
   allocateServerId,
@@ -47,6 +48,7 @@ export const MYSQLD_JOB = "mysqld";
 export class MysqlAutopilot {
   private ha: MysqlHa | undefined;
   private scheduler: SnapshotScheduler | undefined;
+  private rebuilder: RebuildWorker | undefined;
   private archiver: BinlogArchiver | undefined;
 
   private constructor(
@@ -214,7 +216,48 @@ export class MysqlAutopilot {
         supervisor.addStatus("archive", () => ap.archiver?.status());
       }
     }
+    // `statepilot mysql rebuild NODE`: this node replaces its own datadir, seeded as at start-up.
+    ap.rebuilder = new RebuildWorker({
+      cluster: cfg.cluster,
+      node: supervisor.node,
+      coordinator,
+      store: clusterStore,
+      ha: ap.ha,
+      datadir: cfg.datadir,
+      stopServer: () => supervisor.pauseJob(MYSQLD_JOB),
+      startServer: (serverId) => supervisor.resumeJob(MYSQLD_JOB, mysqldArgv(cfg, { binary, flavor: version.flavor, serverId, reportHost: advertise.host })),
+      seed: async (stage) => {
+        stage("looking for a snapshot to seed from");
+        const manifest = cfg.snapshots.restoreOnEmpty ? await latestSnapshot(cfg, store, coordinator) : undefined;
+        if (manifest) stage(`restoring snapshot ${manifest.id} (gtid ${manifest.gtid})`);
+        else stage("no snapshot: initialising an empty datadir (it catches up by GTID)");
+        const restoredNow = manifest ? await restore({ cfg, store, manifest, logger: log, metrics: snapshotMetrics }) : undefined;
+        if (!restoredNow) await initializeDatadir(cfg, version, binary, log);
+        // A datadir new to the cluster gets a server_id never used before (see allocateServerId).
+        const serverId = cfg.serverId ?? (await allocateServerId(coordinator, cfg.cluster, supervisor.node));
+        const next: NodeState = {
+          cluster: cfg.cluster,
+          serverId,
+          bootstrapped: restoredNow !== undefined,
+          createdAt: new Date().toISOString(),
+          ...(restoredNow ? { restoredFrom: { id: restoredNow.id, gtid: restoredNow.gtid, pending: true, ...(restoredNow.binlogState ? { binlogState: restoredNow.binlogState } : {}) } } : {}),
+        };
+        delete nodeState.restoredFrom;
+        Object.assign(nodeState, next);
+        writeNodeState(cfg.datadir, nodeState);
+        return { seed: restoredNow ? `snapshot ${restoredNow.id} (gtid ${restoredNow.gtid})` : "empty datadir, catching up by GTID", serverId };
+      },
+      reloadState: () => {
+        const old = readNodeState(cfg.datadir);
+        delete nodeState.restoredFrom;
+        if (old) Object.assign(nodeState, old);
+        return nodeState.serverId;
+      },
+      flavor: () => ap.ha?.flavor ?? version.flavor,
+      logger: opts.logger,
+    });
     supervisor.onStopping(async () => {
+      await ap.rebuilder?.stop();
       await ap.scheduler?.stop();
       await ap.archiver?.stop();
       await ap.ha?.stop();
@@ -240,6 +283,7 @@ export class MysqlAutopilot {
   start(): void {
     this.ha?.start();
     this.scheduler?.start();
+    this.rebuilder?.start();
     this.archiver?.start();
   }
 

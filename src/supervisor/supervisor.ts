@@ -233,6 +233,24 @@ export class Supervisor {
     this.jobs.get(name)?.kill();
   }
 
+  /**
+   * Stops a job until resumeJob (its stop signal, then SIGKILL after stopTimeout), without a
+   * restart and without ending statepilot, even for the main job: a node rebuilding its datadir.
+   */
+  async pauseJob(name: string): Promise<void> {
+    const job = this.jobs.get(name);
+    if (!job) throw new Error(`no job ${JSON.stringify(name)}`);
+    await job.stop("maintenance");
+  }
+
+  /** Starts a job paused by pauseJob again; `exec` replaces its command first (a new server_id). */
+  resumeJob(name: string, exec?: string[]): void {
+    const job = this.jobs.get(name);
+    if (!job) return;
+    if (exec) job.config.exec = exec;
+    job.resume();
+  }
+
   start(): void {
     if (process.pid === 1) {
       this.logger.warn("statepilot is PID 1 without an init: orphaned processes cannot be reaped from Node; run it under tini (ENTRYPOINT [\"tini\", \"--\"])");

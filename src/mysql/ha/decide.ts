@@ -46,6 +46,8 @@ export interface Observation {
   /** The switchover target's GTID state, when a handover is under way. */
   targetState: RemoteState | undefined;
   loops: number;
+  /** An operator's rebuild this node is carrying out: its stage (the server is stopped or about to be). */
+  rebuilding?: string | undefined;
 }
 
 export type Action =
@@ -134,7 +136,14 @@ export function decide(o: Observation): Decision {
     return { action: { kind: "none" }, role: o.role, health: crit(`store unreachable: ${o.storeError}`), reason: `store unreachable: ${o.storeError}` };
   }
 
-  // 2. The server is down or does not answer.
+  // 2. This node is being rebuilt (fenced out of the replica set, its server stopped and its
+  //    datadir replaced): it does nothing to the server and reports why, unless it leads or is
+  //    writable, which the safety rules below handle first.
+  if (o.rebuilding !== undefined && !mine && o.role !== "primary" && !writable) {
+    return { action: { kind: "none" }, role: "down", health: crit(`rebuilding: ${o.rebuilding}`), reason: `rebuilding on the operator's request: ${o.rebuilding}` };
+  }
+
+  // 2b. The server is down or does not answer.
   if (!o.local) {
     if ((o.role === "primary" || mine) && o.mysqldRunning) {
       return { action: { kind: "kill-server" }, role: "fenced", health: crit(o.localError), reason: `primary's server does not answer (${o.localError}): killing it before giving up the leadership` };
@@ -353,4 +362,33 @@ export function memberRecordFor(o: Pick<Observation, "node" | "serverId" | "role
     source: "",
     at: Number.isNaN(o.now) ? "" : new Date(o.now).toISOString(),
   };
+}
+
+/** What a node asked to rebuild itself sees when it decides whether to. */
+export interface RebuildObservation {
+  now: number;
+  node: string;
+  role: Role;
+  cluster: ClusterState | undefined;
+  storeError: string;
+  /** When the operator's client stops waiting (ms since the epoch; NaN: no expiry). */
+  expiresAt: number;
+}
+
+/**
+ * Whether this node carries out an operator's rebuild request (its datadir is thrown away and
+ * seeded afresh). Refused on the primary (its data is the cluster's; switch over first), while
+ * there is no primary to catch up from, on the target of a switchover under way, when the store
+ * cannot be read, and once the client stopped waiting.
+ */
+export function decideRebuild(o: RebuildObservation): { accept: boolean; reason: string } {
+  const refuse = (why: string) => ({ accept: false, reason: `rebuild of ${o.node} refused: ${why}` });
+  if (Number.isFinite(o.expiresAt) && o.now >= o.expiresAt) return refuse("the request expired (its client stopped waiting)");
+  const c = o.cluster;
+  if (!c) return refuse(`the cluster store cannot be read (${o.storeError})`);
+  if (c.leader?.node === o.node || o.role === "primary") return refuse(`${o.node} is the primary; switch over first (statepilot mysql switchover), then rebuild it`);
+  if (!c.leader) return refuse("the cluster has no primary right now: a rebuilt node would have nothing to catch up from");
+  const sw = c.switchover?.record;
+  if (sw?.to === o.node && (sw.state === "requested" || sw.state === "handover" || sw.state === "released")) return refuse(`${o.node} is the target of a switchover under way (${sw.id})`);
+  return { accept: true, reason: `rebuilding ${o.node}: fenced out, its datadir replaced, then a replica of ${c.leader.node}` };
 }

@@ -30,6 +30,8 @@ export class MysqlHa {
   version = "";
   lastFailoverMs: number | undefined;
   wake = new AbortController();
+  /** An operator's rebuild under way: its stage, which `decide` reports (the loop leaves the server alone). */
+  rebuilding: string | undefined;
   private loops = 0;
   private running = false;
   private loopDone: Promise<void> | undefined;
@@ -170,6 +172,7 @@ export class MysqlHa {
       handover: this.handover?.record,
       targetState,
       loops: this.loops,
+      rebuilding: this.rebuilding,
     };
   }
 
@@ -242,6 +245,31 @@ export class MysqlHa {
       }
     }
     return decision.nextIn ?? this.d.settings.interval;
+  }
+
+  /** Marks a rebuild's stage (undefined: over) and looks again at once. */
+  setRebuilding(stage: string | undefined): void {
+    this.rebuilding = stage;
+    this.wake.abort("wake");
+  }
+
+  /**
+   * The datadir was replaced: what this process learnt about the old server no longer holds.
+   * Accounts are checked again and the replication bookkeeping starts over; on a fresh datadir the
+   * divergence verdict and the former primary's mark do too (`fresh` false: the old datadir was put
+   * back, and they stay).
+   */
+  datadirReplaced(fresh: boolean): void {
+    this.bootstrapped = false;
+    if (fresh) {
+      this.wasPrimary = false;
+      this.blocked = "";
+    }
+    this.replicationStartedOnPid = undefined;
+    this.receiverStoppedByUs = false;
+    this.version = "";
+    this.lastLocal = undefined;
+    this.setRole("starting");
   }
 
   /** A fresher look at the local server taken while acting (published by this loop's touch). */
