@@ -58,10 +58,12 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       if (storeTmpfsMb !== undefined && !(Number.isInteger(storeTmpfsMb) && storeTmpfsMb >= 16)) throw new UsageError(`--store-tmpfs-mb: expected a whole number of MiB >= 16, got ${JSON.stringify(tmpfs)}`);
       const flavor = optionString(args, "flavor") ?? "mariadb";
       if (flavor !== "mariadb" && flavor !== "mysql") throw new UsageError(`--flavor: expected mariadb or mysql, got ${JSON.stringify(flavor)}`);
-      const lab = await Lab.up({ dir, nodes, flavor, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), netns: args.options.has("netns"), ...(storeTmpfsMb ? { storeTmpfsMb } : {}), log: out });
+      const store = optionString(args, "store") ?? "consul";
+      if (store !== "consul" && store !== "etcd") throw new UsageError(`--store: expected consul or etcd, got ${JSON.stringify(store)}`);
+      const lab = await Lab.up({ dir, nodes, flavor, store, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), netns: args.options.has("netns"), ...(storeTmpfsMb ? { storeTmpfsMb } : {}), log: out });
       const vs = await lab.views();
       out(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s: ${vs.map((v) => `${v.name}=${v.role}`).join(" ")}`);
-      out(`lab file: ${Lab.path(dir)}; Consul UI/API: ${lab.file.consul}`);
+      out(`lab file: ${Lab.path(dir)}; Consul UI/API: ${lab.file.consul}${lab.file.etcd ? `; cluster store: etcd ${lab.file.etcd.endpoint}` : ""}`);
       return 0;
     }
     case "status": {
@@ -73,7 +75,7 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
         out(JSON.stringify(maskSecrets({ ...lab.file, views: vs }), null, 2));
         return 0;
       }
-      out(`consul ${lab.file.consul}  ${lab.file.flavor ?? "mariadb"}${lab.file.lossless ? "  (lossless)" : ""}`);
+      out(`consul ${lab.file.consul}${lab.file.etcd ? `  etcd ${lab.file.etcd.endpoint}` : ""}  ${lab.file.flavor ?? "mariadb"}${lab.file.lossless ? "  (lossless)" : ""}`);
       for (const v of vs) {
         const n = lab.node(v.name);
         out(`${v.name.padEnd(9)} ${`${n.mysql.host}:${n.mysql.port}`.padEnd(17)} ${v.role.padEnd(11)} ${v.health.padEnd(8)} ro=${v.readOnly === undefined ? "-" : v.readOnly ? "1" : "0"} lag=${v.lagSeconds ?? "-"} pids=${v.pids.statepilot ?? "-"}/${v.pids.mysqld ?? "-"}  ${v.reason}`);

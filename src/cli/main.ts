@@ -54,6 +54,7 @@ Snapshots (mysql.snapshots: a local directory by default, or S3):
 Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3306):
   statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
                 [--flavor mariadb|mysql]   (mysql: MySQL from Debian sid, scripts/install.sh mysql)
+                [--store consul|etcd]   (etcd: a real etcd beside Consul holds the cluster store)
                 [--netns] [--store-tmpfs-mb 256]   (root: namespaces for partitions, a tmpfs store)
   statepilot lab status --dir DIR [--json]
   statepilot lab kill NODE --dir DIR [--signal SIGKILL] [--only mysqld|statepilot]
@@ -76,7 +77,7 @@ Options:
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "flavor", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "for", "from"],
+  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "flavor", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "store", "for", "from"],
   flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns", "yes"],
 } as const;
 

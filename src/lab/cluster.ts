@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import mysql from "mysql2/promise";
 import { ConsulAgent } from "./consul-agent.js";
+import { EtcdServer } from "./etcd-server.js";
 import { onInterrupt } from "./interrupt.js";
 import { ManagedProcess } from "./process.js";
 import { waitFor } from "./wait.js";
@@ -33,6 +34,12 @@ export interface LabFile {
   consulPid: number;
   /** Consul's host and ports, so that a later process can restart it where clients expect it. */
   consulAgent?: { host: string; ports: number[] };
+  /**
+   * The lab's etcd (a lab started with store etcd): every node's cluster store (leader key,
+   * members, records); Consul keeps the service registrations. Host and ports, so that a later
+   * process can stop and start it where the nodes expect it (its data directory is DIR/etcd).
+   */
+  etcd?: { endpoint: string; pid: number; host: string; ports: number[] };
   cluster: string;
   credentials: { user: string; password: string; database: string; rootPassword: string; replUser: string; replPassword: string };
   lossless: boolean;
@@ -62,6 +69,11 @@ export interface LabUpOptions {
   lossless?: boolean;
   /** mariadb (Debian's mariadbd, the default) or mysql (MySQL from Debian sid: scripts/install.sh mysql). */
   flavor?: Flavor;
+  /**
+   * The nodes' cluster store: consul (the lab's Consul agent, the default) or etcd (a real
+   * single-member etcd started beside Consul, which still holds the service registrations).
+   */
+  store?: "consul" | "etcd";
   /** Remove what an earlier lab left in DIR. */
   fresh?: boolean;
   /** Merged into each node's mysql section (tests tune timings or maximumLagOnFailover). */
@@ -167,7 +179,7 @@ function ours(pid: number | null | undefined, dir: string): pid is number {
   const env = procEnv(pid);
   if (env?.get(LAB_DIR_ENV) !== undefined) return env.get(LAB_DIR_ENV) === dir;
   // A lab.json written before processes were marked.
-  return procCmdline(pid).includes(dir) || procStat(pid)?.comm === "consul";
+  return procCmdline(pid).includes(dir) || procStat(pid)?.comm === "consul" || procStat(pid)?.comm === "etcd";
 }
 
 /** Unmounts whatever is mounted at or below `dir` (the lab's tmpfs store), lazily: nothing can keep it busy. */
@@ -194,7 +206,7 @@ function unmountUnder(dir: string): void {
 /** SIGKILLs every process of the lab in `dir`, removes its network and unmounts its store; synchronous. */
 function killLabNow(dir: string, file: LabFile | undefined): void {
   const pids = new Set(labProcesses(dir));
-  if (file) for (const p of [file.consulPid, ...file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (ours(p, dir)) pids.add(p);
+  if (file) for (const p of [file.consulPid, file.etcd?.pid, ...file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (ours(p, dir)) pids.add(p);
   killSync(pids);
   if (file?.network) removeNetwork(file.network.k);
   unmountUnder(dir);
@@ -288,6 +300,11 @@ export class Lab {
       file.consul = consul.address;
       file.consulPid = consul.pid!;
       file.consulAgent = { host: consul.host, ports: consul.portList };
+      lab.save();
+      if (opts.store === "etcd") {
+        log(`starting etcd (${EtcdServer.version()}, one member${network ? ` in namespace ${network.consulNs}` : ""}) for the cluster store ...`);
+        await lab.startEtcd(network ? { host: consulIp(k), ports: [2379, 2380] } : undefined);
+      }
       file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret(), ...opts.credentials };
       lab.save();
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
@@ -322,7 +339,7 @@ export class Lab {
       old = undefined; // unreadable: treated as a leftover
     }
     const running = new Set(labProcesses(dir));
-    if (old) for (const p of [old.consulPid, ...old.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (ours(p, dir)) running.add(p);
+    if (old) for (const p of [old.consulPid, old.etcd?.pid, ...old.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld])]) if (ours(p, dir)) running.add(p);
     if (running.size && labIsLive(dir)) {
       throw new Error(`a lab is already running in ${dir}; stop it first: statepilot lab down --dir ${dir}`);
     }
@@ -348,6 +365,7 @@ export class Lab {
       extends: imageFiles().config,
       node: name,
       consul: { address: this.file.consul },
+      ...(this.file.etcd ? { store: { type: "etcd", endpoints: [this.file.etcd.endpoint] } } : {}),
       control: { socket: join(ndir, "statepilot.sock") },
       telemetry: { port: HTTP_PORT, bind: host, interfaces: `static:${host}`, interval: "2s", ttl: "10s" },
       mysql: {
@@ -410,6 +428,34 @@ export class Lab {
     const consul = await new ConsulAgent({ dir: join(this.dir, "consul"), persistent: !this.tiedHere, env: this.markers(), host: a.host, ports: a.ports, ...(this.file.network ? { netns: this.file.network.consulNs } : {}) }).start();
     this.file.consulPid = consul.pid!;
     this.save();
+  }
+
+  /**
+   * Starts the lab's etcd: the first time on free ports (or `at`), later where lab.json says it
+   * was, with its data kept in DIR/etcd (leases, the leader key and records survive, as on a real
+   * member that restarts).
+   */
+  async startEtcd(at?: { host: string; ports: number[] }): Promise<void> {
+    const where = this.file.etcd ?? at;
+    if (this.etcdPids().length) throw new Error(`the lab's etcd is already running (pid ${this.etcdPids().join(", ")})`);
+    const etcdDir = join(this.dir, "etcd");
+    mkdirSync(etcdDir, { recursive: true });
+    const server = await new EtcdServer({
+      dir: etcdDir,
+      name: "lab-etcd",
+      persistent: !this.tiedHere,
+      env: this.markers(),
+      ...(where ? { host: where.host, ports: where.ports } : {}),
+      ...(this.file.network ? { netns: this.file.network.consulNs } : {}),
+    }).start();
+    this.file.etcd = { endpoint: server.endpoint, pid: server.pid!, host: server.host, ports: [server.clientPort, Number(new URL(server.peerUrl).port)] };
+    this.save();
+  }
+
+  /** Stops the lab's etcd (SIGTERM, SIGKILL after 10 s): every node loses its cluster store until startEtcd(). */
+  async stopEtcd(): Promise<void> {
+    if (!this.file.etcd) throw new Error("this lab has no etcd (it was started with store consul)");
+    await Lab.terminate(this.etcdPids(), 10_000);
   }
 
   node(name: string): LabNode {
@@ -737,6 +783,13 @@ export class Lab {
     return [...pids];
   }
 
+  /** This lab's etcd servers: the one lab.json names, and any other marked as this lab's. */
+  private etcdPids(): number[] {
+    const pids = new Set(labProcesses(this.dir).filter((p) => procStat(p)?.comm === "etcd"));
+    if (ours(this.file.etcd?.pid, this.dir)) pids.add(this.file.etcd!.pid);
+    return [...pids];
+  }
+
   private async stopConsul(): Promise<void> {
     await Lab.terminate(this.consulPids(), 10_000);
   }
@@ -758,7 +811,8 @@ export class Lab {
    */
   async down(opts: { keep?: boolean; timeoutMs?: number } = {}): Promise<void> {
     try {
-      const consul = new Set(this.consulPids());
+      // The stores go last: a node stopping releases its leadership in them.
+      const consul = new Set([...this.consulPids(), ...this.etcdPids()]);
       const nodes = [...new Set([...labProcesses(this.dir), ...this.file.nodes.flatMap((n) => [n.pids.statepilot, n.pids.mysqld]).filter((p) => ours(p, this.dir))])].filter((p) => !consul.has(p));
       for (const n of this.file.nodes) {
         if (!ours(n.pids.statepilot, this.dir)) continue;
@@ -771,6 +825,7 @@ export class Lab {
       const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
       while (Date.now() < deadline && nodes.some((p) => !gone(p))) await sleep(100);
       killSync(nodes.filter((p) => !gone(p)));
+      await Lab.terminate(this.etcdPids(), 10_000);
       await this.stopConsul();
     } finally {
       killLabNow(this.dir, this.file);
