@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, type-checks, then runs the unit and
-# integration tests against real Consul, MariaDB, MinIO and Prometheus.
+# integration tests against real Consul, MariaDB, MinIO and Prometheus, then (full runs only) the
+# images and the compose stack in a real container engine (npm run test:containers).
 #   scripts/test.sh                          everything
+#   STATEPILOT_CONTAINERS=0 scripts/test.sh  everything but the containers stage
 #   scripts/test.sh --project unit           forwarded to vitest
 #   scripts/test.sh --loaded [vitest args]   the same with `stress-ng --cpu 2` busy beside it
 #                                            (npm run test:loaded): a machine with both cores taken
@@ -54,7 +56,7 @@ on_signal() {
   if [ -n "$vitest_pid" ]; then
     # vitest ends its workers with SIGTERM; the lab and server cleanup runs in them then.
     kill -TERM "$vitest_pid" 2>/dev/null
-    for _ in $(seq 150); do kill -0 "$vitest_pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 600); do kill -0 "$vitest_pid" 2>/dev/null || break; sleep 0.1; done
   fi
   sweep >&2
   exit "$code"
@@ -91,6 +93,32 @@ vitest_pid=$!
 wait "$vitest_pid"
 rc=$?
 vitest_pid=""
-node scripts/test-summary.mjs .test-results/vitest.json "$rc" || rc=1
+summary=$(node scripts/test-summary.mjs .test-results/vitest.json "$rc") || rc=1
+echo "$summary"
 sweep || rc=1
+
+# The images and the compose stack, after the main suite, on a full run (no vitest arguments).
+if [ $# -eq 0 ] && [ "${STATEPILOT_CONTAINERS:-1}" != 0 ]; then
+  echo "==> containers (images built and run in a real engine: npm run test:containers)"
+  npx --no-install tsc -p test/containers/tsconfig.json || exit 1
+  STATEPILOT_TEST_RUN="$run_id" node dist/test/containers/main.js > .test-results/containers.log 2>&1 &
+  vitest_pid=$!
+  # Shown as it comes; tail ends once the test has ended and its last lines are out.
+  tail -n +1 --pid="$vitest_pid" -f .test-results/containers.log &
+  tail_pid=$!
+  wait "$vitest_pid" || rc=1
+  vitest_pid=""
+  wait "$tail_pid"
+  line=$(grep -E '^containers: scenarios=[0-9]+ passed=[0-9]+' .test-results/containers.log | tail -1)
+  scenarios=$(sed -E 's/.*scenarios=([0-9]+).*/\1/' <<<"${line:-scenarios=0}")
+  spassed=$(sed -E 's/.*passed=([0-9]+).*/\1/' <<<"${line:-passed=0}")
+  ok=$(grep -cE '^containers: scenarios=([0-9]+) passed=\1 lost=0 split_brain_samples=0$' .test-results/containers.log)
+  [ "$ok" -ge 1 ] && [ "${scenarios:-0}" -gt 0 ] || rc=1
+  sweep || rc=1
+  vp=$(sed -E 's/^tests: ([0-9]+) passed.*/\1/' <<<"$(tail -1 <<<"$summary")")
+  vf=$(sed -E 's/^tests: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$(tail -1 <<<"$summary")")
+  cfail=$(( ${scenarios:-0} - ${spassed:-0} ))
+  [ "$ok" -ge 1 ] || [ "$cfail" -gt 0 ] || cfail=1
+  echo "tests: $(( vp + ${spassed:-0} )) passed, $(( vf + cfail )) failed"
+fi
 exit $rc

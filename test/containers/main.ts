@@ -276,7 +276,11 @@ async function lostOn(n: Node): Promise<number> {
   );
 }
 
-/** The old node's fate after it comes back: a replica of the new primary, or reported diverged. */
+/**
+ * The old node's fate after it comes back: a replica of the current primary, or reported diverged.
+ * The current primary, not the first one after the fault: a second failover may follow the first
+ * (a primary that cannot confirm its lease in time fences itself), and that is no failure.
+ */
 async function rejoined(old: Node, primary: Node, timeoutMs = 180_000): Promise<"replica" | "diverged"> {
   let why = "";
   const notYet = (w: string) => {
@@ -290,7 +294,9 @@ async function rejoined(old: Node, primary: Node, timeoutMs = 180_000): Promise<
       const st = await clusterStatus(primary.name);
       const m = st.members.find((x) => x.node === old.hostname);
       if (m?.blocked) return "diverged" as const;
-      if (m && m.role === "replica" && m.up && m.source === primary.hostname && !m.sqlError && sampler?.last.get(n.name) === true) return "replica" as const;
+      const current = st.primary?.node;
+      if (!current || current === old.hostname) return notYet(`primary is ${current ?? "none"}`);
+      if (m && m.role === "replica" && m.up && m.source === current && !m.sqlError && sampler?.last.get(n.name) === true) return "replica" as const;
       return notYet(JSON.stringify(m ?? "not a member"));
     },
     { timeoutMs, intervalMs: 500, what: `${old.name} back as a replica or reported diverged`, detail: () => why },
