@@ -233,18 +233,26 @@ let sampler: ReadOnlySampler | undefined;
 let writer: Writer | undefined;
 
 /**
+ * waitFor whose probe says why it is not done yet: `notYet(why)` returns undefined and keeps the
+ * reason for the timeout's message.
+ */
+function waitExplained<T>(probe: (notYet: (why: string) => undefined) => Promise<T | undefined>, opts: { timeoutMs: number; intervalMs: number; what: string }): Promise<T> {
+  let why = "";
+  const notYet = (w: string): undefined => {
+    why = w;
+    return undefined;
+  };
+  return waitFor(() => probe(notYet), { ...opts, detail: () => why });
+}
+
+/**
  * The cluster is steady: `count` mysql containers running, exactly one writable (read_only=0) and
  * the others read-only replicas of it with replication running, and Consul's mysql-primary is
  * that node. Returns the primary's container.
  */
 async function steady(count: number, timeoutMs = 120_000): Promise<Node> {
-  let why = "";
-  const notYet = (w: string) => {
-    why = w;
-    return undefined;
-  };
-  return waitFor(
-    async () => {
+  return waitExplained(
+    async (notYet) => {
       const nodes = (await mysqlNodes()).filter((n) => n.running && !n.paused && n.ip);
       if (nodes.length !== count) return notYet(`${nodes.length}/${count} mysql containers running`);
       const ro = sampler?.last ?? new Map();
@@ -262,7 +270,7 @@ async function steady(count: number, timeoutMs = 120_000): Promise<Node> {
       if (cp.length !== 1 || cp[0] !== primary.ip) return notYet(`Consul mysql-primary: ${cp.join(",") || "none"} (primary ${primary.ip})`);
       return primary;
     },
-    { timeoutMs, intervalMs: 250, what: `a steady cluster of ${count}`, detail: () => why },
+    { timeoutMs, intervalMs: 250, what: `a steady cluster of ${count}` },
   );
 }
 
@@ -282,13 +290,8 @@ async function lostOn(n: Node): Promise<number> {
  * (a primary that cannot confirm its lease in time fences itself), and that is no failure.
  */
 async function rejoined(old: Node, primary: Node, timeoutMs = 180_000): Promise<"replica" | "diverged"> {
-  let why = "";
-  const notYet = (w: string) => {
-    why = w;
-    return undefined;
-  };
-  return waitFor(
-    async () => {
+  return waitExplained(
+    async (notYet) => {
       const n = (await mysqlNodes()).find((x) => x.name === old.name);
       if (!n?.running || !n.ip) return notYet(`${old.name} not running`);
       const st = await clusterStatus(primary.name);
@@ -299,7 +302,7 @@ async function rejoined(old: Node, primary: Node, timeoutMs = 180_000): Promise<
       if (m && m.role === "replica" && m.up && m.source === current && !m.sqlError && sampler?.last.get(n.name) === true) return "replica" as const;
       return notYet(JSON.stringify(m ?? "not a member"));
     },
-    { timeoutMs, intervalMs: 500, what: `${old.name} back as a replica or reported diverged`, detail: () => why },
+    { timeoutMs, intervalMs: 500, what: `${old.name} back as a replica or reported diverged` },
   );
 }
 
