@@ -12,17 +12,26 @@ import { runCli } from "../support/cli.js";
 
 /**
  * The autopilot end to end: real Consul, three real statepilot processes, each supervising a real
- * server from an empty datadir, in lossless (semi-sync AFTER_SYNC) mode, once per flavor: Debian's
- * mariadbd, and MySQL from Debian sid (scripts/install.sh mysql). A writer keeps writing and a
- * sampler watches @@read_only on every node for the whole lab. STATEPILOT_TEST_FLAVORS=mariadb (or
- * mysql) runs one flavor only.
+ * server from an empty datadir, in lossless (semi-sync AFTER_SYNC) mode, once per flavor (Debian's
+ * mariadbd, and MySQL from Debian sid: scripts/install.sh mysql) and cluster store (the lab's
+ * Consul, or a real etcd beside it: `lab up --store etcd`). A writer keeps writing and a sampler
+ * watches @@read_only on every node for the whole lab.
+ *
+ * The matrix: MariaDB on both stores, MySQL on Consul; STATEPILOT_TEST_MATRIX=full adds MySQL on
+ * etcd (the store code is the same for both flavors: the default leaves that pair out to keep the
+ * suite short). STATEPILOT_TEST_FLAVORS=mariadb (or mysql) and STATEPILOT_TEST_STORES=consul (or
+ * etcd) narrow it.
  */
-const FLAVORS: Array<{ flavor: Flavor; subnet: string }> = [
-  { flavor: "mariadb" as const, subnet: "127.0.21" },
-  { flavor: "mysql" as const, subnet: "127.0.71" },
-].filter((f) => (process.env.STATEPILOT_TEST_FLAVORS ?? "mariadb,mysql").split(",").includes(f.flavor));
+const wanted = (name: string, fallback: string) => (process.env[name] ?? fallback).split(",");
+const MATRIX: Array<{ flavor: Flavor; store: "consul" | "etcd"; subnet: string }> = [
+  { flavor: "mariadb" as const, store: "consul" as const, subnet: "127.0.21" },
+  { flavor: "mariadb" as const, store: "etcd" as const, subnet: "127.0.23" },
+  { flavor: "mysql" as const, store: "consul" as const, subnet: "127.0.71" },
+  { flavor: "mysql" as const, store: "etcd" as const, subnet: "127.0.73" },
+].filter((c) => wanted("STATEPILOT_TEST_FLAVORS", "mariadb,mysql").includes(c.flavor) && wanted("STATEPILOT_TEST_STORES", "consul,etcd").includes(c.store))
+  .filter((c) => process.env.STATEPILOT_TEST_MATRIX === "full" || !(c.flavor === "mysql" && c.store === "etcd"));
 
-describe.each(FLAVORS)("MySQL autopilot on a 3-node $flavor lab (lossless)", ({ flavor, subnet }) => {
+describe.each(MATRIX)("MySQL autopilot on a 3-node $flavor lab on $store (lossless)", ({ flavor, store, subnet }) => {
 let lab: Lab;
 let sampler: ReadOnlySampler;
 let upMs = 0;
@@ -98,7 +107,7 @@ beforeAll(async () => {
   writeFileSync(join(initDir, "02-more.sh"), `#!/bin/sh\n${client} --user=root --socket="$MYSQL_UNIX_PORT" app -e "INSERT INTO seeded VALUES (2, 'sh')"\n`);
   const started = performance.now();
   // The lagging-replica test needs a replica that is behind but would otherwise be allowed to race.
-  lab = await Lab.up({ dir: join(dir, "lab"), nodes: 3, subnet, flavor, lossless: true, mysql: { maximumLagOnFailover: "1h", initDir } });
+  lab = await Lab.up({ dir: join(dir, "lab"), nodes: 3, subnet, flavor, store, lossless: true, mysql: { maximumLagOnFailover: "1h", initDir } });
   upMs = performance.now() - started;
   await Writer.prepare(lab.file);
   sampler = new ReadOnlySampler(lab.file, 100);
@@ -148,6 +157,14 @@ afterAll(async () => {
     expect(primaries.map((x) => x.Service.Meta["statepilot-node"])).toEqual([p.name]);
     const tags = Object.fromEntries((await health("mysql")).map((x) => [x.Service.Meta["statepilot-node"], x.Service.Tags]));
     for (const n of lab.file.nodes) expect(tags[n.name]).toEqual([n.name === p.name ? "primary" : "replica"]);
+    // The leader key is in the configured store, and only there.
+    const inConsul = (await fetch(`${lab.file.consul}/v1/kv/statepilot/${lab.file.cluster}/primary`)).status;
+    expect(inConsul).toBe(store === "consul" ? 200 : 404);
+    if (store === "etcd") {
+      const key = Buffer.from(`statepilot/${lab.file.cluster}/primary`).toString("base64");
+      const res = (await (await fetch(`${lab.file.etcd!.endpoint}/v3/kv/range`, { method: "POST", body: JSON.stringify({ key }) })).json()) as { kvs?: Array<{ value: string }> };
+      expect((JSON.parse(Buffer.from(res.kvs?.[0]?.value ?? "", "base64").toString("utf8") || "{}") as { node?: string }).node).toBe(p.name);
+    }
     // The init scripts ran once, on the first primary, and replicated.
     for (const n of lab.file.nodes) {
       const c = await mysql.createConnection({ host: n.mysql.host, port: 3306, user: lab.file.credentials.user, password: lab.file.credentials.password, database: "app" });
