@@ -122,7 +122,9 @@ export async function restoreToPoint(o: {
     let binlogErr = "";
     binlog.stderr.on("data", (b: Buffer) => (binlogErr = (binlogErr + b.toString()).slice(-4096)));
     apply.stdin.write(prelude);
-    binlog.stdout.pipe(apply.stdin);
+    // The session that loaded the grant tables is the only one without a password: it also reports the position.
+    binlog.stdout.pipe(apply.stdin, { end: false });
+    binlog.stdout.once("end", () => apply.stdin.end("SELECT @@GLOBAL.gtid_binlog_pos;\n"));
     const applyDone = exitOf(apply.child);
     const binlogDone = exitOf(binlog);
     const write = async (b: Buffer) => {
@@ -183,7 +185,7 @@ export async function restoreToPoint(o: {
     const [bcode, acode] = await Promise.all([binlogDone, applyDone]);
     if (bcode !== 0) throw new Error(`mariadb-binlog failed (exit ${bcode}): ${binlogErr.trim()}`);
     if (acode !== 0) throw new Error(`applying the binlog failed (exit ${acode}): ${apply.stderr().trim()}`);
-    finalPos = await server.query("SELECT @@GLOBAL.gtid_binlog_pos");
+    finalPos = apply.stdout().trim().split("\n").at(-1)?.trim() ?? "";
   } finally {
     await server.stop();
   }
@@ -269,11 +271,13 @@ class PrivateServer {
     }
   }
 
-  client(): { child: ChildProcess; stdin: NodeJS.WritableStream; stderr: () => string } {
-    const child = spawn(findBinary("mariadb"), ["--no-defaults", `--socket=${this.socket}`, "--user=root", "--batch", "--binary-mode"], { stdio: ["pipe", "ignore", "pipe"] });
+  client(): { child: ChildProcess; stdin: NodeJS.WritableStream; stderr: () => string; stdout: () => string } {
+    const child = spawn(findBinary("mariadb"), ["--no-defaults", `--socket=${this.socket}`, "--user=root", "--batch", "--skip-column-names", "--binary-mode"], { stdio: ["pipe", "pipe", "pipe"] });
     let err = "";
+    let out = "";
     child.stderr?.on("data", (b: Buffer) => (err = (err + b.toString()).slice(-4096)));
-    return { child, stdin: child.stdin!, stderr: () => err };
+    child.stdout?.on("data", (b: Buffer) => (out = (out + b.toString()).slice(-4096)));
+    return { child, stdin: child.stdin!, stderr: () => err, stdout: () => out };
   }
 
   async query(sql: string): Promise<string> {

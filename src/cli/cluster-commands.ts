@@ -58,9 +58,13 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       if (storeTmpfsMb !== undefined && !(Number.isInteger(storeTmpfsMb) && storeTmpfsMb >= 16)) throw new UsageError(`--store-tmpfs-mb: expected a whole number of MiB >= 16, got ${JSON.stringify(tmpfs)}`);
       const flavor = optionString(args, "flavor") ?? "mariadb";
       if (flavor !== "mariadb" && flavor !== "mysql") throw new UsageError(`--flavor: expected mariadb or mysql, got ${JSON.stringify(flavor)}`);
+      const restoreTo = optionString(args, "restore-to");
+      const from = optionString(args, "from");
+      if ((restoreTo === undefined) !== (from === undefined)) throw new UsageError("--restore-to T and --from LABDIR go together");
+      const restore = restoreTo !== undefined && from !== undefined ? { point: (await import("./archive-command.js")).parseRestorePoint(restoreTo, "restore-to"), from } : undefined;
       const store = optionString(args, "store") ?? "consul";
       if (store !== "consul" && store !== "etcd") throw new UsageError(`--store: expected consul or etcd, got ${JSON.stringify(store)}`);
-      const lab = await Lab.up({ dir, nodes, flavor, store, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), netns: args.options.has("netns"), ...(storeTmpfsMb ? { storeTmpfsMb } : {}), log: out });
+      const lab = await Lab.up({ dir, nodes, flavor, store, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), netns: args.options.has("netns"), ...(storeTmpfsMb ? { storeTmpfsMb } : {}), ...(restore ? { restoreTo: restore } : {}), log: out });
       const vs = await lab.views();
       out(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s: ${vs.map((v) => `${v.name}=${v.role}`).join(" ")}`);
       out(`lab file: ${Lab.path(dir)}; Consul UI/API: ${lab.file.consul}${lab.file.etcd ? `; cluster store: etcd ${lab.file.etcd.endpoint}` : ""}`);
@@ -308,6 +312,11 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
       case "restore": {
         const datadir = optionString(args, "datadir");
         if (!datadir) throw new UsageError("--datadir DIR is required (an empty directory)");
+        const point = (await import("./archive-command.js")).restorePointOption(args);
+        if (point) {
+          if (optionString(args, "id") !== undefined) throw new UsageError("--id and --to-time/--to-gtid exclude each other (the newest snapshot before the point is used)");
+          return (await import("./archive-command.js")).restoreToPointCommand(args, config, store, datadir, point);
+        }
         const id = optionString(args, "id");
         const all = await listSnapshots(store, m.cluster);
         const manifest = id ? all.find((s) => s.id === id) : all[0];

@@ -28,7 +28,8 @@ const TABLE: Record<string, { options: readonly string[]; words?: number | reado
   "mysql rebuild": { options: ["yes", "timeout", "config", "output", "json"], words: 3 },
   "snapshot list": { options: ["json", "config", "output"], words: 2 },
   "snapshot create": { options: ["timeout", "config", "output", "json"], words: 2 },
-  "snapshot restore": { options: ["id", "datadir", "config", "output", "json"], words: 2 },
+  "snapshot restore": { options: ["id", "datadir", "to-time", "to-gtid", "config", "output", "json"], words: 2 },
+  "archive status": { options: ["json", "config", "output"], words: 2 },
 };
 
 const ALWAYS = new Set(["help", "version"]);

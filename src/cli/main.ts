@@ -50,12 +50,20 @@ Snapshots (mysql.snapshots: a local directory by default, or S3):
   statepilot snapshot list [--json] --config FILE
   statepilot snapshot create [--timeout 1h] --config FILE   one node takes it (a healthy replica if any)
   statepilot snapshot restore [--id ID] --datadir DIR --config FILE   into an empty directory
+  statepilot snapshot restore --to-time T | --to-gtid G --datadir DIR --config FILE
+                                               the cluster as it was at T (ISO 8601, whole seconds) or GTID G:
+                                               the newest snapshot before it, then the archived binlogs
+
+Binlog archive (mysql.snapshots.archive: MariaDB binlogs streamed into the snapshot store):
+  statepilot archive status [--json] --config FILE   holder, range, what the primary has that it lacks,
+                                               gaps (exit 1 when there is one)
 
 Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3306):
   statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
                 [--flavor mariadb|mysql]   (mysql: MySQL from Debian sid, scripts/install.sh mysql)
                 [--store consul|etcd]   (etcd: a real etcd beside Consul holds the cluster store)
                 [--netns] [--store-tmpfs-mb 256]   (root: namespaces for partitions, a tmpfs store)
+                [--restore-to T|GTID --from LABDIR]   (a new lab as LABDIR's cluster was at T, from its store)
   statepilot lab status --dir DIR [--json]
   statepilot lab kill NODE --dir DIR [--signal SIGKILL] [--only mysqld|statepilot]
   statepilot lab start NODE --dir DIR
@@ -235,6 +243,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./cluster-commands.js")).mysqlCommand(args, configPath(args));
     case "snapshot":
       return (await import("./cluster-commands.js")).snapshotCommand(args, configPath(args));
+    case "archive":
+      return (await import("./archive-command.js")).archiveCommand(args, configPath(args));
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see statepilot --help)`);
   }

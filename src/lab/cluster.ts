@@ -14,6 +14,8 @@ import { describeProcess, gone, killSync, LAB_DIR_ENV, LAB_NET_ENV, LAB_OWNER_EN
 import { execFileSync } from "node:child_process";
 import { findBinary } from "../binaries.js";
 import type { Flavor } from "../mysql/gtid.js";
+import type { RestorePoint } from "../archive/restore.js";
+import { restoreLabNodes, sourceLab } from "./restore-lab.js";
 
 export interface LabNode {
   name: string;
@@ -91,6 +93,8 @@ export interface LabUpOptions {
   owned?: boolean;
   /** Replace the generated credentials (security tests use hostile values). */
   credentials?: Partial<LabFile["credentials"]>;
+  /** Start every node from another lab's cluster as it was at a point (that lab's store: snapshot + binlog archive); its accounts are kept. */
+  restoreTo?: { point: RestorePoint; from: string };
   timeoutMs?: number;
   log?: (line: string) => void;
 }
@@ -260,6 +264,7 @@ export class Lab {
     mkdirSync(consulDir, { recursive: true });
     const k = Number(subnet.split(".")[2]);
     if (opts.flavor === "mysql") labMysqlBinary(); // fails early, with the install hint
+    const restoreFrom = opts.restoreTo ? sourceLab(opts.restoreTo.from) : undefined;
     // From here on, an interrupted up (Ctrl-C, SIGTERM, a timeout) stops what it started.
     let file: LabFile | undefined;
     const release = onInterrupt({ what: `the lab in ${dir}`, onExit: owned, onOrphaned: owned, run: () => killLabNow(dir, file) });
@@ -305,10 +310,11 @@ export class Lab {
         log(`starting etcd (${EtcdServer.version()}, one member${network ? ` in namespace ${network.consulNs}` : ""}) for the cluster store ...`);
         await lab.startEtcd(network ? { host: consulIp(k), ports: [2379, 2380] } : undefined);
       }
-      file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret(), ...opts.credentials };
+      file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret(), ...restoreFrom?.credentials, ...opts.credentials };
       lab.save();
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();
+      if (opts.restoreTo && restoreFrom) await restoreLabNodes(file.nodes, restoreFrom, opts.restoreTo.point, log);
       log(`starting ${opts.nodes} statepilot nodes, each with its own ${file.flavor === "mysql" ? "MySQL mysqld" : "mariadbd"} (${file.nodes.map((n) => `${n.mysql.host}:3306`).join(", ")}) ...`);
       for (const n of file.nodes) await lab.spawnNode(n);
       lab.save();
