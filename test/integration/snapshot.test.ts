@@ -429,6 +429,12 @@ function otherWorkAreas(labDir: string, datadir: string): string[] {
     "/usr/local/go",
   ]);
   for (const d of readdirSync(tmpdir())) if (/^go-build|^statepilot-.*-build\./.test(d)) areas.add(join(tmpdir(), d));
+  // Other tests' servers and restores (a snapshot never makes these): their MinIO, Consul, etcd and
+  // Prometheus directories, and point-in-time restores, which may have ended before this looks.
+  for (const d of readdirSync(tmpdir())) {
+    const p = join(tmpdir(), d);
+    if (/^statepilot-(minio|consul|etcd|etcd-cluster|prometheus|pitr)-/.test(d) && p !== minio.dir && !labDir.startsWith(`${p}/`)) areas.add(p);
+  }
   for (const pid of listPids()) {
     const other = procEnv(pid)?.get(LAB_DIR_ENV);
     if (other && other !== labDir) areas.add(other);
