@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -186,6 +186,11 @@ export async function restoreToPoint(o: {
     if (bcode !== 0) throw new Error(`mariadb-binlog failed (exit ${bcode}): ${binlogErr.trim()}`);
     if (acode !== 0) throw new Error(`applying the binlog failed (exit ${acode}): ${apply.stderr().trim()}`);
     finalPos = apply.stdout().trim().split("\n").at(-1)?.trim() ?? "";
+  } catch (err) {
+    await server.stop();
+    // Half a history is no restore: the datadir is emptied again, as a failed snapshot restore does.
+    for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
+    throw err;
   } finally {
     await server.stop();
   }
@@ -247,6 +252,11 @@ class PrivateServer {
       "--gtid-strict-mode=1",
       "--binlog-format=ROW",
       "--innodb-buffer-pool-size=256M",
+      // Nothing to be durable for: a restore that fails (or a crash) empties the datadir, and the
+      // server is shut down cleanly at the end. Commits without flushes apply many times faster.
+      "--innodb-flush-log-at-trx-commit=0",
+      "--sync-binlog=0",
+      "--innodb-doublewrite=0",
       "--skip-slave-start",
       ...(process.getuid?.() === 0 ? [`--user=${runAs ?? "root"}`] : []),
     ];
