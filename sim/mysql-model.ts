@@ -122,6 +122,29 @@ export class SimWorld {
     for (const cb of s.exitCallbacks) cb();
   }
 
+  /**
+   * A rebuild: the server stops (no restart) and its datadir is replaced by an empty one, which
+   * catches up by GTID once started again (startServer).
+   */
+  wipe(node: string): void {
+    const s = this.server(node);
+    if (s.kill()) for (const cb of s.exitCallbacks) cb();
+    s.binlog = [];
+    s.lastByServer.clear();
+    s.slavePos = undefined;
+    s.binlogBase = undefined;
+    s.executed.clear();
+    s.uncommitted.clear();
+    s.source = undefined;
+    s.purgeRelay();
+    this.wake();
+  }
+
+  startServer(node: string): void {
+    const s = this.server(node);
+    if (!s.running) s.start();
+  }
+
   freeze(node: string): void {
     this.server(node).freeze();
   }

@@ -121,6 +121,8 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
   let violation: string | undefined;
   let failovers = 0;
   let lastWriter: string | undefined;
+  /** The writer's server process when last checked: a restarted server (a rebuild too) is checked again from the first write. */
+  let lastWriterPid: number | undefined;
   let checkedUpTo = 0;
   const writing = new Set<string>();
   const fail = (what: string) => {
@@ -251,6 +253,16 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         clock.schedule(f.forMs, () => set(false));
         return;
       }
+      case "rebuild": {
+        const n = nodeOf(f.node);
+        const ha = n.ha;
+        if (!ha) return log(`${n.name}'s statepilot is down: nobody carries the rebuild out`);
+        void client.load().then(
+          (st) => rebuild(n, ha, st, ""),
+          (err: unknown) => rebuild(n, ha, undefined, String(err)),
+        );
+        return;
+      }
       case "errant-write":
         try {
           log(`errant GTID ${world.errantWrite(`n${f.node}`)}`);
@@ -259,6 +271,31 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         }
         return;
     }
+  };
+  /** What the node's RebuildWorker does, on the model: verdict, fenced out, wiped, started empty. */
+  const rebuild = async (n: SimNode, ha: MysqlHa, st: Awaited<ReturnType<ClusterStore["load"]>> | undefined, storeError: string): Promise<void> => {
+    const v = ha.rebuildVerdict(st, storeError, Number.NaN);
+    log(v.reason);
+    if (!v.accept || n.ha !== ha) return;
+    ha.setRebuilding("sim: reseeding");
+    const until = clock.now() + 15_000;
+    while (!ha.fencedOutForRebuild() && clock.now() < until && n.ha === ha) await clock.sleep(100);
+    if (n.ha !== ha) {
+      log(`${n.name} restarted during its rebuild`);
+      return;
+    }
+    if (!ha.fencedOutForRebuild()) {
+      ha.setRebuilding(undefined);
+      log(`${n.name} did not leave the replica set: rebuild abandoned`);
+      return;
+    }
+    world.wipe(n.name);
+    log(`${n.name} wiped for its rebuild`);
+    await clock.sleep(1_000);
+    if (n.ha !== ha) return;
+    ha.datadirReplaced(true);
+    ha.setRebuilding(undefined);
+    world.startServer(n.name);
   };
   for (const f of s.faults) clock.schedule(f.at, () => apply(f.fault));
 
@@ -277,6 +314,11 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     if (writable.length > 1) fail(`two nodes can acknowledge writes: ${writable.join(", ")}`);
     if (s.lossless) for (const n of names) if (world.isWritable(n) && !world.semiSyncOn(n)) fail(`${n} is writable with semi-sync off in lossless mode`);
     const w = writable[0];
+    const pid = w ? world.process(w).pid() : undefined;
+    if (w && pid !== lastWriterPid) {
+      lastWriterPid = pid;
+      checkedUpTo = 0;
+    }
     if (w && w !== lastWriter) {
       if (lastWriter !== undefined) failovers++;
       lastWriter = w;

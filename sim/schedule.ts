@@ -19,7 +19,9 @@ export type Fault =
   /** A new node restored from a snapshot of a replica joins; optionally a switchover to it later. */
   | { kind: "add-restored"; switchoverAfterMs: number | undefined }
   /** The operator pauses automatic failover for the whole cluster, then resumes it. */
-  | { kind: "cluster-pause"; forMs: number };
+  | { kind: "cluster-pause"; forMs: number }
+  /** The operator rebuilds a node (`mysql rebuild`): refused on the primary; a replica is wiped and catches up. */
+  | { kind: "rebuild"; node: number };
 
 /** `node: -1` means "whoever is primary when the fault fires". */
 export interface ScheduledFault {
@@ -50,7 +52,7 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
   const count = int(1, 4);
   let at = int(3_000, 6_000);
   for (let i = 0; i < count; i++) {
-    const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write", "add-restored", "cluster-pause"] as const;
+    const kinds = ["crash-mysqld", "crash-node", "pause", "store-partition", "store-outage", "store-latency", "peer-partition", "slow-disk", "switchover", "errant-write", "add-restored", "cluster-pause", "rebuild"] as const;
     const kind = pick(kinds);
     let f: Fault;
     switch (kind) {
@@ -97,6 +99,9 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
       case "cluster-pause":
         f = { kind, forMs: int(1_000, 15_000) };
         break;
+      case "rebuild":
+        f = { kind, node: node() };
+        break;
     }
     faults.push({ at, fault: f });
     at += int(0, 7_000);
@@ -130,6 +135,8 @@ export function describeFault(f: Fault): string {
       return `errant transaction written on n${f.node}`;
     case "cluster-pause":
       return `cluster paused (no automatic failover) for ${f.forMs} ms`;
+    case "rebuild":
+      return `operator rebuilds ${n(f.node)}`;
     case "add-restored":
       return `a node restored from a replica's snapshot joins${f.switchoverAfterMs === undefined ? "" : `; switchover to it ${f.switchoverAfterMs} ms later`}`;
   }

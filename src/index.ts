@@ -10,6 +10,7 @@ export { ApiUsageError, Cluster, connect, type ConnectOptions, type SwitchoverRe
 export type { ClusterView, MemberView } from "./mysql/switchover.js";
 export { SwitchoverError } from "./mysql/switchover.js";
 export { ClusterAdminError } from "./mysql/cluster-admin.js";
+export { RebuildError, type RebuildResult } from "./mysql/rebuild.js";
 export { StoreUnavailable } from "./cluster/store.js";
 export type { LeaderRecord, MemberRecord, PauseRecord, Role, SwitchoverRecord } from "./cluster/records.js";
 export type { Manifest } from "./snapshot/snapshot.js";

@@ -6,7 +6,6 @@ import { parseRecord, readRecord, type Coordinator } from "../discovery/coordina
 import type { Logger } from "../log.js";
 import { ClusterAdminError } from "./cluster-admin.js";
 import { gtidSubset } from "./gtid.js";
-import { decideRebuild } from "./ha/decide.js";
 import type { MysqlHa } from "./ha/loop.js";
 
 /**
@@ -248,7 +247,7 @@ export class RebuildWorker {
     } catch (err) {
       storeError = err instanceof Error ? err.message : String(err);
     }
-    const verdict = decideRebuild({ now: Date.now(), node: d.node, role: d.ha.role, cluster, storeError, expiresAt: Date.parse(req.expiresAt) });
+    const verdict = d.ha.rebuildVerdict(cluster, storeError, Date.parse(req.expiresAt));
     if (!verdict.accept) {
       this.log.warn({ id: req.id }, verdict.reason);
       await d.coordinator.writeCas(this.key, JSON.stringify({ ...req, state: "failed", finishedAt: new Date().toISOString(), error: verdict.reason }), modifyIndex);
@@ -277,8 +276,8 @@ export class RebuildWorker {
       // 1. Out of the replica set: the loop's decision turns the node down and critical (out of
       //    Consul's healthy lists and the LB checks); it never acquires while rebuilding.
       stage("fencing itself out of the replica set");
-      await this.until(() => d.ha.role === "down" && d.ha.statusView().reason.startsWith("rebuilding"), Math.min(15_000, deadline - Date.now()));
-      if (d.ha.role !== "down") throw new Error(`the node did not leave the replica set: ${d.ha.statusView().reason}`);
+      await this.until(() => d.ha.fencedOutForRebuild(), Math.min(15_000, deadline - Date.now()));
+      if (!d.ha.fencedOutForRebuild()) throw new Error(`the node did not leave the replica set: ${d.ha.statusView().reason}`);
       stage("stopping mysqld");
       await d.stopServer();
       serverStopped = true;

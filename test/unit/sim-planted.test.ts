@@ -41,6 +41,12 @@ const cases: Array<{ fault: keyof PlantedFaults; expect: RegExp; schedules: (see
       ],
     }),
   },
+  {
+    fault: "rebuildIgnoresLeadership",
+    expect: /acknowledged write .* is missing/,
+    // The operator asks the primary of a lossless cluster to rebuild itself while a client writes.
+    schedules: (seed) => ({ ...makeSchedule(seed, { lossless: true }), faults: [{ at: 8_000 + (seed % 11) * 37, fault: { kind: "rebuild", node: -1 } }] }),
+  },
 ];
 
 describe("the simulation catches planted faults", () => {

@@ -19,6 +19,8 @@ export interface PlantedFaults {
   writableWithoutSemiSync?: boolean;
   /** Fencing keeps the clients' connections and turns semi-sync off first (their waiting commits complete). */
   fenceKeepsConnections?: boolean;
+  /** A rebuild ignores that the node leads: accepted on the primary, whose loop then neither fences nor releases while it rebuilds. */
+  rebuildIgnoresLeadership?: boolean;
 }
 
 export interface HaHooks {

@@ -1,7 +1,7 @@
 import type { ClusterState } from "../../cluster/store.js";
 import type { Role, SwitchoverRecord } from "../../cluster/records.js";
 import type { Logger } from "../../log.js";
-import { decide, memberRecordFor, needsDivergenceCheck, type Decision, type Observation } from "./decide.js";
+import { decide, decideRebuild, memberRecordFor, needsDivergenceCheck, type Decision, type Observation } from "./decide.js";
 import type { LocalState, RemoteState } from "./database.js";
 import type { HaDeps } from "./deps.js";
 import { checkInvariants } from "./invariants.js";
@@ -220,7 +220,7 @@ export class MysqlHa {
   async iteration(): Promise<number> {
     const t0 = this.d.clock.now();
     const o = await this.observe(t0);
-    const decision = decide(o);
+    const decision = this.d.faults?.rebuildIgnoresLeadership && o.rebuilding !== undefined ? plantedRebuildDecision(o.role, o.rebuilding) : decide(o);
     for (const v of checkInvariants(o, this.leaseConfirmedAt)) {
       this.d.metrics?.invariantViolations.inc({ invariant: v.invariant });
       this.log.error({ invariant: v.invariant, detail: v.detail, action: decision.action.kind }, "safety invariant violated; repairing");
@@ -245,6 +245,17 @@ export class MysqlHa {
       }
     }
     return decision.nextIn ?? this.d.settings.interval;
+  }
+
+  /** Whether this node carries out an operator's rebuild now (see decideRebuild). */
+  rebuildVerdict(cluster: ClusterState | undefined, storeError: string, expiresAt: number): { accept: boolean; reason: string } {
+    if (this.d.faults?.rebuildIgnoresLeadership) return { accept: true, reason: `rebuilding ${this.d.node} (planted fault: leadership ignored)` };
+    return decideRebuild({ now: this.d.clock.now(), node: this.d.node, role: this.role, cluster, storeError, expiresAt });
+  }
+
+  /** A rebuild may stop the server and replace its data: the loop has taken the node out (down, never running for primary). */
+  fencedOutForRebuild(): boolean {
+    return this.rebuilding !== undefined && (this.role === "down" || this.d.faults?.rebuildIgnoresLeadership === true) && this.lastDecision?.reason.startsWith("rebuilding") === true;
   }
 
   /** Marks a rebuild's stage (undefined: over) and looks again at once. */
@@ -341,4 +352,9 @@ export class MysqlHa {
     await this.d.store.touchMember(this.record(this.lastLocal), { status: "critical", output: "statepilot is stopping" }).catch(() => undefined);
     this.d.db.close();
   }
+}
+
+/** The planted fault `rebuildIgnoresLeadership`: a rebuilding node does nothing and keeps its role and health, even while it leads. */
+function plantedRebuildDecision(role: Role, stage: string): Decision {
+  return { action: { kind: "none" }, role, health: { status: "passing", output: `rebuilding: ${stage}` }, reason: `rebuilding on the operator's request: ${stage}` };
 }
