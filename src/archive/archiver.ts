@@ -10,7 +10,7 @@ import type { Logger } from "../log.js";
 import { listSnapshots } from "../snapshot/snapshot.js";
 import type { SnapshotStore } from "../snapshot/store.js";
 import { formatGtid, formatPos, type GtidPos, HEADER_LEN, parseHeader, parsePos, posMin, type Transaction, TransactionCutter } from "./binlog.js";
-import { checkArchive, type EpochRecord, epochId, epochKey, readArchive, segmentKey } from "./layout.js";
+import { checkArchive, type EpochRecord, epochId, epochKey, pruneArchive, readArchive, segmentKey } from "./layout.js";
 
 export class ArchiveMetrics {
   readonly lag: Gauge;
@@ -237,11 +237,33 @@ export class BinlogArchiver {
       s.ended = `the primary is now ${leader.node}`;
       this.kill(s);
     }
+    if (s && !s.ended && Date.now() - Date.parse(s.record.startedAt) >= this.d.cfg.epochEvery) {
+      s.ended = "a new epoch (epochEvery)";
+      this.kill(s);
+    }
     if (s?.ended) {
       await this.endStream(s.ended, { drainMs: 2_000 });
       if (this.stream) return; // the backlog is not out yet (store unreachable): the spool keeps it
     }
     if (!this.stream && leader && Date.now() >= this.retryAt) await this.startStream(leader);
+    if (Date.now() >= this.pruneAt) {
+      this.pruneAt = Date.now() + 300_000;
+      await this.prune();
+    }
+  }
+
+  private pruneAt = 0;
+
+  /** Retention follows the snapshots': epochs wholly before the oldest kept snapshot go, never one it needs. */
+  private async prune(): Promise<void> {
+    try {
+      const oldest = (await listSnapshots(this.d.store, this.d.cluster)).at(-1);
+      if (!oldest?.gtid) return;
+      const n = await pruneArchive(this.d.store, this.d.cluster, oldest.gtid);
+      if (n) this.log.info({ segments: n, oldestSnapshot: oldest.id }, "pruned archived binlog segments older than the oldest snapshot");
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "pruning the binlog archive failed");
+    }
   }
 
   /** Stops streaming and lets the lock go (what was not uploaded is streamed again by the next holder). */
@@ -342,8 +364,10 @@ export class BinlogArchiver {
       return;
     }
     this.log.info({ epoch: s.record.epoch, why }, "archive stream ended");
-    this.d.metrics?.failures.inc({ stage: "stream" });
-    this.lastError = why;
+    if (!why.startsWith("a new epoch")) {
+      this.d.metrics?.failures.inc({ stage: "stream" });
+      this.lastError = why;
+    }
     this.discard(s);
     this.stream = undefined;
     // Reconnecting at once to a primary that refuses would spin.

@@ -209,3 +209,41 @@ export function archiveCovers(start: GtidPos, pos: GtidPos): boolean {
   for (const [d, g] of start) if (!posIncludes(pos, g as Gtid) && (pos.get(d)?.seq ?? 0n) < g.seq) return false;
   return true;
 }
+
+/**
+ * Epochs no restore can need any more: an epoch holds nothing valid beyond the next epoch's start,
+ * so once that start is at or before `oldest` (the position of the oldest snapshot kept) every
+ * restore begins after all of it. Whole epochs go (segments and record), so the archive's first
+ * epoch always starts where its first segment continues, and the check finds no false gap; the
+ * archiver starts a new epoch every `epochEvery` so that a long-lived stream is pruned too. The last
+ * epoch is never pruned.
+ */
+export function prunableEpochs(epochs: ArchiveEpoch[], oldest: GtidPos): ArchiveEpoch[] {
+  if (!oldest.size) return [];
+  const withRecords = epochs.filter((e) => e.record);
+  const out: ArchiveEpoch[] = [];
+  for (let i = 0; i < withRecords.length - 1; i++) {
+    const next = parsePos(withRecords[i + 1]!.record!.start);
+    if (!next.size) break;
+    let covered = true;
+    for (const [d, g] of next) if ((oldest.get(d)?.seq ?? -1n) < g.seq) covered = false;
+    if (!covered) break;
+    out.push(withRecords[i]!);
+  }
+  return out;
+}
+
+/** Deletes the epochs no kept snapshot needs to reach the present (see prunableEpochs); returns how many segments went. */
+export async function pruneArchive(store: SnapshotStore, cluster: string, oldestSnapshotGtid: string): Promise<number> {
+  const doomed = prunableEpochs(await readArchive(store, cluster), parsePos(oldestSnapshotGtid));
+  let n = 0;
+  for (const e of doomed) {
+    for (const s of e.segments) {
+      await store.delete(s.key);
+      n++;
+    }
+    // The record last: an interrupted prune leaves an epoch that is still whole where it begins.
+    await store.delete(epochKey(cluster, e.id));
+  }
+  return n;
+}

@@ -364,6 +364,7 @@ export const Archive = z
     spoolDir: z.string().optional().describe("Where the stream lands before it is uploaded; default statepilot-binlog-spool beside the datadir (never inside it)."),
     spoolLimit: z.number().int().min(1024 * 1024).default(1024 * 1024 * 1024).describe("Bytes the spool may hold while the store is unreachable; past it the stream stops (the primary is never slowed) and resumes from the archive's head once the backlog is uploaded."),
     checkEvery: duration(200, 60_000).prefault("1s").describe("How often a node checks the archiver's lock and its source."),
+    epochEvery: duration(60_000).prefault("24h").describe("The stream is restarted (a new epoch, continuing by GTID) this often, so that retention can drop what no kept snapshot needs: segments go a whole epoch at a time, once the oldest kept snapshot is past its end."),
   })
   .prefault({})
   .describe("Continuous binlog archive (MariaDB): mariadb-binlog --read-from-remote-server --raw --stop-never from the current primary, cut at transaction boundaries into segments named by GTID range and time.");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BINLOG_MAGIC, EventType, formatPos, parsePos, posMin, transactionsOf } from "../../src/archive/binlog.js";
-import { type ArchiveEpoch, checkArchive, type EpochRecord, parseSegmentKey, segmentKey, type SegmentInfo } from "../../src/archive/layout.js";
+import { type ArchiveEpoch, checkArchive, type EpochRecord, parseSegmentKey, prunableEpochs, segmentKey, type SegmentInfo } from "../../src/archive/layout.js";
 import { MemoryStoreServer } from "../../src/cluster/memory-store.js";
 import type { MemberRecord } from "../../src/cluster/records.js";
 import { SimClock } from "../../sim/clock.js";
@@ -105,6 +105,19 @@ describe("archive layout: names are the index; epochs supersede what lies beyond
     const between = checkArchive([epoch("e1", "", [seg("e1", 1, "0-1-1", "0-1-10")]), epoch("e2", "0-1-15", [seg("e2", 1, "0-1-16", "0-1-20")])]);
     expect(between.gaps).toHaveLength(1);
     expect(between.gaps[0]).toMatchObject({ afterSeq: 10n, nextSeq: 16n });
+  });
+});
+
+describe("archive retention follows the snapshots", () => {
+  it("prunes whole epochs whose successor starts at or before the oldest kept snapshot, never the live one", () => {
+    const epochs = [epoch("e1", "", [seg("e1", 1, "0-1-1", "0-1-10"), seg("e1", 2, "0-1-11", "0-1-25")]), epoch("e2", "0-1-20", [seg("e2", 1, "0-2-21", "0-2-30")]), epoch("e3", "0-2-30", [seg("e3", 1, "0-2-31", "0-2-40")])];
+    expect(prunableEpochs(epochs, parsePos("0-1-15")).map((e) => e.id)).toEqual([]);
+    expect(prunableEpochs(epochs, parsePos("0-1-20")).map((e) => e.id)).toEqual(["e1"]);
+    expect(prunableEpochs(epochs, parsePos("0-2-35")).map((e) => e.id)).toEqual(["e1", "e2"]);
+    expect(prunableEpochs(epochs, parsePos("0-2-99")).map((e) => e.id)).toEqual(["e1", "e2"]);
+    expect(prunableEpochs(epochs, new Map())).toEqual([]);
+    // What remains checks without a gap.
+    expect(checkArchive(epochs.slice(1)).gaps).toEqual([]);
   });
 });
 
