@@ -1,6 +1,6 @@
 /**
  * Failover benchmark on a real 3-node lab (Consul + statepilot + mariadbd, or MySQL with --flavor mysql; lossless mode unless
- * --async): TRIALS (default 10) kills of the primary's mysqld and TRIALS kills of the whole primary
+ * --async; the cluster store in Consul, or in a real etcd beside it with --store etcd): TRIALS (default 10) kills of the primary's mysqld and TRIALS kills of the whole primary
  * node, each timed from the kill to the first write accepted by the new primary, with a writer
  * running throughout; then SWITCHOVERS (default 5) switchovers, timed by the writer's outage.
  * Baseline from the same run: how long the killed mysqld itself takes to answer again (what a
@@ -17,6 +17,8 @@ import { ReadOnlySampler, Writer } from "../src/lab/workload.js";
 import { switchover } from "../src/mysql/switchover.js";
 import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
 import { clusterClient } from "../src/discovery/cluster-store-factory.js";
+import { Mysql } from "../src/config/schema.js";
+import { leaseTtlSeconds } from "../src/discovery/etcd/cluster-store.js";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {
@@ -31,6 +33,11 @@ const lossless = !argv.includes("--async");
 const flavorArg = argv.includes("--flavor") ? argv[argv.indexOf("--flavor") + 1] : "mariadb";
 if (flavorArg !== "mariadb" && flavorArg !== "mysql") throw new Error(`--flavor: expected mariadb or mysql, got ${flavorArg}`);
 const flavor: "mariadb" | "mysql" = flavorArg;
+const storeArg = argv.includes("--store") ? argv[argv.indexOf("--store") + 1] : "consul";
+if (storeArg !== "consul" && storeArg !== "etcd") throw new Error(`--store: expected consul or etcd, got ${storeArg}`);
+const store: "consul" | "etcd" = storeArg;
+/** The timings every lab node runs with: the config's defaults. */
+const defaults = Mysql.parse({});
 let rebuilds = 0;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -67,7 +74,7 @@ async function settle(lab: Lab): Promise<string> {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "statepilot-bench-failover-"));
-  const lab = await Lab.up({ dir, nodes: 3, subnet: "127.0.31", flavor, lossless, log: (l) => console.log(l) });
+  const lab = await Lab.up({ dir, nodes: 3, subnet: store === "etcd" ? "127.0.35" : "127.0.31", flavor, store, lossless, log: (l) => console.log(l) });
   const sampler = new ReadOnlySampler(lab.file, 100);
   try {
     await Writer.prepare(lab.file, "bench");
@@ -111,7 +118,8 @@ async function main(): Promise<void> {
         const writer = new Writer(lab.file, "bench", 1);
         writer.start();
         await waitFor(async () => writer.acked.length > 20, { timeoutMs: 10_000, what: "writes before the switchover" });
-        const r = await switchover(clusterClient(coordinator, { cluster: lab.file.cluster, serviceName: "mysql" }), lab.file.cluster, { timeoutMs: 30_000 });
+        const storeConfig = lab.file.etcd ? { type: "etcd" as const, endpoints: [lab.file.etcd.endpoint], timeout: 5_000 } : undefined;
+        const r = await switchover(clusterClient(coordinator, { cluster: lab.file.cluster, serviceName: "mysql" }, storeConfig), lab.file.cluster, { timeoutMs: 30_000 });
         const outage = await writer.waitForWriteElsewhere(primary, 30_000);
         await writer.stop();
         const measured = outage.recoveredAt! - outage.failedAt;
@@ -124,10 +132,12 @@ async function main(): Promise<void> {
       coordinator.close();
     }
     await sampler.stop();
-    const ttlPlusDelay = 5000 + 2000; // default checkTtl + lockDelay
+    // The default lease (on etcd, checkTtl in whole seconds, at least 2 s) + lockDelay.
+    const leaseMs = store === "etcd" ? leaseTtlSeconds(defaults.checkTtl) * 1000 : defaults.checkTtl;
+    const ttlPlusDelay = leaseMs + defaults.lockDelay;
     console.log(`baseline: the killed mysqld answered again (crash recovery plus statepilot's restart backoff) after p50 ${median(restartBaseline)} ms; failover p50 is ${(median(killMysqld) / median(restartBaseline)).toFixed(2)}x that`);
-    console.log(`kill node p50 ${median(killNode)} ms = ${(median(killNode) / ttlPlusDelay).toFixed(2)}x checkTtl + lockDelay (${ttlPlusDelay} ms; the TTL runs from the last refresh, up to one interval before the kill)`);
-    console.log(`flavor ${flavor}; former primaries rebuilt after keeping an unacknowledged tail: ${rebuilds}`);
+    console.log(`kill node p50 ${median(killNode)} ms = ${(median(killNode) / ttlPlusDelay).toFixed(2)}x lease + lockDelay (${leaseMs} + ${defaults.lockDelay} ms; the lease runs from the last refresh, up to one interval (${defaults.interval} ms) before the kill)`);
+    console.log(`store ${store}${lab.file.etcd ? ` (etcd at ${lab.file.etcd.endpoint})` : ""}; flavor ${flavor}; former primaries rebuilt after keeping an unacknowledged tail: ${rebuilds}`);
     console.log(`mode ${lossless ? "lossless" : "async"}; acknowledged writes lost: ${lost}; read_only samples: ${sampler.rounds}, rounds with two writable nodes: ${sampler.violations.length}`);
     console.log(
       `failover: kill_mysqld_p50_ms=${median(killMysqld)} kill_mysqld_max_ms=${max(killMysqld)} kill_node_p50_ms=${median(killNode)} kill_node_max_ms=${max(killNode)} switchover_unavailable_ms=${median(switchovers)}`,

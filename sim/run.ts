@@ -6,6 +6,7 @@ import { MysqlHa } from "../src/mysql/ha/loop.js";
 import { mariaStateAt } from "../src/mysql/gtid.js";
 import type { PlantedFaults } from "../src/mysql/ha/deps.js";
 import type { HaSettings } from "../src/mysql/ha/settings.js";
+import { Mysql } from "../src/config/schema.js";
 import { SimClock } from "./clock.js";
 import { Gate } from "./gate.js";
 import { SimWorld } from "./mysql-model.js";
@@ -23,19 +24,22 @@ export interface RunResult {
   trace: string[];
 }
 
-const TIMING = { leaseMs: 5_000, lockDelayMs: 2_000 };
+/** The product's default timings (mysql.interval, checkTtl, lockDelay, fenceAfter): the simulation proves the defaults. */
+const DEFAULTS = Mysql.parse({});
+const TIMING = { leaseMs: DEFAULTS.checkTtl, lockDelayMs: DEFAULTS.lockDelay };
 
 function settings(lossless: boolean, fenceBy: "kill" | "read-only"): HaSettings {
   return {
     cluster: "sim",
-    interval: 1_000,
-    fenceAfter: 3_000,
+    interval: DEFAULTS.interval,
+    fenceAfter: DEFAULTS.fenceAfter,
     takeover: TIMING.leaseMs + TIMING.lockDelayMs,
+    lockDelay: TIMING.lockDelayMs,
     fenceBy,
     lossless,
     maximumLagMs: 10_000,
     healthyLagMs: 30_000,
-    peerWaitMs: TIMING.leaseMs + 1_000,
+    peerWaitMs: TIMING.leaseMs + DEFAULTS.interval,
     promoteTimeout: 60_000,
     switchoverTimeout: 30_000,
     nofailover: false,

@@ -401,11 +401,11 @@ export const Mysql = z
     runAs: z.string().optional().describe("--user for mysqld when statepilot runs as root; default mysql (root in the lab)."),
     credentials: Credentials,
     initDir: z.string().default("/docker-entrypoint-initdb.d").describe("*.sql and *.sh files run once, on the cluster's first primary."),
-    interval: Interval.prefault("1s").describe("HA loop period: observe, decide, refresh the TTL check."),
-    checkTtl: duration(1_000).prefault("5s").describe("TTL of the node's Consul check; the session holding the lock follows it."),
+    interval: Interval.prefault("500ms").describe("HA loop period: observe, decide, refresh the TTL check (or the etcd lease)."),
+    checkTtl: duration(1_000).prefault("2s").describe("TTL of the node's Consul check; the session holding the lock follows it. On etcd: the node's lease TTL, in whole seconds, at least 2s."),
     sessionTtl: duration(10_000, 86_400_000, " (Consul accepts session TTLs from 10s to 24h)").prefault("10s").describe("Session TTL, a backstop if the check stays passing while the loop is stuck (Consul's minimum is 10s)."),
-    lockDelay: duration(0, 60_000, " (Consul caps lock-delay at 60s)").prefault("2s").describe("Consul lock-delay: after an invalidated session, nobody can take the lock for this long."),
-    fenceAfter: Duration.prefault("3s").describe("A primary that cannot confirm its lock for this long makes itself read-only. Must be shorter than min(checkTtl, sessionTtl) + lockDelay."),
+    lockDelay: duration(0, 60_000, " (Consul caps lock-delay at 60s)").prefault("500ms").describe("Consul lock-delay: after an invalidated session, nobody can take the lock for this long (on etcd: after a candidate saw the leadership lost)."),
+    fenceAfter: Duration.prefault("1.5s").describe("A primary that cannot confirm its lock for this long makes itself read-only. Must be shorter than min(checkTtl, sessionTtl) + lockDelay."),
     fenceBy: z
       .enum(["auto", "read-only", "kill"])
       .default("auto")

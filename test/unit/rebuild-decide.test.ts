@@ -5,7 +5,7 @@ import type { ClusterState, Leader } from "../../src/cluster/store.js";
 import type { HaSettings } from "../../src/mysql/ha/settings.js";
 
 const settings: HaSettings = {
-  cluster: "t", interval: 1000, fenceAfter: 3000, takeover: 7000, fenceBy: "kill", lossless: true, maximumLagMs: 10_000,
+  cluster: "t", interval: 1000, fenceAfter: 3000, takeover: 7000, lockDelay: 2000, fenceBy: "kill", lossless: true, maximumLagMs: 10_000,
   healthyLagMs: 30_000, peerWaitMs: 6000, promoteTimeout: 60_000, switchoverTimeout: 30_000, nofailover: false, memberExpiry: 3_600_000, divergenceEvery: 10,
 };
 const local = (extra: Partial<LocalState> = {}): LocalState => ({

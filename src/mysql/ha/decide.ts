@@ -275,7 +275,12 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
     lossless: o.settings.lossless,
   });
   if (!race.race) return wait(`no primary; not running: ${race.reason}`, race.wait ? 100 : 250);
-  return { action: { kind: "acquire", handover }, role, health, reason: `no primary; running for it: ${race.reason}` };
+  // A leadership lost without a release is refused by the store until lock-delay has passed since
+  // it was freed (which is before this node saw it free): look again as lock-delay ends, and
+  // shortly after, rather than a whole interval later. The store alone decides; this only paces.
+  const freeFor = o.free ? o.now - o.free.since : 0;
+  const again = freeFor < o.settings.lockDelay ? o.settings.lockDelay - freeFor + 20 : freeFor < o.settings.lockDelay + o.settings.interval ? 50 : undefined;
+  return { action: { kind: "acquire", handover }, role, health, reason: `no primary; running for it: ${race.reason}`, ...(again !== undefined ? { nextIn: Math.min(again, o.settings.interval) } : {}) };
 }
 
 /** The primary received a switchover request: pick the target, or refuse with the reason. */

@@ -9,6 +9,8 @@ export interface HaSettings {
   fenceAfter: number;
   /** Earliest moment after a confirmation at which another node could lead (the store's lease + lock-delay). */
   takeover: number;
+  /** The store's lock-delay: a leadership lost without a release cannot be taken for this long after it was freed. */
+  lockDelay: number;
   fenceBy: "kill" | "read-only";
   lossless: boolean;
   maximumLagMs: number;
@@ -30,6 +32,7 @@ export function haSettings(cfg: MysqlConfig, timing: StoreTiming): HaSettings {
     interval: cfg.interval,
     fenceAfter: cfg.fenceAfter,
     takeover: timing.leaseMs + timing.lockDelayMs,
+    lockDelay: timing.lockDelayMs,
     fenceBy: cfg.fenceBy === "auto" ? (cfg.lossless.enabled ? "kill" : "read-only") : cfg.fenceBy,
     lossless: cfg.lossless.enabled,
     maximumLagMs: cfg.maximumLagOnFailover,
