@@ -1,6 +1,6 @@
 /**
  * Binlog archive benchmark: a real 2-node lab (a primary and the replica that archives) with MinIO
- * as the store, under a writer of at least 1,000 transactions/s (--workers connections, default 24,
+ * as the store, under a writer of at least 1,000 transactions/s (--workers connections, default 32,
  * for --seconds, default 20). Measures:
  *   lag:     for a sample of acknowledged transactions (every 10th, its GTID read back with
  *            @@last_gtid), the time from its acknowledgement to the first listing of the store that
@@ -32,7 +32,7 @@ const opt = (name: string, fallback: number) => {
   return v;
 };
 const SECONDS = opt("seconds", 20);
-const WORKERS = opt("workers", 24);
+const WORKERS = opt("workers", 32);
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);

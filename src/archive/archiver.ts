@@ -160,6 +160,8 @@ export class BinlogArchiver {
     if (this.stream) await this.endStream("statepilot is stopping", { drainMs: 5_000 });
     if (this.held) await this.d.clusterStore.releaseArchiver().catch(() => undefined);
     this.held = false;
+    // The replication password does not outlive the stream on disk.
+    rmSync(join(this.spoolDir, "client.cnf"), { force: true });
   }
 
   lagSeconds(): number {
