@@ -349,6 +349,34 @@ export function storeContract(h: StoreHarness): void {
     expect((await n1.load()).members.map((m) => m.node)).not.toContain("gone");
   });
 
+  it("keeps the archiver's lock for one node at a time, renewed by its holder, released at once, lost with the holder's liveness", async () => {
+    const n1 = store("n1");
+    const n2 = store("n2");
+    h.pulse("n1");
+    h.pulse("n2");
+    await n1.touchMember(member("n1"), passing);
+    await n2.touchMember(member("n2"), passing);
+    await until("n1 to hold the archiver's lock", async () => n1.acquireArchiver({ node: "n1", since: "a" }));
+    expect(await n2.acquireArchiver({ node: "n2", since: "b" })).toBe(false);
+    expect(await n1.acquireArchiver({ node: "n1", since: "a2" })).toBe(true);
+    expect(await n2.archiver()).toEqual({ node: "n1", since: "a2" });
+    await n1.releaseArchiver();
+    expect(await n2.archiver()).toBeUndefined();
+    expect(await n2.acquireArchiver({ node: "n2", since: "b" })).toBe(true);
+    expect(await n1.acquireArchiver({ node: "n1", since: "c" })).toBe(false);
+    await n2.releaseArchiver();
+    // The holder stops being alive (n1: n2 keeps the leadership the next tests rely on): the lock
+    // is free, with no lock-delay, for the other node.
+    expect(await n1.acquireArchiver({ node: "n1", since: "c" })).toBe(true);
+    await h.stopPulse("n1");
+    await n1.touchMember(member("n1"), critical);
+    await until("the archiver's lock to be freed with n1's liveness", async () => (await n2.archiver()) === undefined, h.timing.leaseMs * 4 + 10_000);
+    expect(await n2.acquireArchiver({ node: "n2", since: "d" })).toBe(true);
+    await n2.releaseArchiver();
+    h.pulse("n1");
+    await until("n1 alive again", async () => aliveIn(await n2.load(), "n1"));
+  });
+
   h.extra?.beforeFailures?.();
 
   it("turns every failure into StoreUnavailable", async () => {
