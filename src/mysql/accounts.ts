@@ -8,6 +8,17 @@ export type Query = (sql: string, values?: unknown[]) => Promise<Array<Record<st
 /** The local-only account mariabackup uses over the socket; it exists on no other host. */
 export const BACKUP_USER = "statepilot_backup";
 
+/**
+ * MySQL only: the account a node being rebuilt clones a peer through (`CLONE INSTANCE FROM`), on
+ * every node, with BACKUP_ADMIN alone (what a clone donor needs; the recipient runs the clone as
+ * root over its socket). Its password is derived as the backup account's is.
+ */
+export const CLONE_USER = "statepilot_clone";
+
+export function clonePassword(creds: Pick<MysqlCredentials, "replPassword">): string {
+  return createHash("sha256").update(`statepilot-clone\0${creds.replPassword}`).digest("base64url");
+}
+
 /** Accounts a server keeps whatever the configuration says (system accounts, locked or socket-only). */
 const SYSTEM_USERS = new Set(["mariadb.sys", "mysql.sys", "mysql.session", "mysql.infoschema", "mysql"]);
 
@@ -87,6 +98,11 @@ export async function secureAccounts(query: Query, dialect: Dialect, creds: Mysq
     await ensureUser(query, BACKUP_USER, "localhost", backupPassword(creds));
     await query(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ?@'localhost'`, [BACKUP_USER]);
     await query(`GRANT ${grants.backup} ON *.* TO ?@'localhost'`, [BACKUP_USER]);
+    if (dialect.flavor === "mysql") {
+      await ensureUser(query, CLONE_USER, "%", clonePassword(creds));
+      await query("REVOKE ALL PRIVILEGES, GRANT OPTION FROM ?@'%'", [CLONE_USER]);
+      await query("GRANT BACKUP_ADMIN ON *.* TO ?@'%'", [CLONE_USER]);
+    }
     if (creds.user && creds.password) {
       await ensureUser(query, creds.user, "%", creds.password);
       if (creds.database) {

@@ -1,3 +1,4 @@
+import { renameSync, rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Job as JobSchema, type Config, type MysqlConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
@@ -8,7 +9,7 @@ import type { Logger } from "../log.js";
 import type { Supervisor } from "../supervisor/supervisor.js";
 import type { Metrics } from "../telemetry/metrics.js";
 import type { TelemetryServer } from "../telemetry/server.js";
-import { BACKUP_USER, backupPassword } from "./accounts.js";
+import { BACKUP_USER, backupPassword, CLONE_USER, clonePassword } from "./accounts.js";
 import { resolveCredentials } from "./credentials.js";
 import { MysqlHa } from "./ha/loop.js";
 import { primaryCheck, replicaCheck, type HaStatus } from "./ha/status.js";
@@ -21,7 +22,8 @@ import { MysqlMetrics } from "./metrics.js";
 import { createStore, type SnapshotStore } from "../snapshot/store.js";
 import { restoreSnapshot, SnapshotError, listSnapshots, type Manifest } from "../snapshot/snapshot.js";
 import { SnapshotMetrics, SnapshotScheduler, snapshotKeys } from "../snapshot/scheduler.js";
-import { RebuildWorker } from "./rebuild.js";
+import { RebuildWorker, type PreSeed } from "./rebuild.js";
+import type { ClusterState } from "../cluster/store.js";
 import { ArchiveMetrics, BinlogArchiver } from "../archive/archiver.js";
 import {
   allocateServerId,
@@ -226,8 +228,40 @@ export class MysqlAutopilot {
       datadir: cfg.datadir,
       stopServer: () => supervisor.pauseJob(MYSQLD_JOB),
       startServer: (serverId) => supervisor.resumeJob(MYSQLD_JOB, mysqldArgv(cfg, { binary, flavor: version.flavor, serverId, reportHost: advertise.host })),
-      seed: async (stage) => {
-        stage("looking for a snapshot to seed from");
+      // MySQL: a copy of a healthy replica (else the primary) by CLONE INSTANCE into a new
+      // directory while this server still runs; it becomes the datadir once the server stopped.
+      ...(version.flavor === "mysql"
+        ? {
+            preSeed: async (cluster: ClusterState, dir: string, stage: (what: string) => void): Promise<PreSeed> => {
+              const leader = cluster.leader;
+              if (!leader) return { dir: undefined, note: "no primary to clone from" };
+              const replica = cluster.members.find((m) => m.node !== supervisor.node && m.alive && m.record.up && m.record.role === "replica" && m.record.source === leader.node && !m.record.blocked && !m.record.sqlError);
+              const donor = replica ? { node: replica.node, host: replica.record.host, port: replica.record.port } : { node: leader.node, host: leader.record.host, port: leader.record.port };
+              stage(`cloning ${donor.node} (CLONE INSTANCE from ${donor.host}:${donor.port}) into ${dir}`);
+              try {
+                rmSync(dir, { recursive: true, force: true });
+                await local.query("SET GLOBAL clone_valid_donor_list = ?", [`${donor.host}:${donor.port}`]);
+                await local.query("CLONE INSTANCE FROM ?@?:? IDENTIFIED BY ? DATA DIRECTORY = ?", [CLONE_USER, donor.host, donor.port, clonePassword(creds), dir], 3_600_000);
+                return { dir, seed: `CLONE of ${donor.node}` };
+              } catch (err) {
+                rmSync(dir, { recursive: true, force: true });
+                return { dir: undefined, note: `CLONE of ${donor.node} failed (${err instanceof Error ? err.message : String(err)})` };
+              }
+            },
+          }
+        : {}),
+      seed: async (stage, pre) => {
+        if (pre?.dir) {
+          renameSync(pre.dir, cfg.datadir);
+          const serverId = cfg.serverId ?? (await allocateServerId(coordinator, cfg.cluster, supervisor.node));
+          delete nodeState.restoredFrom;
+          // The clone carries the donor's accounts: the root password is the cluster's.
+          Object.assign(nodeState, { cluster: cfg.cluster, serverId, bootstrapped: true, createdAt: new Date().toISOString() } satisfies NodeState);
+          writeNodeState(cfg.datadir, nodeState);
+          return { seed: pre.seed, serverId, fromPeer: true };
+        }
+        const tried = pre && pre.dir === undefined ? `${pre.note}; ` : "";
+        stage(`${tried}looking for a snapshot to seed from`);
         const manifest = cfg.snapshots.restoreOnEmpty ? await latestSnapshot(cfg, store, coordinator) : undefined;
         if (manifest) stage(`restoring snapshot ${manifest.id} (gtid ${manifest.gtid})`);
         else stage("no snapshot: initialising an empty datadir (it catches up by GTID)");
@@ -245,7 +279,22 @@ export class MysqlAutopilot {
         delete nodeState.restoredFrom;
         Object.assign(nodeState, next);
         writeNodeState(cfg.datadir, nodeState);
-        return { seed: restoredNow ? `snapshot ${restoredNow.id} (gtid ${restoredNow.gtid})` : "empty datadir, catching up by GTID", serverId };
+        return { seed: `${tried}${restoredNow ? `snapshot ${restoredNow.id} (gtid ${restoredNow.gtid})` : "empty datadir, catching up by GTID"}`, serverId };
+      },
+      // A clone carries its donor's replication metadata (relay log positions this node has no
+      // relay logs for): reset before the HA loop configures replication from the primary.
+      afterStart: async (seeded, deadline) => {
+        if (!seeded.fromPeer) return;
+        for (;;) {
+          try {
+            await local.query("SELECT 1");
+            break;
+          } catch (err) {
+            if (Date.now() > deadline) throw new Error(`the cloned server did not answer: ${err instanceof Error ? err.message : String(err)}`);
+            await sleep(250);
+          }
+        }
+        await local.query("RESET REPLICA ALL");
       },
       reloadState: () => {
         const old = readNodeState(cfg.datadir);

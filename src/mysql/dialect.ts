@@ -174,6 +174,8 @@ export function replicationArgs(flavor: Flavor, opts: { serverId: number; report
     "--relay-log=relay-bin",
     "--skip-replica-start",
     "--super-read-only=ON",
+    // CLONE INSTANCE (a rebuild seeds from a peer); a plugin cannot be installed under super_read_only.
+    "--plugin-load-add=mysql_clone.so",
     ...(opts.lossless
       ? [
           "--plugin-load-add=semisync_source.so",

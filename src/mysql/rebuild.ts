@@ -151,6 +151,9 @@ export async function requestRebuild(
   throw new RebuildError(`${node} reported its rebuild done, but the cluster does not show it as a replica at the primary's position within the time: ${why}`);
 }
 
+/** A datadir copied from a peer before the server stopped, or why there is none. */
+export type PreSeed = { dir: string; seed: string } | { dir: undefined; note: string };
+
 export interface RebuildWorkerDeps {
   cluster: string;
   node: string;
@@ -162,8 +165,15 @@ export interface RebuildWorkerDeps {
   stopServer: () => Promise<void>;
   /** Starts mysqld again with this server_id. */
   startServer: (serverId: number) => void;
-  /** Seeds an absent datadir as a new node's start-up does and records the node state; says how. */
-  seed: (stage: (what: string) => void) => Promise<{ seed: string; serverId: number }>;
+  /**
+   * While the server still runs (fenced out): a copy taken from a peer into `dir` (MySQL: CLONE
+   * INSTANCE ... DATA DIRECTORY), or why none was taken; absent: no such way.
+   */
+  preSeed?: (cluster: ClusterState, dir: string, stage: (what: string) => void) => Promise<PreSeed>;
+  /** Seeds the absent datadir (from the pre-seed's directory, else as a new node's start-up does) and records the node state; says how. */
+  seed: (stage: (what: string) => void, pre: PreSeed | undefined) => Promise<{ seed: string; serverId: number; fromPeer?: boolean }>;
+  /** Once the new server runs, before the HA loop takes it over (a clone's copied replication metadata reset). */
+  afterStart?: (seeded: { fromPeer?: boolean }, deadline: number) => Promise<void>;
   /** After the old datadir was put back: its node state read again; returns its server_id. */
   reloadState: () => number;
   /** The flavor the cluster's positions are compared in. */
@@ -272,12 +282,18 @@ export class RebuildWorker {
     const deadline = Date.parse(req.expiresAt);
     let serverStopped = false;
     let moved = false;
+    const cloneDir = `${d.datadir.replace(/\/+$/, "")}.clone-${req.id.slice(0, 8)}`;
+    let pre: PreSeed | undefined;
     try {
       // 1. Out of the replica set: the loop's decision turns the node down and critical (out of
       //    Consul's healthy lists and the LB checks); it never acquires while rebuilding.
       stage("fencing itself out of the replica set");
       await this.until(() => d.ha.fencedOutForRebuild(), Math.min(15_000, deadline - Date.now()));
       if (!d.ha.fencedOutForRebuild()) throw new Error(`the node did not leave the replica set: ${d.ha.statusView().reason}`);
+      if (d.preSeed && cluster) {
+        pre = await d.preSeed(cluster, cloneDir, (what) => stage(what));
+        if (pre.dir === undefined) this.log.warn({ id: req.id }, `rebuild: ${pre.note}`);
+      }
       stage("stopping mysqld");
       await d.stopServer();
       serverStopped = true;
@@ -285,14 +301,15 @@ export class RebuildWorker {
       rmSync(aside, { recursive: true, force: true });
       renameSync(d.datadir, aside);
       moved = true;
-      const seeded = await d.seed((what) => stage(what));
+      const seeded = await d.seed((what) => stage(what), pre);
       await report({ seed: seeded.seed });
       d.ha.datadirReplaced(true);
       d.ha.d.serverId = seeded.serverId;
       stage("starting mysqld");
-      d.ha.setRebuilding(undefined);
       d.startServer(seeded.serverId);
       serverStopped = false;
+      if (d.afterStart) await d.afterStart(seeded, deadline);
+      d.ha.setRebuilding(undefined);
       await report({ stage: `catching up (${seeded.seed})` });
       // 2. A passing replica of the primary, at least at the primary's position as published.
       let why = "";
@@ -313,6 +330,7 @@ export class RebuildWorker {
       }, deadline - Date.now());
       if (!ok) throw new Error(`not a passing replica at the primary's position by the deadline (${why})`);
       rmSync(aside, { recursive: true, force: true });
+      rmSync(cloneDir, { recursive: true, force: true });
       const executed = d.ha.statusView().executed;
       await report({ state: "done", stage: "a passing replica again; the old datadir removed", executed, finishedAt: new Date().toISOString() });
       this.log.warn({ id: req.id, seed: rec.seed, executed }, "rebuild done: a replica again; the old datadir removed");
@@ -335,6 +353,7 @@ export class RebuildWorker {
       } catch (e) {
         restored = `; putting the old datadir back failed too (${e instanceof Error ? e.message : String(e)}); it is kept at ${aside}`;
       } finally {
+        rmSync(cloneDir, { recursive: true, force: true });
         d.ha.setRebuilding(undefined);
         if (serverStopped) d.startServer(d.ha.d.serverId);
       }
