@@ -115,7 +115,8 @@ export class Cluster {
 
   /**
    * Rebuilds a node's datadir: the node's own statepilot fences it out of the replica set, stops
-   * its server, moves its datadir aside, seeds a fresh one (the newest snapshot, else an empty
+   * its server, moves its datadir aside, seeds a fresh one (MySQL: a CLONE of a healthy replica,
+   * else the primary; otherwise, or when the clone fails, the newest snapshot, else an empty
    * datadir that catches up by GTID), starts the server and replicates again. Resolves once the
    * cluster shows the node as a replica of the primary holding the primary's position; the old
    * datadir is removed then (put back on failure). Refused on the primary and on unknown nodes

@@ -75,6 +75,20 @@ async function primaryView(): Promise<NodeView> {
 const converged = (timeoutMs = 60_000): Promise<NodeView[]> => lab.waitConverged(timeoutMs);
 
 /**
+ * `statepilot mysql rebuild NODE --yes` through the CLI binary: the node's own statepilot replaces
+ * its datadir (MySQL: a CLONE of a healthy replica, else the primary) and it replicates again; the
+ * command exits 0 only once the cluster shows it as a replica at the primary's position.
+ */
+async function rebuildByCli(name: string): Promise<void> {
+  const r = await runCli(["mysql", "rebuild", name, "--yes", "--timeout", "3m", "-o", "json", "--config", lab.node(name).config]);
+  expect(r.code, r.output).toBe(0);
+  const out = JSON.parse(r.output.slice(r.output.indexOf("{"))) as { state: string; node: string; seed: string; durationMs: number };
+  expect(out).toMatchObject({ state: "done", node: name });
+  if (mysqlFlavor) expect(out.seed).toMatch(/^CLONE of mysql-\d$/);
+  console.log(`${name} rebuilt by \`statepilot mysql rebuild\`: ${out.seed}, ${out.durationMs} ms`);
+}
+
+/**
  * After its mysqld was killed under writes, the former primary rejoins. MariaDB rolls an
  * unacknowledged binlog tail back at restart (init-rpl-role), so it always rejoins as a replica.
  * MySQL keeps such a tail (crash recovery commits what the binlog holds): statepilot then keeps the
@@ -90,7 +104,7 @@ async function rejoined(old: string): Promise<NodeView[]> {
     expect(v.reason).toMatch(/diverged former primary.*errant GTIDs/);
     expect(v.readOnly).toBe(true);
     console.log(`${old} kept an unacknowledged tail (${v.reason.slice(0, 200)}); rebuilding it`);
-    await lab.rebuild(old);
+    await rebuildByCli(old);
   }
   return converged();
 }
@@ -327,7 +341,7 @@ afterAll(async () => {
       const rs = await replicaStatus(p.name);
       expect(rs.io === "Yes" || rs.sql === "Yes", "the diverged node must not replicate").toBe(false);
       expect(await countOn(lab.node(next.name).mysql.host)).toBe(0);
-      await lab.rebuild(p.name);
+      await rebuildByCli(p.name);
     }
     const vs = await converged();
     expect(vs.find((v) => v.name === p.name)?.role).toBe("replica");
