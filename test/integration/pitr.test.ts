@@ -217,4 +217,54 @@ describe("point-in-time recovery across a failover", () => {
     expect(Number(rows[0]!.n)).toBe(record.length);
     await down(restored);
   }, 300_000);
+
+  it("the archiver's holder crashes: another node takes the lock and continues from the archive's head, with no gap and no duplicate", async () => {
+    // The node killed by the failover comes back first (a replica again), so that lossless writes
+    // keep an acknowledging replica whichever node dies now.
+    for (const n of source.file.nodes) if (!(await source.view(n)).reachable) await source.start(n.name);
+    await source.waitHealthy(120_000);
+    const writer = new CommitWriter(source.file, { table: "crash", pauseMs: 2 });
+    await writer.prepare();
+    writer.start();
+    type View = { archive?: { holder: boolean; epoch?: string } };
+    const holderNow = async () => {
+      for (const n of source.file.nodes) {
+        const v = (await fetch(`${n.http}/status`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.json() as Promise<View>).catch(() => undefined))?.archive;
+        if (v?.holder) return { name: n.name, epoch: v.epoch };
+      }
+      return undefined;
+    };
+    const holder = await waitFor(holderNow, { timeoutMs: 30_000, what: "the archiver's holder" });
+    await waitFor(async () => (writer.acked.length > 100 ? true : undefined), { timeoutMs: 30_000, what: "100 rows" });
+    await source.kill(holder.name);
+    const next = await waitFor(async () => {
+      const h = await holderNow();
+      return h && h.name !== holder.name ? h : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: `another node to take the archiver's lock from ${holder.name}` });
+    await waitFor(async () => (writer.acked.length > 300 ? true : undefined), { timeoutMs: 60_000, what: "300 rows" });
+    await writer.stop();
+    console.log(`archiver ${holder.name} killed; ${next.name} took over (epoch ${next.epoch})`);
+
+    const primary = (await source.primary())!;
+    const ph = source.node(primary.name).mysql.host;
+    const posText = String((await query(ph, source, "SELECT @@GLOBAL.gtid_binlog_pos AS pos"))[0]?.pos);
+    const pos = parsePos(posText);
+    const check = await waitFor(
+      async () => {
+        const c = checkArchive(await readArchive(s3, "lab"));
+        for (const [d, g] of pos) if ((c.head.get(d)?.seq ?? 0n) < g.seq) return undefined;
+        return c;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: `the archive to reach ${posText}` },
+    );
+    expect(check.gaps).toEqual([]);
+    const epochs = await readArchive(s3, "lab");
+    expect(epochs.at(-1)?.record?.node).toBe(next.name);
+    const restored = await Lab.up({ dir: join(work, "restored-crash"), nodes: 1, subnet: "127.0.94", owned: true, timeoutMs: 240_000, restoreTo: { point: { gtid: pos }, from: source.dir } });
+    labs.push(restored);
+    const rh = restored.file.nodes[0]!.mysql.host;
+    const record = await writer.record(ph, 3306);
+    expect(Number((await query(rh, restored, "SELECT COUNT(*) AS n FROM crash"))[0]!.n)).toBe(record.length);
+    await down(restored);
+  }, 300_000);
 });
