@@ -1,4 +1,6 @@
 import { execFileSync } from "node:child_process";
+import { createServer as createHttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -223,7 +225,7 @@ describe("ClusterStore on a real etcd", () => {
       );
       expect(err).toBeInstanceOf(StoreUnavailable);
       expect((err as Error).message).toContain(server.endpoint);
-      expect((err as Error).message).toMatch(/auth/i);
+      expect((err as Error).message).toMatch(/authentication refused: wrong store.username or password/);
       console.log(`etcd store, wrong password: ${(err as Error).message}`);
     } finally {
       wrong.close();
@@ -294,9 +296,41 @@ describe("ClusterStore on etcd over TLS with client certificates", () => {
     expect(untrusted).toBeInstanceOf(StoreUnavailable);
     expect((untrusted as Error).message).toContain(server.endpoint);
     console.log(`etcd store, untrusted server certificate: ${(untrusted as Error).message}`);
+    expect((untrusted as Error).message).toMatch(/TLS: the server's certificate is not trusted with store.tls.caFile/);
     const anonymous = await failure(connect({ caFile: good.ca }));
     expect(anonymous).toBeInstanceOf(StoreUnavailable);
     expect((anonymous as Error).message).toContain(server.endpoint);
+    expect((anonymous as Error).message).toMatch(/TLS: the server refused this client/);
     console.log(`etcd store, no client certificate: ${(anonymous as Error).message}`);
+  });
+
+  it("names the endpoint and the cause for a plain endpoint to this TLS server, TLS to a plain server, and nothing listening", async () => {
+    const plainUrl = server.endpoint.replace("https://", "http://");
+    const plainToTls = await failure(new EtcdClusterStore({ client: createEtcdClient({ endpoints: [plainUrl], timeoutMs: 2_000 }), ownsClient: true, endpoints: plainUrl, cluster: CLUSTER, node: "n1", timing: TIMING }));
+    expect(plainToTls).toBeInstanceOf(StoreUnavailable);
+    expect((plainToTls as Error).message).toContain(plainUrl);
+    expect((plainToTls as Error).message).toMatch(/does not answer etcd's gRPC as configured|TLS/);
+    console.log(`etcd store, plain endpoint of a TLS server: ${(plainToTls as Error).message}`);
+
+    // A plain HTTP/1 server stands in for a plain etcd: the TLS handshake fails the same way.
+    const plain = createHttpServer((_req, res) => res.end("not etcd"));
+    await new Promise<void>((r) => plain.listen(0, "127.0.0.1", r));
+    const tlsUrl = `https://127.0.0.1:${(plain.address() as AddressInfo).port}`;
+    try {
+      const tlsToPlain = await failure(new EtcdClusterStore({ client: createEtcdClient(resolveEtcdConnection({ endpoints: [tlsUrl], tls: { caFile: good.ca, certFile: good.clientCert, keyFile: good.clientKey }, timeout: 2_000 }, {})), ownsClient: true, endpoints: tlsUrl, cluster: CLUSTER, node: "n1", timing: TIMING }));
+      expect(tlsToPlain).toBeInstanceOf(StoreUnavailable);
+      expect((tlsToPlain as Error).message).toContain(tlsUrl);
+      expect((tlsToPlain as Error).message).toMatch(/TLS against a server that speaks plain HTTP/);
+      console.log(`etcd store, TLS to a plain server: ${(tlsToPlain as Error).message}`);
+    } finally {
+      plain.close();
+    }
+
+    const closed = `127.0.0.1:${await freePort("127.0.0.1")}`;
+    const nobody = await failure(new EtcdClusterStore({ client: createEtcdClient({ endpoints: [closed], timeoutMs: 2_000 }), ownsClient: true, endpoints: closed, cluster: CLUSTER, node: "n1", timing: TIMING }));
+    expect(nobody).toBeInstanceOf(StoreUnavailable);
+    expect((nobody as Error).message).toContain(closed);
+    expect((nobody as Error).message).toMatch(/nothing accepts connections there.*ECONNREFUSED/);
+    console.log(`etcd store, nothing listening: ${(nobody as Error).message}`);
   });
 });

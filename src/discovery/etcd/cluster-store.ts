@@ -10,6 +10,7 @@ import {
   type Member,
   type StoreTiming,
 } from "../../cluster/store.js";
+import { explainEtcdError } from "./connection.js";
 import { decodeRecord, encodeLastLeader, etcdKeys, lastLeaderMeta, type EtcdKeys } from "./keys.js";
 
 export interface EtcdClusterStoreOptions {
@@ -83,6 +84,8 @@ export class EtcdClusterStore implements ClusterStore {
   private lease: string | undefined;
   /** When this handle first saw the leadership free after a loss, by the `mod_revision` of `last-primary` then. */
   private freeSince: { lastMod: number; at: number } | undefined;
+  /** The cause of the last failed call, for errors the client's circuit breaker raises instead of calling. */
+  private lastFailure: string | undefined;
   /** The touch in progress (touches are serialised). */
   private touching: Promise<unknown> = Promise.resolve();
 
@@ -102,7 +105,11 @@ export class EtcdClusterStore implements ClusterStore {
 
   private unavailable(operation: string, err: unknown): StoreUnavailable {
     if (err instanceof StoreUnavailable) return err;
-    const why = err instanceof Error ? err.message : String(err);
+    let why = explainEtcdError(err);
+    // After repeated failures the client's circuit breaker refuses calls without trying: its text
+    // says nothing about etcd, so the last real cause is repeated.
+    if (/circuit breaker is open/i.test(why)) why = `${this.lastFailure ?? "etcd did not answer"} (the client pauses its calls after repeated failures, then tries again)`;
+    else this.lastFailure = why;
     return new StoreUnavailable(operation, { cause: new Error(`etcd at ${this.opts.endpoints}: ${why}`, { cause: err }) });
   }
 
