@@ -5,7 +5,11 @@
  *   restore: a new node restoring from MinIO (download, sha256, mbstream -x, prepare)
  *            vs  raw `mbstream -x` from a local file plus `mariabackup --prepare`
  *   peak RSS of the statepilot processes (VmHWM) that took and restored the snapshot.
- * Last line: snapshot: backup_ratio=N restore_ratio=N peak_rss_mb=N
+ * And against what a user would do instead, into the same MinIO (mc from the Go module proxy):
+ *   backup:  `mariabackup --backup --stream=xbstream | mc pipe`
+ *   restore: `mc cat | mbstream -x` + `mariabackup --prepare`
+ * Last line: snapshot: backup_ratio=N restore_ratio=N peak_rss_mb=N backup_vs_mc=N restore_vs_mc=N
+ * (the *_vs_mc ratios are statepilot's rate over the pipeline's: >= 1 is as fast or faster).
  */
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
@@ -40,6 +44,21 @@ async function run(cmd: string, args: string[], io: { stdin?: string; stdout?: s
   return performance.now() - started;
 }
 
+/** `a | b`: two processes, a's stdout into b's stdin; resolves with the elapsed ms once both succeeded. */
+async function pipe(a: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }, b: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }): Promise<number> {
+  const started = performance.now();
+  const left = spawn(a.cmd, a.args, { stdio: ["ignore", "pipe", "pipe"], env: a.env ?? process.env });
+  const right = spawn(b.cmd, b.args, { stdio: [left.stdout!, "ignore", "pipe"], env: b.env ?? process.env });
+  // The right side has the pipe now; this process's end would keep the left one from closing.
+  left.stdout!.destroy();
+  const errs = ["", ""];
+  left.stderr!.on("data", (d: Buffer) => (errs[0] = (errs[0] + d.toString()).slice(-4000)));
+  right.stderr!.on("data", (d: Buffer) => (errs[1] = (errs[1] + d.toString()).slice(-4000)));
+  const [ca, cb] = await Promise.all([new Promise<number | null>((r) => left.once("exit", r)), new Promise<number | null>((r) => right.once("exit", r))]);
+  if (ca !== 0 || cb !== 0) throw new Error(`${a.cmd} | ${b.cmd} failed (${ca}, ${cb}):\n${errs.join("\n")}`);
+  return performance.now() - started;
+}
+
 function hwmMb(pid: number | null): number {
   if (!pid) return Number.NaN;
   return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
@@ -49,7 +68,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "statepilot-bench-snapshot-"));
   const minio = await new MinioServer("bench", join(work, "minio")).start();
   const store = { type: "s3", bucket: "bench", prefix: "bench", region: "us-east-1", endpoint: minio.endpoint, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey };
-  const lab = await Lab.up({ dir: join(work, "lab"), nodes: 1, subnet: "127.0.32", mysql: { snapshots: { store, checkEvery: "1s" } }, log: (l) => console.log(l) });
+  const lab = await Lab.up({ dir: join(work, "lab"), nodes: 1, subnet: "127.0.32", owned: true, mysql: { snapshots: { store, checkEvery: "1s" } }, log: (l) => console.log(l) });
   try {
     const n = lab.file.nodes[0]!;
     const socket = join(n.dir, "mysqld.sock");
@@ -73,6 +92,20 @@ async function main(): Promise<void> {
     console.log(`backup: raw mariabackup > /dev/null ${(rawBackupMs / 1000).toFixed(2)} s (${(rawRate / 1048.576).toFixed(0)} MiB/s); statepilot to MinIO ${(m.durationMs / 1000).toFixed(2)} s (${(ourRate / 1048.576).toFixed(0)} MiB/s) for ${(m.rawSize / 1048576).toFixed(0)} MiB`);
     const takerHwm = hwmMb(n.pids.statepilot);
 
+    // What a user would do instead: the same stream piped into mc, into the same MinIO.
+    const mc = findBinary("mc");
+    const mcEnv = { ...process.env, MC_CONFIG_DIR: join(work, "mc"), MC_HOST_bench: `http://${minio.accessKeyId}:${minio.secretAccessKey}@${minio.endpoint.replace(/^http:\/\//, "")}` };
+    const mcBackupMs = await pipe({ cmd: findBinary("mariabackup"), args: backupArgs, env }, { cmd: mc, args: ["pipe", "bench/bench/mc/backup.xbstream"], env: mcEnv });
+    const mcRate = m.rawSize / mcBackupMs;
+    console.log(`backup: mariabackup | mc pipe ${(mcBackupMs / 1000).toFixed(2)} s (${(mcRate / 1048.576).toFixed(0)} MiB/s)`);
+    const mcDir = join(work, "mc-extract");
+    mkdirSync(mcDir);
+    const mcExtractMs = await pipe({ cmd: mc, args: ["cat", "bench/bench/mc/backup.xbstream"], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
+    const mcPrepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
+    rmSync(mcDir, { recursive: true, force: true });
+    const mcRestoreMs = mcExtractMs + mcPrepareMs;
+    console.log(`restore: mc cat | mbstream -x ${(mcExtractMs / 1000).toFixed(2)} s + prepare ${(mcPrepareMs / 1000).toFixed(2)} s`);
+
     // Raw restore: the same stream from a local file, extracted, then prepared.
     const file = join(work, "raw.xbstream");
     await run(findBinary("mariabackup"), backupArgs, { stdout: file, env });
@@ -91,7 +124,7 @@ async function main(): Promise<void> {
     const restorerHwm = hwmMb(added.pids.statepilot);
     console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; statepilot from MinIO (download, sha256, extract, prepare) ${(restoreMs / 1000).toFixed(2)} s`);
     console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB, restoring node ${restorerHwm.toFixed(1)} MB`);
-    console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${Math.max(takerHwm, restorerHwm).toFixed(1)}`);
+    console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${Math.max(takerHwm, restorerHwm).toFixed(1)} backup_vs_mc=${(ourRate / mcRate).toFixed(2)} restore_vs_mc=${(mcRestoreMs / restoreMs).toFixed(2)}`);
   } finally {
     await lab.down();
     await minio.destroy();
