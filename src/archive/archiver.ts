@@ -362,7 +362,8 @@ export class BinlogArchiver {
       if (s.queue.length) await new Promise((r) => setTimeout(r, 200));
     }
     if (s.queue.length) {
-      this.state = `draining (${s.queue.length} segments wait for the store)`;
+      if (!this.state.startsWith("draining")) this.log.warn({ why, pending: s.queue.length }, "archive stream ended; its segments wait for the store");
+      this.state = `draining (${s.queue.length} segments wait for the store; the stream ended: ${why})`;
       return;
     }
     this.log.info({ epoch: s.record.epoch, why }, "archive stream ended");
