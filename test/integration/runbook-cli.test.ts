@@ -59,6 +59,16 @@ const status = async (): Promise<ClusterView> => json<ClusterView>(await cli(["m
 const httpCode = async (url: string) => (await fetch(url, { signal: AbortSignal.timeout(5_000) })).status;
 const sock = (node: string) => join(lab.node(node).dir, "statepilot.sock");
 
+/**
+ * The CLI on a terminal (script(1) gives it a pty): progress lines are drawn on stderr with
+ * carriage returns; returns the whole screen output and the text after the last progress line.
+ */
+function onTty(args: string[]): { screen: string; last: string } {
+  const command = [process.execPath, CLI, ...args, "--config", config].map((a) => `'${a}'`).join(" ");
+  const screen = execFileSync("script", ["-qec", command, "/dev/null"], { encoding: "utf8", timeout: 240_000 });
+  return { screen, last: screen.split("\x1b[2K").at(-1) ?? "" };
+}
+
 /** The cluster's view once `cond` holds for it (polled through the CLI). */
 function viewWhen(cond: (v: ClusterView) => boolean, what: string, timeoutMs = 60_000): Promise<ClusterView> {
   return waitFor(async () => {
@@ -163,8 +173,11 @@ describe("the runbook", () => {
     expect((await status()).pause?.paused ?? false).toBe(false);
   });
 
-  it("snapshot create, list and restore (-o json; restore's progress line on a terminal)", async () => {
-    const m = json<{ id: string; gtid: string; node: string; size: number }>(await cli(["snapshot", "create", "--timeout", "2m", "-o", "json"]));
+  it("snapshot create, list and restore (-o json; progress lines on a terminal)", async () => {
+    // On a terminal, create draws what it waits for (then prints the manifest).
+    const created = onTty(["snapshot", "create", "--timeout", "2m", "-o", "json"]);
+    expect(created.screen).toMatch(/snapshot: (waiting for a node to take it|being taken on mysql-\d) \(\d+ s\)/);
+    const m = JSON.parse(created.last) as { id: string; gtid: string; node: string; size: number };
     expect(m.gtid).toMatch(/^\d+-\d+-\d+/);
     expect(m.size).toBeGreaterThan(0);
     const list = json<Array<{ id: string }>>(await cli(["snapshot", "list", "-o", "json"]));
@@ -199,7 +212,10 @@ describe("the runbook", () => {
     const diverged = await viewWhen((x) => !!x.members.find((m) => m.node === victim)?.blocked, `${victim} to be reported diverged`);
     expect(diverged.members.find((m) => m.node === victim)?.blocked).toMatch(/errant GTIDs/);
 
-    const r = json<{ state: string; node: string; seed: string; primary: string; executed: string; primaryExecuted: string }>(await cli(["mysql", "rebuild", victim, "--yes", "--timeout", "3m", "-o", "json"]));
+    // On a terminal the command shows the stage the node is at; the result is the JSON after it.
+    const run = onTty(["mysql", "rebuild", victim, "--yes", "--timeout", "3m", "-o", "json"]);
+    expect(run.screen).toMatch(new RegExp(`rebuild ${victim}: ${victim}: (fencing itself out|stopping mysqld|moving the datadir aside|looking for a snapshot|restoring snapshot|catching up)`));
+    const r = JSON.parse(run.last) as { state: string; node: string; seed: string; primary: string; executed: string; primaryExecuted: string };
     expect(r).toMatchObject({ state: "done", node: victim, primary });
     expect(r.seed).toMatch(/^snapshot /);
     const after = await viewWhen(converged, "a converged cluster after the rebuild");
