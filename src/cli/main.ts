@@ -85,7 +85,7 @@ Options:
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "flavor", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "store", "for", "from"],
+  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "flavor", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "store", "for", "from", "to-time", "to-gtid", "restore-to"],
   flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns", "yes"],
 } as const;
 
