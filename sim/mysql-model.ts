@@ -126,8 +126,11 @@ export class SimWorld {
    * A rebuild: the server stops (no restart) and its datadir is replaced by an empty one, which
    * catches up by GTID once started again (startServer).
    */
-  wipe(node: string): void {
+  wipe(node: string, newServerId: number): void {
     const s = this.server(node);
+    // As the product does: a rebuilt node takes a new server_id, or its replication would skip
+    // the transactions its old self wrote (replicate-same-server-id is off).
+    s.serverId = newServerId;
     if (s.kill()) for (const cb of s.exitCallbacks) cb();
     s.binlog = [];
     s.lastByServer.clear();

@@ -161,7 +161,12 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         if (!n.ha) return log(`${n.name} is down already`);
         n.crash();
         world.crash(n.name);
-        clock.schedule(f.downMs, () => n.start());
+        // The node's statepilot starts its mysqld job when it comes back (a server stopped for a
+        // rebuild included: it starts on the empty datadir and catches up).
+        clock.schedule(f.downMs, () => {
+          world.startServer(n.name);
+          n.start();
+        });
         return;
       }
       case "pause": {
@@ -277,6 +282,7 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     }
   };
   /** What the node's RebuildWorker does, on the model: verdict, fenced out, wiped, started empty. */
+  let lastServerId = 100;
   const rebuild = async (n: SimNode, ha: MysqlHa, st: Awaited<ReturnType<ClusterStore["load"]>> | undefined, storeError: string): Promise<void> => {
     const v = ha.rebuildVerdict(st, storeError, Number.NaN);
     log(v.reason);
@@ -293,8 +299,35 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
       log(`${n.name} did not leave the replica set: rebuild abandoned`);
       return;
     }
-    world.wipe(n.name);
-    log(`${n.name} wiped for its rebuild`);
+    // Nothing acknowledged may live only on this node (decideWipe), as the product's worker waits.
+    const stoppedAtVersion = store.snapshot().version;
+    const wipeUntil = clock.now() + 10_000;
+    let need: string | undefined;
+    for (;;) {
+      let st: Awaited<ReturnType<ClusterStore["load"]>> | undefined;
+      let err = "";
+      try {
+        st = await client.load();
+      } catch (e) {
+        err = String(e);
+      }
+      if (n.ha !== ha) {
+        log(`${n.name} restarted during its rebuild`);
+        return;
+      }
+      const v = ha.wipeVerdict(st, err, stoppedAtVersion, need);
+      need = v.need;
+      if (v.wipe) break;
+      if (clock.now() >= wipeUntil) {
+        ha.setRebuilding(undefined);
+        log(`${v.reason}: rebuild abandoned`);
+        return;
+      }
+      await clock.sleep(250);
+    }
+    world.wipe(n.name, ++lastServerId);
+    ha.d.serverId = lastServerId;
+    log(`${n.name} wiped for its rebuild (server_id ${lastServerId})`);
     await clock.sleep(1_000);
     if (n.ha !== ha) return;
     ha.datadirReplaced(true);

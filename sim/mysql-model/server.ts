@@ -124,7 +124,8 @@ export class Server {
   constructor(
     readonly env: Env,
     readonly node: string,
-    readonly serverId: number,
+    /** server_id: a rebuilt node gets a new one (see SimWorld.wipe). */
+    public serverId: number,
     readonly host: string,
     readonly port: number,
   ) {}

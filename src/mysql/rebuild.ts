@@ -290,6 +290,29 @@ export class RebuildWorker {
       stage("fencing itself out of the replica set");
       await this.until(() => d.ha.fencedOutForRebuild(), Math.min(15_000, deadline - Date.now()));
       if (!d.ha.fencedOutForRebuild()) throw new Error(`the node did not leave the replica set: ${d.ha.statusView().reason}`);
+      // 2. Nothing acknowledged may live only here: its receiver stopped, another live replica
+      //    must have received what the primary had then (decideWipe) before the data goes.
+      stage("waiting for another replica to hold what this node received");
+      const stoppedAtVersion = (await d.ha.d.store.load()).version;
+      let need: string | undefined;
+      let wipeWhy = "";
+      const safe = await this.until(
+        async () => {
+          let st: ClusterState | undefined;
+          let err = "";
+          try {
+            st = await d.ha.d.store.load();
+          } catch (e) {
+            err = e instanceof Error ? e.message : String(e);
+          }
+          const v = d.ha.wipeVerdict(st, err, stoppedAtVersion, need);
+          need = v.need;
+          wipeWhy = v.reason;
+          return v.wipe;
+        },
+        Math.min(30_000, deadline - Date.now()),
+      );
+      if (!safe) throw new Error(`${wipeWhy}; nothing was changed`);
       if (d.preSeed && cluster) {
         pre = await d.preSeed(cluster, cloneDir, (what) => stage(what));
         if (pre.dir === undefined) this.log.warn({ id: req.id }, `rebuild: ${pre.note}`);

@@ -47,6 +47,20 @@ const cases: Array<{ fault: keyof PlantedFaults; expect: RegExp; schedules: (see
     // The operator asks the primary of a lossless cluster to rebuild itself while a client writes.
     schedules: (seed) => ({ ...makeSchedule(seed, { lossless: true }), faults: [{ at: 8_000 + (seed % 11) * 37, fault: { kind: "rebuild", node: -1 } }] }),
   },
+  {
+    fault: "rebuildWipesUnheld",
+    expect: /acknowledged write .* is missing/,
+    // n3 cannot receive from n1 (the first primary), so n2 alone acknowledges; n2 is rebuilt, and
+    // the primary's server dies before n2 is back: only n2's copy (wiped) held those writes.
+    schedules: (seed) => ({
+      ...makeSchedule(seed, { lossless: true }),
+      faults: [
+        { at: 6_000, fault: { kind: "peer-partition", a: 1, b: 3, forMs: 20_000 } },
+        { at: 7_000, fault: { kind: "rebuild", node: 2 } },
+        { at: 7_300 + (seed % 5) * 100, fault: { kind: "crash-mysqld", node: -1 } },
+      ],
+    }),
+  },
 ];
 
 describe("the simulation catches planted faults", () => {

@@ -140,7 +140,11 @@ export function decide(o: Observation): Decision {
   //    datadir replaced): it does nothing to the server and reports why, unless it leads or is
   //    writable, which the safety rules below handle first.
   if (o.rebuilding !== undefined && !mine && o.role !== "primary" && !writable) {
-    return { action: { kind: "none" }, role: "down", health: crit(`rebuilding: ${o.rebuilding}`), reason: `rebuilding on the operator's request: ${o.rebuilding}` };
+    // The receiver stops first: from then on this node acknowledges nothing, and what it received
+    // is fixed (decideWipe waits until another replica holds it before the data goes).
+    const r = o.local?.replication;
+    const receiving = r?.configured === true && r.ioRunning !== "No";
+    return { action: receiving ? { kind: "stop-receiver" } : { kind: "none" }, role: "down", health: crit(`rebuilding: ${o.rebuilding}`), reason: `rebuilding on the operator's request: ${o.rebuilding}` };
   }
 
   // 2b. The server is down or does not answer.
@@ -396,4 +400,51 @@ export function decideRebuild(o: RebuildObservation): { accept: boolean; reason:
   const sw = c.switchover?.record;
   if (sw?.to === o.node && (sw.state === "requested" || sw.state === "handover" || sw.state === "released")) return refuse(`${o.node} is the target of a switchover under way (${sw.id})`);
   return { accept: true, reason: `rebuilding ${o.node}: fenced out, its datadir replaced, then a replica of ${c.leader.node}` };
+}
+
+/** What a node being rebuilt sees before it throws its data away (its receiver already stopped). */
+export interface WipeObservation {
+  node: string;
+  flavor: Flavor;
+  cluster: ClusterState | undefined;
+  storeError: string;
+  /** The store's version when this node's receiver had stopped: records written later are fresh. */
+  stoppedAtVersion: number;
+  /** The primary's executed GTIDs in its first record written after that (once known). */
+  need: string | undefined;
+  /** What this node's receiver had received when it stopped (its own look; "" when unknown). */
+  ownReceived: string;
+}
+
+/**
+ * Whether a node being rebuilt may throw its data away now. In lossless mode a commit is
+ * acknowledged once one replica has it: this node may hold the only copy of some acknowledged
+ * writes besides the primary. Its receiver stopped (the rebuilding rule), so what it received is
+ * at most what the primary had executed then: the data goes only once another live replica has
+ * received that much (`need`, taken from the primary's first record written after the stop).
+ */
+export function decideWipe(o: WipeObservation): { wipe: boolean; reason: string; need: string | undefined } {
+  const wait = (why: string, need = o.need) => ({ wipe: false, reason: `before wiping ${o.node}: ${why}`, need });
+  const c = o.cluster;
+  if (!c) return wait(`the cluster store cannot be read (${o.storeError})`);
+  const leader = c.leader?.node;
+  if (!leader) return wait("no primary: waiting for one");
+  let need = o.need;
+  if (need === undefined) {
+    const lead = c.members.find((m) => m.node === leader);
+    if (!lead || lead.version <= o.stoppedAtVersion) return wait(`waiting for ${leader}'s position as of this node's stop`);
+    need = lead.record.executed;
+  }
+  const holder = c.members.find(
+    (m) =>
+      m.node !== o.node &&
+      m.node !== leader &&
+      m.alive &&
+      m.record.role === "replica" &&
+      (gtidSubset(o.flavor, need, m.record.received) || gtidSubset(o.flavor, need, m.record.executed)) &&
+      // A record is built from a look taken before it is written: this node's own look counts too.
+      (o.ownReceived === "" || gtidSubset(o.flavor, o.ownReceived, m.record.received) || gtidSubset(o.flavor, o.ownReceived, m.record.executed)),
+  );
+  if (!holder) return wait(`no other live replica has received ${need || "(empty)"} yet: this node may hold the only copy of acknowledged writes`, need);
+  return { wipe: true, reason: `${holder.node} has received everything ${o.node} could have (${need || "(empty)"})`, need };
 }

@@ -21,6 +21,8 @@ export interface PlantedFaults {
   fenceKeepsConnections?: boolean;
   /** A rebuild ignores that the node leads: accepted on the primary, whose loop then neither fences nor releases while it rebuilds. */
   rebuildIgnoresLeadership?: boolean;
+  /** A node being rebuilt throws its data away at once, without waiting for another replica to hold what it received. */
+  rebuildWipesUnheld?: boolean;
 }
 
 export interface HaHooks {

@@ -1,7 +1,7 @@
 import type { ClusterState } from "../../cluster/store.js";
 import type { Role, SwitchoverRecord } from "../../cluster/records.js";
 import type { Logger } from "../../log.js";
-import { decide, decideRebuild, memberRecordFor, needsDivergenceCheck, type Decision, type Observation } from "./decide.js";
+import { decide, decideRebuild, decideWipe, memberRecordFor, needsDivergenceCheck, type Decision, type Observation } from "./decide.js";
 import type { LocalState, RemoteState } from "./database.js";
 import type { HaDeps } from "./deps.js";
 import { checkInvariants } from "./invariants.js";
@@ -255,7 +255,17 @@ export class MysqlHa {
 
   /** A rebuild may stop the server and replace its data: the loop has taken the node out (down, never running for primary). */
   fencedOutForRebuild(): boolean {
-    return this.rebuilding !== undefined && (this.role === "down" || this.d.faults?.rebuildIgnoresLeadership === true) && this.lastDecision?.reason.startsWith("rebuilding") === true;
+    if (this.d.faults?.rebuildIgnoresLeadership === true) return this.rebuilding !== undefined && this.lastDecision?.reason.startsWith("rebuilding") === true;
+    // Down, and its receiver already stopped (the rebuilding rule's "none" comes after stop-receiver).
+    return this.rebuilding !== undefined && this.role === "down" && this.lastDecision?.reason.startsWith("rebuilding") === true && this.lastDecision.action.kind === "none";
+  }
+
+  /** Whether the node being rebuilt may throw its data away now (see decideWipe). */
+  wipeVerdict(cluster: ClusterState | undefined, storeError: string, stoppedAtVersion: number, need: string | undefined): { wipe: boolean; reason: string; need: string | undefined } {
+    if (this.d.faults?.rebuildIgnoresLeadership) return { wipe: true, reason: "planted fault: leadership ignored", need };
+    if (this.d.faults?.rebuildWipesUnheld) return { wipe: true, reason: "planted fault: wiped without another copy", need };
+    const ownReceived = this.lastLocal?.replication.received ?? "";
+    return decideWipe({ node: this.d.node, flavor: this.flavor, cluster, storeError, stoppedAtVersion, need, ownReceived });
   }
 
   /** Marks a rebuild's stage (undefined: over) and looks again at once. */
