@@ -23,6 +23,7 @@ import { restoreToPoint } from "../src/archive/restore.js";
 import { cliPath, Lab } from "../src/lab/cluster.js";
 import { MinioServer } from "../src/lab/minio-server.js";
 import { S3Store } from "../src/snapshot/s3-store.js";
+import { runMain } from "./run-main.js";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {
@@ -142,10 +143,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.stack : String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

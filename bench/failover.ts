@@ -19,6 +19,7 @@ import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
 import { clusterClient } from "../src/discovery/cluster-store-factory.js";
 import { Mysql } from "../src/config/schema.js";
 import { leaseTtlSeconds } from "../src/discovery/etcd/cluster-store.js";
+import { runMain } from "./run-main.js";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {
@@ -148,10 +149,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.stack : String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -21,6 +21,7 @@ import { findBinary } from "../src/binaries.js";
 import { MinioServer } from "../src/lab/minio-server.js";
 import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
 import { requestSnapshot } from "../src/snapshot/request.js";
+import { runMain } from "./run-main.js";
 
 const argv = process.argv.slice(2);
 const gbArg = argv.indexOf("--gb");
@@ -132,10 +133,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.stack : String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

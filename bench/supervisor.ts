@@ -16,6 +16,7 @@ import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
 import { ServiceWatch } from "../src/discovery/watch.js";
 import { EventBus } from "../src/events/bus.js";
 import { waitFor } from "../src/lab/wait.js";
+import { runMain } from "./run-main.js";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 60);
 const changes = Number(process.env.BENCH_WATCH_CHANGES ?? 200);
@@ -100,10 +101,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runMain(main);
