@@ -316,7 +316,11 @@ function decideHandover(o: Observation, local: LocalState, c: ClusterState): Dec
   const h = o.handover!;
   const fenced = (action: Action, reason: string, nextIn?: number): Decision => ({ action, role: "primary", health: pass(`handing over to ${h.to}`), reason, ...(nextIn ? { nextIn } : {}) });
   if (!local.readOnly) return fenced({ kind: "fence", how: "read-only", label: "switchover" }, "switchover: the server became writable again; fencing");
-  if (o.targetState && h.position !== undefined && gtidSubset(o.flavor, h.position, o.targetState.executed)) {
+  // MariaDB positions compare sequence numbers per domain only: a target with an errant
+  // transaction of the same or a higher number would look complete. Its binlog state must also
+  // hold every (domain, server) of this primary's.
+  const targetHasState = o.flavor !== "mariadb" || (o.targetState !== undefined && mariaStateContained(local.state, o.targetState.state).contained);
+  if (o.targetState && h.position !== undefined && gtidSubset(o.flavor, h.position, o.targetState.executed) && targetHasState) {
     return fenced({ kind: "finish-switchover" }, `switchover: ${h.to} has every transaction; releasing the leadership`);
   }
   // A target that can no longer catch up (gone, diverged, blocked, its applier stopped on an
