@@ -201,7 +201,9 @@ export class BinlogArchiver {
 
   private async tick(): Promise<void> {
     const ha = this.d.ha();
-    const eligible = ha.health === "passing" && (ha.role === "replica" || ha.role === "primary");
+    // A warning (lag, a receiver reconnecting, a busy host) does not stop the stream: only a node
+    // that is no replica or primary any more, or critical, gives the archive up.
+    const eligible = ha.health !== "critical" && (ha.role === "replica" || ha.role === "primary");
     if (!eligible) {
       if (this.held) await this.giveUp(`this node is ${ha.role} (${ha.health})`);
       this.state = "idle";
