@@ -4,6 +4,7 @@ import { maskSecrets } from "../config/secrets.js";
 import { controlRequest } from "../control/client.js";
 import { parseArgs, optionString, UsageError, type ParsedArgs } from "./args.js";
 import { checkCommandOptions } from "./command-options.js";
+import { containerPilotArgv, isContainerPilotArgv } from "./containerpilot-flags.js";
 import { convertCommand } from "./convert.js";
 import { emit, outputFormat } from "./output.js";
 import { preflight, resolveConfig, runSupervisor } from "./run.js";
@@ -33,6 +34,10 @@ Usage:
   statepilot putenv KEY=VALUE... | KEY...      set (or, without =, unset) variables for jobs started later
   statepilot putmetric NAME=VALUE... [--labels k=v,k2=v2] [--op set|inc|observe]
                                                update metrics declared in telemetry.metrics
+  statepilot -putmetric NAME=VALUE [-putmetric ...] | -putenv K=V | -reload | -ping | -maintenance enable|disable
+             [-config FILE]                    ContainerPilot's flags, for its scripts (statepilot installed as
+                                               containerpilot); the socket: $STATEPILOT_SOCKET (given to every job),
+                                               else -config's, $STATEPILOT_CONFIG's or $CONTAINERPILOT's control.socket
 
 MySQL cluster (any node's --config names Consul and the cluster):
   statepilot mysql status [--json] --config FILE       the lock holder and every member's position
@@ -107,6 +112,9 @@ function expectArgs(args: ParsedArgs, count: number, usage: string): void {
   }
 }
 
+/** ContainerPilot's flags print nothing on success, as ContainerPilot did (a sensor's log stays clean). */
+let quietOnSuccess = false;
+
 /** Exit 2 on the statuses that mean "the input was refused" (bad config, a change needing a restart). */
 async function callControl(args: ParsedArgs, method: "GET" | "POST", path: string, body?: unknown, human?: (body: unknown) => string, refused: number[] = [400]): Promise<number> {
   const format = outputFormat(args);
@@ -115,7 +123,7 @@ async function callControl(args: ParsedArgs, method: "GET" | "POST", path: strin
   const error = !ok && res.body && typeof res.body === "object" ? (res.body as { error?: unknown }).error : undefined;
   if (typeof error === "string") process.stderr.write(`statepilot: ${error}\n`);
   else if (!ok) process.stderr.write(`${typeof res.body === "string" ? res.body : JSON.stringify(res.body, null, 2)}\n`);
-  else emit(format, res.body, () => (human ? human(res.body) : typeof res.body === "string" ? res.body : JSON.stringify(res.body)));
+  else if (!quietOnSuccess || format !== "table") emit(format, res.body, () => (human ? human(res.body) : typeof res.body === "string" ? res.body : JSON.stringify(res.body)));
   return ok ? 0 : refused.includes(res.status) ? 2 : 1;
 }
 
@@ -130,7 +138,10 @@ function statusText(body: unknown): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, SPEC);
+  // ContainerPilot's `containerpilot -putmetric k=v` (and -putenv, -reload, -ping, -maintenance):
+  // the native command with the same effect, so a ContainerPilot image's scripts run unchanged.
+  quietOnSuccess = isContainerPilotArgv(argv);
+  const args = parseArgs(containerPilotArgv(argv, process.env) ?? argv, SPEC);
   if (args.options.has("help") || (args.command.length === 1 && args.command[0] === "help")) {
     process.stdout.write(`${HELP}\n`);
     return 0;

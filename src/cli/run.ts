@@ -85,7 +85,12 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     reload().catch((err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, "reload on SIGHUP rejected; the running config stays"));
   };
 
-  const socket = opts.socket ?? env.STATEPILOT_SOCKET ?? config.control.socket;
+  const socket = opts.socket || env.STATEPILOT_SOCKET || config.control.socket;
+  // Jobs find this control socket in STATEPILOT_SOCKET, so that `statepilot putmetric` (or a
+  // ContainerPilot script's `containerpilot -putmetric`) in a sensor job reaches this statepilot
+  // whatever --socket said. Jobs take their environment from process.env; an embedding caller that
+  // passes its own env keeps process.env as it is.
+  if (env === process.env) process.env.STATEPILOT_SOCKET = socket;
   const control = new ControlServer(socket, {
     status: () => supervisor.status(),
     reload,

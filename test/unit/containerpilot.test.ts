@@ -10,6 +10,8 @@ import { EventBus } from "../../src/events/bus.js";
 import { resolveAddress } from "../../src/discovery/address.js";
 import { createLogger } from "../../src/log.js";
 import { Job } from "../../src/supervisor/job.js";
+import { UsageError } from "../../src/cli/args.js";
+import { containerPilotArgv } from "../../src/cli/containerpilot-flags.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/containerpilot/", import.meta.url));
 const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith(".json5")).sort();
@@ -216,5 +218,52 @@ describe("format detection", () => {
 
   it("a {{ }} in a comment of a native config is not a template", () => {
     expect(parseConfigText(`// made from {{ if .X }}\n{ node: "n1" }`, {}).node).toBe("n1");
+  });
+});
+
+describe("ContainerPilot's subcommand flags (containerpilot -putmetric ...)", () => {
+  const usage = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+    try {
+      containerPilotArgv(argv, env);
+    } catch (err) {
+      if (err instanceof UsageError) return err.message;
+      throw err;
+    }
+    throw new Error(`expected a UsageError for ${argv.join(" ")}`);
+  };
+
+  it("become the native commands, in Go's flag forms, -putmetric and -putenv repeatable", () => {
+    expect(containerPilotArgv(["-putmetric", "a=1", "--putmetric=b=2.5"], {})).toEqual(["putmetric", "a=1", "b=2.5"]);
+    expect(containerPilotArgv(["-putenv", "K=v", "-putenv", "GONE"], {})).toEqual(["putenv", "K=v", "GONE"]);
+    expect(containerPilotArgv(["-reload"], {})).toEqual(["reload"]);
+    expect(containerPilotArgv(["-ping=true"], {})).toEqual(["ping"]);
+    expect(containerPilotArgv(["-maintenance", "enable"], {})).toEqual(["maintenance", "on"]);
+    expect(containerPilotArgv(["-maintenance=disable"], {})).toEqual(["maintenance", "off"]);
+    expect(containerPilotArgv(["-version"], {})).toEqual(["--version"]);
+    expect(containerPilotArgv(["-putmetric", "a=1", "--socket", "/s", "-o", "json"], {})).toEqual(["putmetric", "a=1", "--socket", "/s", "-o", "json"]);
+  });
+
+  it("take the config from -config, else STATEPILOT_CONFIG (left to the native lookup), else CONTAINERPILOT (file:// stripped)", () => {
+    expect(containerPilotArgv(["-config", "/etc/cp.json5", "-putmetric", "a=1"], { CONTAINERPILOT: "/other" })).toEqual(["putmetric", "a=1", "--config", "/etc/cp.json5"]);
+    expect(containerPilotArgv(["-putmetric", "a=1"], { CONTAINERPILOT: "file:///etc/containerpilot.json" })).toEqual(["putmetric", "a=1", "--config", "/etc/containerpilot.json"]);
+    expect(containerPilotArgv(["-putmetric", "a=1"], { CONTAINERPILOT: "/etc/cp.json5", STATEPILOT_CONFIG: "/etc/sp.json5" })).toEqual(["putmetric", "a=1"]);
+    expect(containerPilotArgv(["-putmetric", "a=1"], { CONTAINERPILOT: "" })).toEqual(["putmetric", "a=1"]);
+  });
+
+  it("leave native argv alone (--config and --version are native)", () => {
+    for (const argv of [["putmetric", "a=1"], ["--config", "c", "--", "sh"], ["--version"], [], ["-o", "json", "status"]]) expect(containerPilotArgv(argv, {})).toBeUndefined();
+  });
+
+  it("refuse what ContainerPilot refused or statepilot does not do this way, naming the flag and value", () => {
+    expect(usage(["-putmetric", "novalue"])).toBe("-putmetric: \"novalue\" is not in the format 'key=val'");
+    expect(usage(["-putmetric"])).toMatch(/^-putmetric needs a value/);
+    expect(usage(["-maintenance", "sideways"])).toBe('-maintenance: expected enable or disable, got "sideways"');
+    expect(usage(["-reload", "-ping"])).toMatch(/give one of .* at a time \(got -reload, -ping\)/);
+    expect(usage(["-reload=yes"])).toMatch(/-reload takes no value/);
+    expect(usage(["-config", "/etc/cp.json5"])).toMatch(/statepilot run --config FILE/);
+    expect(usage(["-template"])).toMatch(/statepilot convert FILE/);
+    expect(usage(["-putmetric", "a=1", "extra"])).toMatch(/"extra" is not a ContainerPilot flag/);
+    expect(usage(["-putmetric", "a=1"], { CONTAINERPILOT: '{"consul": "c:8500"}' })).toMatch(/^CONTAINERPILOT: an inline JSON config is not supported/);
+    expect(usage(["-config", "a", "-config", "b", "-ping"])).toMatch(/-config given 2 times/);
   });
 });
