@@ -34,8 +34,20 @@ afterAll(async () => {
 });
 
 describe("a 60 s outage of the etcd cluster store, failsafe off", () => {
-  // Skipped: in the last two full runs (2026-12-03, one idle) writes were not accepted again within
-  // 60 s after etcd returned. Undiagnosed; the recovery after a store outage on etcd is not claimed.
+  // Skipped: writes are not accepted again after etcd returns (every run: 2 before, 2 during the diagnosis). Diagnosed
+  // (the etcd store answers about 1.5 s after etcd is back; the etcd client reconnects in
+  // milliseconds even after 60 s of failures): the lossless fence kills mysqld while a commit is in
+  // flight; MariaDB's crash recovery (restarted with rpl_semi_sync_slave_enabled) truncates that
+  // transaction from its binlog ("Successfully truncated binlog ... 0-1-201"), which both replicas
+  // already received. Their receivers reconnect to the restarted ex-primary during the outage and get
+  // error 1236. (1) etcd renews every lease when it restarts: the ex-primary took its leadership back
+  // and turned writable; fixed in the store (a lease unconfirmed for its TTL is revoked and replaced,
+  // test/integration/etcd-lease-outage.test.ts). (2) Still open, in the HA core (src/mysql/ha,
+  // src/mysql/election.ts): until the ex-primary's next touch revokes its lapsed lease, the replicas
+  // see it as leader, turn their 1236 into a permanent `blocked` (diverged, errant 0-2-200), the
+  // election skips them and elects the ex-primary, which is behind them; in lossless mode no replica
+  // can acknowledge and no write completes. Unskip once the HA core treats a replica that holds the
+  // leader's own transactions beyond the leader's position as ahead, not diverged.
   it.skip("fences the primary, accepts no write while etcd is down, loses nothing, and recovers when etcd returns", { timeout: 300_000 }, async () => {
     const writer = new Writer(lab.file);
     writer.start();

@@ -56,7 +56,11 @@ const isLeaseNotFound = (err: unknown): boolean => err instanceof Error && /leas
  * - **Liveness**: every member node holds one lease (TTL `leaseMs`), refreshed by a single
  *   keep-alive in each `touchMember(passing|warning)` (never in the background: the node is alive
  *   exactly as long as its HA loop keeps touching, as with Consul's TTL check). The key
- *   `alive/<node>` lives on that lease; `touchMember(critical)` revokes it.
+ *   `alive/<node>` lives on that lease; `touchMember(critical)` revokes it. A lease no keep-alive
+ *   confirmed for its TTL has ended for this node even if etcd still has it (etcd renews every
+ *   lease when it elects a leader, e.g. after a restart): the node acts on it no more, and its next
+ *   touch revokes it and grants a new one, so its leadership does not outlive a store outage longer
+ *   than the lease.
  * - **Leadership**: the key `primary`, created in a transaction only while it does not exist and
  *   this node's `alive/<node>` key is on this node's lease, and attached to that lease: when the
  *   lease expires or is revoked, etcd deletes it. Its `create_revision` is the term, its
@@ -82,6 +86,12 @@ export class EtcdClusterStore implements ClusterStore {
   private readonly ttlSeconds: number;
   /** This node's lease (decimal ID), while it has one that was alive when last seen. */
   private lease: string | undefined;
+  /**
+   * Until when (this handle's monotonic clock) `lease` is known to live: the issue time of the
+   * grant or keep-alive that last confirmed it, plus the TTL. Past it the lease has lapsed for this
+   * node, whatever etcd says (see heldLease).
+   */
+  private leaseUntil = 0;
   /** When this handle first saw the leadership free after a loss, by the `mod_revision` of `last-primary` then. */
   private freeSince: { lastMod: number; at: number } | undefined;
   /** The cause of the last failed call, for errors the client's circuit breaker raises instead of calling. */
@@ -101,6 +111,26 @@ export class EtcdClusterStore implements ClusterStore {
   /** This node's lease ID, if it has one (diagnostics and tests). */
   get leaseId(): string | undefined {
     return this.lease;
+  }
+
+  /**
+   * True while this node has a lease that no grant or keep-alive confirmed for its TTL: by the
+   * liveness contract it has ended, and the next touch revokes it and grants a new one.
+   */
+  get leaseLapsed(): boolean {
+    return this.lease !== undefined && this.now() >= this.leaseUntil;
+  }
+
+  /**
+   * The lease this node may act on: its lease while a grant or keep-alive issued less than a TTL ago
+   * confirmed it. A lease not confirmed for longer has ended by the liveness contract (the node is
+   * alive only as long as its touches reach etcd), even if etcd still has it: etcd renews every
+   * lease when it elects a leader, so after an outage longer than the TTL (etcd stopped, its only
+   * member restarted, a lost quorum) the lease, and the leadership on it, would come back to a node
+   * that could not confirm it for all that time, and that has fenced itself meanwhile.
+   */
+  private heldLease(): string | undefined {
+    return this.leaseLapsed ? undefined : this.lease;
   }
 
   private unavailable(operation: string, err: unknown): StoreUnavailable {
@@ -288,14 +318,33 @@ export class EtcdClusterStore implements ClusterStore {
   /** This node's lease, kept alive once now (issued before any write, so liveness counts from here), or a new one. */
   private async ensureLease(operation: string): Promise<string> {
     const lease = this.lease;
-    if (lease) {
+    if (lease && this.leaseLapsed) {
+      // Not confirmed for a TTL: it has ended (heldLease). Ended here as etcd would have ended it,
+      // had it kept counting: the leadership on it goes with it (not released: lock-delay), and a
+      // new lease starts this node's liveness again. Until the revoke is answered, no new lease:
+      // the old one must not outlive it, and this node acts on neither.
+      await this.call(operation, async () => {
+        try {
+          await this.client.leaseClient.leaseRevoke({ ID: lease });
+        } catch (err) {
+          if (!isLeaseNotFound(err)) throw err;
+        }
+      });
+      if (this.lease === lease) this.lease = undefined;
+    } else if (lease) {
+      const issued = this.now();
       const ttl = await this.call(operation, () => this.keepAliveOnce(lease));
-      if (ttl > 0) return lease;
+      if (ttl > 0) {
+        if (this.lease === lease) this.leaseUntil = Math.max(this.leaseUntil, issued + this.ttlSeconds * 1000);
+        return lease;
+      }
       if (this.lease === lease) this.lease = undefined;
     }
+    const issued = this.now();
     const granted = await this.call(operation, () => this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds, ID: 0 }));
     if (granted.error) throw new StoreUnavailable(operation, { cause: new Error(`etcd at ${this.opts.endpoints}: lease grant: ${granted.error}`) });
     this.lease = granted.ID;
+    this.leaseUntil = issued + this.ttlSeconds * 1000;
     return granted.ID;
   }
 
@@ -332,7 +381,7 @@ export class EtcdClusterStore implements ClusterStore {
   // ---- leadership -----------------------------------------------------------------------------
 
   async attemptToAcquireLeader(record: LeaderRecord): Promise<{ acquired: true; term: number } | { acquired: false }> {
-    const lease = this.lease;
+    const lease = this.heldLease();
     if (this.opts.member === false || !lease) return { acquired: false };
     const leaderKey = this.keys.leader;
     const lastKey = this.keys.lastLeader;
@@ -374,7 +423,7 @@ export class EtcdClusterStore implements ClusterStore {
   }
 
   async renewLeader(): Promise<boolean> {
-    const lease = this.lease;
+    const lease = this.heldLease();
     if (!lease) return false;
     // The lease is kept alive by touchMember (liveness); the key lives exactly as long as it does.
     const res = await this.call("renewLeader", () => this.client.get(this.keys.leader).exec());
@@ -382,7 +431,7 @@ export class EtcdClusterStore implements ClusterStore {
   }
 
   async updateLeader(record: LeaderRecord): Promise<boolean> {
-    const lease = this.lease;
+    const lease = this.heldLease();
     if (!lease) return false;
     const txn = await this.call("updateLeader", () =>
       this.client
@@ -424,7 +473,7 @@ export class EtcdClusterStore implements ClusterStore {
   // ---- the archiver's lock: a key on this node's lease (no lock-delay) ---------------------------
 
   async acquireArchiver(record: ArchiverRecord): Promise<boolean> {
-    const lease = this.lease;
+    const lease = this.heldLease();
     if (this.opts.member === false || !lease) return false;
     const key = this.keys.archiver;
     const value = JSON.stringify(ArchiverRecord.parse(record));
