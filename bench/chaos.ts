@@ -5,8 +5,10 @@
  * acknowledged insert and a sampler reading @@read_only on every node every 100 ms, heals it, waits
  * for the cluster to converge (one primary, every other node a replica with the same GTIDs) and
  * checks that every acknowledged row is on the primary.
- *   npm run bench:chaos -- --rounds 30 --seed 42
- * Last line: chaos: rounds=N seed=N acked=N lost=N split_brain_samples=N unconverged=N
+ *   npm run bench:chaos -- --rounds 30 --seed 42 [--store consul|etcd]
+ * With --store etcd the nodes' cluster store is a real etcd beside Consul (which keeps the service
+ * registrations); the cluster-store faults stop or pause whichever store the nodes use.
+ * Last line: chaos: rounds=N seed=N store=S acked=N lost=N split_brain_samples=N unconverged=N
  * Needs root (network namespaces, tmpfs).
  * Interrupted (Ctrl-C, SIGTERM, `timeout`, or its npm parent killed), it stops the lab and removes
  * its namespaces, veths and tmpfs before exiting; a run killed with SIGKILL leaves nothing running
@@ -30,6 +32,14 @@ function intArg(name: string, fallback: number): number {
   return v;
 }
 const ROUNDS = intArg("rounds", 30);
+function storeArg(): "consul" | "etcd" {
+  const i = argv.indexOf("--store");
+  if (i < 0) return "consul";
+  const v = argv[i + 1];
+  if (v !== "consul" && v !== "etcd") throw new Error(`--store: expected consul or etcd, got ${JSON.stringify(v)}`);
+  return v;
+}
+const STORE = storeArg();
 const SEED = intArg("seed", Date.now() % 1_000_000);
 
 
@@ -51,6 +61,10 @@ const PLANS: Plan[] = [
   { kind: "partition-consul", target: "replica", forMs: [4_000, 12_000] },
   { kind: "partition-peers", target: "primary", forMs: [3_000, 8_000] },
   { kind: "consul-restart", target: "none", forMs: [0, 2_000] },
+  // The nodes' cluster store (Consul, or etcd with --store etcd): its process stopped or paused
+  // (partition-consul above cuts a node off from it: the lab's etcd shares Consul's namespace).
+  { kind: "cluster-store-stop", target: "none", forMs: [2_000, 12_000] },
+  { kind: "cluster-store-pause", target: "none", forMs: [2_000, 12_000] },
   { kind: "store-down", target: "none", forMs: [5_000, 12_000] },
   { kind: "disk-full", target: "none", forMs: [5_000, 12_000] },
 ];
@@ -69,7 +83,7 @@ const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("bench:chaos needs root (network namespaces and a tmpfs store)");
-  console.log(`chaos: seed ${SEED}, ${ROUNDS} rounds (rerun with --seed ${SEED})`);
+  console.log(`chaos: seed ${SEED}, ${ROUNDS} rounds, cluster store ${STORE} (rerun with --seed ${SEED} --store ${STORE})`);
   const r = seededRandom(SEED);
   const dir = mkdtempSync(join(tmpdir(), "statepilot-chaos-"));
   const lab = await Lab.up({
@@ -78,6 +92,7 @@ async function main(): Promise<void> {
     subnet: "127.0.60",
     netns: true,
     lossless: true,
+    store: STORE,
     storeTmpfsMb: 256,
     // The lab lives and dies with this process, whatever ends it.
     owned: true,
@@ -151,7 +166,7 @@ async function main(): Promise<void> {
   const lost = results.reduce((a, x) => a + x.lost, 0);
   const split = results.reduce((a, x) => a + x.splitBrain, 0);
   console.log(`read_only samples: ${sampler.rounds}`);
-  console.log(`chaos: rounds=${results.length} seed=${SEED} acked=${acked} lost=${lost} split_brain_samples=${split} unconverged=${unconverged}`);
+  console.log(`chaos: rounds=${results.length} seed=${SEED} store=${STORE} acked=${acked} lost=${lost} split_brain_samples=${split} unconverged=${unconverged}`);
   if (lost || split || unconverged) process.exitCode = 1;
 }
 

@@ -428,9 +428,14 @@ export class Lab {
 
   /** Stops Consul and starts it again on the same address (a dev agent forgets all its state). */
   async restartConsul(): Promise<void> {
+    await this.stopConsul();
+    await this.startConsul();
+  }
+
+  /** Starts the lab's Consul dev agent where lab.json says it was (empty: a dev agent keeps nothing). */
+  private async startConsul(): Promise<void> {
     const a = this.file.consulAgent;
     if (!a) throw new Error("this lab.json has no consulAgent entry; recreate the lab");
-    await this.stopConsul();
     const consul = await new ConsulAgent({ dir: join(this.dir, "consul"), persistent: !this.tiedHere, env: this.markers(), host: a.host, ports: a.ports, ...(this.file.network ? { netns: this.file.network.consulNs } : {}) }).start();
     this.file.consulPid = consul.pid!;
     this.save();
@@ -456,6 +461,26 @@ export class Lab {
     }).start();
     this.file.etcd = { endpoint: server.endpoint, pid: server.pid!, host: server.host, ports: [server.clientPort, Number(new URL(server.peerUrl).port)] };
     this.save();
+  }
+
+  /** The processes of the nodes' cluster store: the lab's etcd when the lab runs on etcd, else its Consul agent. */
+  clusterStorePids(): number[] {
+    return this.file.etcd ? this.etcdPids() : this.consulPids();
+  }
+
+  /**
+   * Stops the nodes' cluster store (etcd, its data kept; or the Consul dev agent, which forgets
+   * everything) until startClusterStore().
+   */
+  async stopClusterStore(): Promise<void> {
+    if (this.file.etcd) await this.stopEtcd();
+    else await this.stopConsul();
+  }
+
+  /** Starts the nodes' cluster store again where the nodes expect it. */
+  async startClusterStore(): Promise<void> {
+    if (this.file.etcd) await this.startEtcd();
+    else await this.startConsul();
   }
 
   /** Stops the lab's etcd (SIGTERM, SIGKILL after 10 s): every node loses its cluster store until startEtcd(). */

@@ -14,6 +14,8 @@ export const FAULTS = [
   "partition-consul",
   "partition-peers",
   "consul-restart",
+  "cluster-store-stop",
+  "cluster-store-pause",
   "store-down",
   "disk-full",
 ] as const;
@@ -108,7 +110,7 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
           heal();
         }
       });
-      return { kind, node: node.name, description: `${node.name} cut off from Consul for ${opts.forMs} ms` };
+      return { kind, node: node.name, description: `${node.name} cut off from Consul${lab.file.etcd ? " and etcd (its cluster store)" : ""} for ${opts.forMs} ms` };
     }
     case "partition-peers": {
       const node = needNode();
@@ -134,6 +136,39 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
       await lab.restartConsul();
       await sleep(opts.forMs);
       return { kind, node: undefined, description: "Consul dev agent restarted (all KV, sessions and registrations lost)" };
+    }
+    case "cluster-store-stop": {
+      // The nodes' cluster store process (etcd with its data kept, or the Consul dev agent) stopped
+      // and started again: every node loses the store at once.
+      const store = lab.file.etcd ? "etcd" : "Consul";
+      const start = () => lab.startClusterStore();
+      const release = onInterrupt({ what: `starting the stopped ${store}`, run: () => void start().catch(() => undefined) });
+      try {
+        await lab.stopClusterStore();
+        await sleep(opts.forMs);
+        await start();
+      } finally {
+        release();
+      }
+      return { kind, node: undefined, description: `cluster store (${store}) stopped for ${opts.forMs} ms, then started again${store === "Consul" ? " (a dev agent: all KV, sessions and registrations lost)" : " (its data kept)"}` };
+    }
+    case "cluster-store-pause": {
+      // SIGSTOP: connections stay open and calls hang (no refusal), as with a store host frozen.
+      const store = lab.file.etcd ? "etcd" : "Consul";
+      const pids = lab.clusterStorePids();
+      if (!pids.length) throw new Error(`${kind}: the lab's ${store} is not running`);
+      const thaw = () => {
+        for (const p of pids) if (alive(p)) process.kill(p, "SIGCONT");
+      };
+      await healing(`the stopped ${store}`, thaw, async () => {
+        for (const p of pids) process.kill(p, "SIGSTOP");
+        try {
+          await sleep(opts.forMs);
+        } finally {
+          thaw();
+        }
+      });
+      return { kind, node: undefined, description: `cluster store (${store}, pid ${pids.join(", ")}) paused (SIGSTOP) for ${opts.forMs} ms, then SIGCONT` };
     }
     case "store-down": {
       const path = storePath(lab, kind);
