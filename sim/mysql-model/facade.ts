@@ -112,6 +112,11 @@ export class SimDatabase implements Database {
     await s.untilDrained(deadline, queryTimeout);
   }
 
+  async armFence(afterMs: number): Promise<void> {
+    await this.enter();
+    this.s.armFence(afterMs);
+  }
+
   async killWriters(): Promise<number> {
     await this.enter();
     return this.s.killWriters();

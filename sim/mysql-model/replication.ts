@@ -26,7 +26,14 @@ function ioFail(s: Server, errno: number, message: string): void {
  * gtid_slave_pos (a promoted replica), or the source must have nothing in the domain yet.
  */
 export function startPosition(src: Server, want: Txn | undefined): { next: number; recheck?: Txn } | { error: string } {
-  if (!want) return { next: 0 };
+  // An empty slave position needs each domain from its very first transaction: MariaDB's
+  // contains_all_slave_gtid() refuses every binlog file whose Gtid_list names a domain the slave
+  // lacks, so a source whose binlog starts after history began (restored, or purged) refuses it.
+  if (!want) {
+    return src.binlogBase
+      ? { error: fatal1236("Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged.") }
+      : { next: 0 };
+  }
   // The Gtid_list at the start of the binlog (a restored, seeded server): everything after it.
   if (src.binlogBase && src.binlogBase.str === want.str) return { next: 0 };
   const inState = src.lastByServer.get(want.server);

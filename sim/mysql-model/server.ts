@@ -98,6 +98,10 @@ export class Server {
   readonly blockedWrites = new Set<(r: WriteResult) => void>();
   /** SET GLOBAL read_only = ON statements waiting for commits in progress (server side, even after the client gave up). */
   pendingReadOnly = 0;
+  /** The armed dead man's switch (a SET GLOBAL read_only sleeping in the server), see FenceSwitch. */
+  private fenceTimer: ReturnType<Env["clock"]["schedule"]> | undefined;
+  /** Its time came while the server was frozen: it lands as the server runs again. */
+  private fenceOnThaw = false;
   readonly drainWaiters = new Set<Parked>();
   readonly thawWaiters = new Set<Parked>();
   readonly appliedWaiters = new Set<AppliedWaiter>();
@@ -334,6 +338,8 @@ export class Server {
 
   /** KILL CONNECTION for every client that could still write; a commit waiting for an ack completes locally. */
   killWriters(): number {
+    // The switch's connection is a client connection too (production kills it with the others).
+    this.disarmFence();
     const n = this.commitWaiters.size + this.blockedWrites.size;
     for (const w of [...this.commitWaiters]) this.commit(w, "failed");
     for (const b of [...this.blockedWrites]) {
@@ -363,6 +369,7 @@ export class Server {
   // ---- process ------------------------------------------------------------------------------------
 
   start(): void {
+    this.disarmFence();
     this.running = true;
     this.frozen = false;
     this.pid = this.env.nextPid();
@@ -384,6 +391,7 @@ export class Server {
   /** SIGKILL: everything in flight on it ends. Returns false if it was not running. */
   kill(): boolean {
     if (!this.running) return false;
+    this.disarmFence();
     this.running = false;
     this.frozen = false;
     this.pid = undefined;
@@ -411,9 +419,37 @@ export class Server {
     if (this.running) this.frozen = true;
   }
 
+  /** Arms (or re-arms) the dead man's switch: read-only in `afterMs` (the statement runs in the server). */
+  armFence(afterMs: number): void {
+    this.disarmFence();
+    this.fenceTimer = this.env.clock.schedule(afterMs, () => {
+      this.fenceTimer = undefined;
+      if (!this.running) return;
+      if (this.frozen) this.fenceOnThaw = true;
+      else this.fenceLands();
+    });
+  }
+
+  /** The switch's statement ends without landing: killed, or its connection or process is gone. */
+  disarmFence(): void {
+    if (this.fenceTimer) this.env.clock.cancel(this.fenceTimer);
+    this.fenceTimer = undefined;
+    this.fenceOnThaw = false;
+  }
+
+  /** SET GLOBAL read_only = 1 from the switch: at once, or pending behind commits in progress. */
+  private fenceLands(): void {
+    this.fenceOnThaw = false;
+    if (this.readOnly) return;
+    if (this.commitWaiters.size === 0) this.readOnly = true;
+    else this.pendingReadOnly++;
+  }
+
   thaw(): void {
     if (!this.frozen) return;
     this.frozen = false;
+    // The switch's thread was woken by its expired timer: it runs before a client can be served.
+    if (this.fenceOnThaw) this.fenceLands();
     for (const p of [...this.thawWaiters]) p.resolve();
     this.thawWaiters.clear();
     this.env.wake();

@@ -1,6 +1,6 @@
 import type { Member } from "../cluster/store.js";
 import type { LeaderRecord, MemberRecord } from "../cluster/records.js";
-import { gtidBehind, gtidSubset, gtidUnion, type Flavor } from "./gtid.js";
+import { gtidBehind, gtidSubset, gtidUnion, gtidUnionForCompare, withoutOwnWrites, type Flavor } from "./gtid.js";
 
 export type { LeaderRecord, MemberRecord } from "../cluster/records.js";
 
@@ -34,6 +34,21 @@ export function received(flavor: Flavor, r: Pick<MemberRecord, "executed" | "rec
   return gtidUnion(flavor, r.executed, r.received);
 }
 
+/** What a member holds, for comparing candidates: conflicting MariaDB tails both kept (see gtidUnionForCompare). */
+export function holds(flavor: Flavor, r: Pick<MemberRecord, "executed" | "received">): string {
+  return gtidUnionForCompare(flavor, r.executed, r.received);
+}
+
+/**
+ * What a peer holds that a candidate must have too. A MariaDB replica's own-server transactions are
+ * errant local writes (they never block an election: the divergence check deals with them); the
+ * last primary's are its writes.
+ */
+function peerHolds(flavor: Flavor, r: MemberRecord, lastNode: string | undefined): string {
+  if (flavor === "mysql" || r.node === lastNode) return holds(flavor, r);
+  return gtidUnionForCompare(flavor, withoutOwnWrites(r.executed, r.serverId), withoutOwnWrites(r.received, r.serverId));
+}
+
 /** A member that may be promoted at all (before comparing positions). */
 export function promotable(m: MemberRecord): boolean {
   return m.up && !m.nofailover && !m.blocked && !m.sqlError && !m.maintenance;
@@ -57,7 +72,7 @@ export function decideRace(input: RaceInput): RaceDecision {
   if (self.lagSeconds !== null && self.lagSeconds > input.maximumLagSeconds) {
     return { race: false, reason: `lag ${self.lagSeconds}s exceeds maximumLagOnFailover ${input.maximumLagSeconds}s`, wait: false };
   }
-  const mine = received(flavor, self);
+  const mine = holds(flavor, self);
   if (input.clusterInitialized && mine === "") return { race: false, reason: "empty server in an initialised cluster", wait: false };
   if (input.lastLeader?.gtid && !gtidSubset(flavor, input.lastLeader.gtid, mine)) {
     return { race: false, reason: `missing GTIDs the last primary had at promotion (${input.lastLeader.gtid})`, wait: false };
@@ -73,6 +88,12 @@ export function decideRace(input: RaceInput): RaceDecision {
     if (mayHoldAcked && !fresh) {
       return { race: false, reason: `waiting for ${r.node}${m.alive ? "" : " (not reachable)"}: it replicated from ${lastNode} and may hold acknowledged writes; bring it back or remove it from the cluster`, wait: true };
     }
+    // Lossless: a record published since the leadership was freed by a node that cannot serve
+    // (critical: an SQL thread error, say) still tells what it received; if that is more, or
+    // another tail, an acknowledged write may sit only there, so this node must not take over.
+    if (input.lossless && fresh && r.up && !r.blocked && !m.alive && gtidBehind(flavor, mine, peerHolds(flavor, r, lastNode))) {
+      return { race: false, reason: `waiting for ${r.node} (not reachable or unhealthy): it received more or other transactions (${peerHolds(flavor, r, lastNode)} vs ${mine}); bring it back or remove it from the cluster`, wait: true };
+    }
     if (!m.alive || !r.up) continue;
     if (!fresh && promotable(r) && input.freeForMs < input.peerWaitMs) {
       return { race: false, reason: `waiting for ${r.node} to publish its position`, wait: true };
@@ -81,8 +102,8 @@ export function decideRace(input: RaceInput): RaceDecision {
     // In lossless mode a node that cannot be promoted but received more still blocks: taking over
     // without its transactions could lose an acknowledged write. A diverged node does not: what
     // it has beyond the primary's history is its own errant tail, not the primary's writes.
-    if ((promotable(r) || (input.lossless && !r.blocked)) && gtidBehind(flavor, mine, received(flavor, r))) {
-      return { race: false, reason: `${r.node} has received more (${received(flavor, r)} vs ${mine})`, wait: false };
+    if ((promotable(r) || (input.lossless && !r.blocked)) && gtidBehind(flavor, mine, peerHolds(flavor, r, lastNode))) {
+      return { race: false, reason: `${r.node} has received more or other transactions (${peerHolds(flavor, r, lastNode)} vs ${mine})`, wait: false };
     }
   }
   return { race: true, reason: "healthy and most advanced" };

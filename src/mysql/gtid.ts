@@ -51,6 +51,17 @@ function maxPerDomain(list: MariaGtid[]): Map<number, bigint> {
   return m;
 }
 
+/** Per domain, the highest seq and the servers that wrote a transaction at it (two: conflicting tails). */
+function topPerDomain(list: MariaGtid[]): Map<number, { seq: bigint; servers: Set<number> }> {
+  const m = new Map<number, { seq: bigint; servers: Set<number> }>();
+  for (const g of list) {
+    const cur = m.get(g.domain);
+    if (cur === undefined || g.seq > cur.seq) m.set(g.domain, { seq: g.seq, servers: new Set([g.server]) });
+    else if (g.seq === cur.seq) cur.servers.add(g.server);
+  }
+  return m;
+}
+
 interface Interval {
   start: bigint;
   end: bigint;
@@ -126,12 +137,15 @@ export function formatMysqlGtidSet(s: MysqlGtidSet): string {
  */
 export function gtidSubset(flavor: Flavor, a: string, b: string): boolean {
   if (flavor === "mysql") return mysqlSubset(parseMysqlGtidSet(a), parseMysqlGtidSet(b));
-  const la = parseMariaGtidList(a);
-  const lb = parseMariaGtidList(b);
-  const pb = maxPerDomain(lb);
-  for (const [d, seq] of maxPerDomain(la)) {
+  const pb = topPerDomain(parseMariaGtidList(b));
+  for (const [d, top] of topPerDomain(parseMariaGtidList(a))) {
     const other = pb.get(d);
-    if (other === undefined || other < seq) return false;
+    if (other === undefined || other.seq < top.seq) return false;
+    // The same sequence number written by another server is another transaction (gtid_strict_mode
+    // allows one per seq in a history): 0-1-36 is not in 0-2-36.
+    // Server 0 (no server writes with server_id 0) stands for "some transaction at this seq":
+    // see withoutOwnWrites.
+    if (other.seq === top.seq) for (const server of top.servers) if (server !== 0 && !other.servers.has(server)) return false;
   }
   return true;
 }
@@ -158,6 +172,35 @@ export function gtidCount(flavor: Flavor, s: string): bigint {
   let n = 0n;
   for (const seq of maxPerDomain(parseMariaGtidList(s)).values()) n += seq;
   return n;
+}
+
+/**
+ * Union for comparing what nodes hold: like gtidUnion, but a MariaDB domain whose highest seq was
+ * written by two servers keeps both (`0-1-36,0-2-36`), so neither conflicting tail is hidden.
+ * For comparisons only (gtidSubset/gtidBehind): it is no position to replicate or wait for.
+ */
+export function gtidUnionForCompare(flavor: Flavor, a: string, b: string): string {
+  if (flavor === "mysql") return gtidUnion(flavor, a, b);
+  const out: string[] = [];
+  for (const [d, top] of topPerDomain([...parseMariaGtidList(a), ...parseMariaGtidList(b)])) {
+    for (const server of [...top.servers].sort((x, y) => x - y)) out.push(`${d}-${server}-${top.seq}`);
+  }
+  return out.sort().join(",");
+}
+
+/**
+ * A MariaDB replica's position without its own writes: a transaction a replica wrote with its own
+ * server_id is an errant local write, never a primary's acknowledged one. `d-S-N` becomes
+ * `d-0-(N-1)` (strict mode: it had the history up to N-1 before it), which gtidSubset reads as
+ * "some transaction at N-1". For comparisons only.
+ */
+export function withoutOwnWrites(pos: string, serverId: number): string {
+  const out: string[] = [];
+  for (const g of parseMariaGtidList(pos)) {
+    if (g.server !== serverId) out.push(`${g.domain}-${g.server}-${g.seq}`);
+    else if (g.seq > 1n) out.push(`${g.domain}-0-${g.seq - 1n}`);
+  }
+  return out.join(",");
 }
 
 /** Union of positions: per domain the highest (MariaDB), or the set union (MySQL). */

@@ -1,5 +1,6 @@
 import mysql from "mysql2/promise";
 import { Dialect, parseServerVersion } from "./dialect.js";
+import { FenceSwitch, type FenceSwitchEvent } from "./fence-switch.js";
 import { gtidUnion } from "./gtid.js";
 
 import type { LocalState, RemoteState } from "./ha/database.js";
@@ -15,11 +16,21 @@ export class LocalServer {
   private conn: mysql.Connection | undefined;
   private connecting: Promise<mysql.Connection> | undefined;
   dialect: Dialect | undefined;
+  private readonly fenceSwitch: FenceSwitch;
 
   constructor(
     private readonly socket: string,
     private readonly password: () => string,
-  ) {}
+    onFenceSwitch?: (e: FenceSwitchEvent) => void,
+  ) {
+    this.fenceSwitch = new FenceSwitch({ socket, password, flavor: () => this.dialect?.flavor ?? "mariadb", onEvent: onFenceSwitch });
+  }
+
+  /** Arms the server's own dead man's switch: read-only in `afterMs` unless armed again (see FenceSwitch). */
+  async armFence(afterMs: number): Promise<void> {
+    await this.ready();
+    await this.fenceSwitch.arm(afterMs);
+  }
 
   private async connection(): Promise<mysql.Connection> {
     if (this.conn) return this.conn;
@@ -179,6 +190,7 @@ export class LocalServer {
   }
 
   close(): void {
+    this.fenceSwitch.close();
     this.drop(this.conn);
   }
 }

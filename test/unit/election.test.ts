@@ -3,7 +3,7 @@ import { decideRace, type MemberRecord, type RaceInput } from "../../src/mysql/e
 import type { Member } from "../../src/cluster/store.js";
 
 const member = (node: string, extra: Partial<MemberRecord> = {}): MemberRecord => ({
-  node, serverId: 1, host: "10.0.0.1", port: 3306, role: "replica", up: true,
+  node, serverId: 100 + node.charCodeAt(0), host: "10.0.0.1", port: 3306, role: "replica", up: true,
   executed: "0-1-100", received: "0-1-100", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at: "", ...extra,
 });
 const peer = (r: MemberRecord, extra: Partial<Member> = {}): Member => ({ node: r.node, record: r, version: 50, alive: true, ...extra });
@@ -35,6 +35,30 @@ describe("decideRace", () => {
     for (const p of [peer(member("b", ahead), { alive: false }), peer(member("b", { ...ahead, nofailover: true })), peer(member("b", { ...ahead, blocked: "errant" })), peer(member("b", { ...ahead, up: false }))]) {
       expect(decideRace(input(member("a"), [p])).race).toBe(true);
     }
+  });
+
+  it("lossless: a fresh record of an unhealthy node that received more, or another tail, keeps a candidate out (simulation seed 41087)", () => {
+    // b's SQL thread stopped on a conflict (so its health is critical, not alive), yet its relay log
+    // holds 0-1-36, which the old primary acknowledged; a holds 0-2-36, an errant write of the same seq.
+    const a = member("a", { executed: "0-2-36", received: "0-2-36" });
+    const b = peer(member("b", { serverId: 2, executed: "0-2-36", received: "0-1-42", sqlError: "out-of-order sequence number", source: "n1" }), { alive: false });
+    expect(decideRace(input(a, [b], { lossless: true }))).toMatchObject({ race: false, wait: true, reason: expect.stringContaining("waiting for b (not reachable or unhealthy): it received more") });
+    // Asynchronous mode does not wait for it (nothing was acknowledged by a replica).
+    expect(decideRace(input(a, [b], { lossless: false })).race).toBe(true);
+    // An errant write of the same sequence number is not "as advanced": a live b that received 0-1-36 wins.
+    const b2 = peer(member("b", { executed: "0-1-36", received: "0-1-36" }));
+    expect(decideRace(input(a, [b2]))).toMatchObject({ race: false, reason: expect.stringContaining("b has received more or other transactions") });
+  });
+
+  it("a replica's own errant write never blocks the election (simulation seed 18188)", () => {
+    // c (server_id 3) wrote 0-3-18 locally, then could not apply the primary's 0-1-18 it received.
+    const a = member("a", { executed: "0-1-18", received: "0-1-18" });
+    const c = peer(member("c", { serverId: 3, executed: "0-3-18", received: "0-1-18", sqlError: "out-of-order sequence number" }), { alive: false });
+    expect(decideRace(input(a, [c], { lossless: true })).race).toBe(true);
+    // But what it had from the primary before its own write still counts.
+    const behind = member("a", { executed: "0-1-16", received: "0-1-16" });
+    const c2 = peer(member("c", { serverId: 3, executed: "0-3-18", received: "" }));
+    expect(decideRace(input(behind, [c2], { lossless: true })).race).toBe(false);
   });
 
   it("keeps out a node that is down, nofailover, blocked, broken or lagging", () => {

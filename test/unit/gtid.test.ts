@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GtidParseError, gtidBehind, gtidCount, gtidSubset, gtidUnion, mariaStateContained, parseMysqlGtidSet, formatMysqlGtidSet } from "../../src/mysql/gtid.js";
+import { GtidParseError, gtidBehind, gtidCount, gtidSubset, gtidUnion, gtidUnionForCompare, mariaStateContained, withoutOwnWrites, parseMysqlGtidSet, formatMysqlGtidSet } from "../../src/mysql/gtid.js";
 
 const U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 const U2 = "4a2b9c10-1111-11e1-9e33-c80aa9429562";
@@ -12,7 +12,26 @@ describe("MariaDB GTID positions", () => {
     expect(gtidSubset("mariadb", "0-1-5,2-2-1", "0-1-5")).toBe(false);
     expect(gtidSubset("mariadb", "", "0-1-5")).toBe(true);
     expect(gtidBehind("mariadb", "0-1-5", "0-2-6")).toBe(true);
-    expect(gtidBehind("mariadb", "0-1-6", "0-2-6")).toBe(false);
+    // The same sequence number written by two servers is two transactions (simulation seed 41087:
+    // a restored node holding an errant 0-2-36 looked as advanced as a replica that received 0-1-36).
+    expect(gtidBehind("mariadb", "0-1-6", "0-2-6")).toBe(true);
+    expect(gtidSubset("mariadb", "0-2-6", "0-2-6")).toBe(true);
+    expect(gtidSubset("mariadb", "0-2-6", "0-1-6,0-2-6")).toBe(true);
+    expect(gtidSubset("mariadb", "0-1-6,0-2-6", "0-2-6")).toBe(false);
+    expect(gtidSubset("mariadb", "0-1-6", "0-2-7")).toBe(true); // a later seq: the history goes on
+  });
+
+  it("a replica's own writes drop out of what it holds, leaving a seq-only bound", () => {
+    expect(withoutOwnWrites("0-3-18,1-1-4", 3)).toBe("0-0-17,1-1-4");
+    expect(withoutOwnWrites("0-3-1", 3)).toBe("");
+    expect(gtidSubset("mariadb", "0-0-17", "0-1-17")).toBe(true);
+    expect(gtidSubset("mariadb", "0-0-17", "0-1-16")).toBe(false);
+  });
+
+  it("a union for comparing keeps both tails at a conflicting sequence number", () => {
+    expect(gtidUnionForCompare("mariadb", "0-2-36", "0-1-36")).toBe("0-1-36,0-2-36");
+    expect(gtidUnionForCompare("mariadb", "0-2-36,1-1-3", "0-1-40")).toBe("0-1-40,1-1-3");
+    expect(gtidBehind("mariadb", "0-2-36", gtidUnionForCompare("mariadb", "0-2-36", "0-1-36"))).toBe(true);
   });
 
   it("tell a diverged tail from a position that is merely behind, using binlog states", () => {

@@ -143,6 +143,8 @@ export class Actions {
     const confirmed = this.ha.leaseConfirmedAt;
     if (confirmed === undefined || this.d.clock.now() - confirmed >= this.d.settings.fenceAfter) throw new Error("the leadership is not confirmed recently enough to turn writable");
     if (this.d.settings.lossless && !this.d.faults?.writableWithoutSemiSync) await this.d.db.semiSyncPrimary(true);
+    // The server fences itself at the watchdog's instant even if this process is frozen with it.
+    await this.ha.armServerFence(confirmed);
     // The only place read_only is turned off, and only right after the lease was confirmed.
     await this.d.db.setReadOnly(false);
     this.ha.setRole("primary");
@@ -184,6 +186,14 @@ export class Actions {
           if (!(await db.waitApplied(want, this.d.settings.promoteTimeout))) throw new Error(`relay log not applied within ${this.d.settings.promoteTimeout} ms`);
         }
         await db.resetReplication();
+      }
+      // A node restored from a snapshot that never replicated (elected before any primary came
+      // back): its binlog must start with the snapshot's binlog state before it writes, or every
+      // replica's history looks errant against it and the cluster is poisoned.
+      const restored = this.d.restored.pending();
+      if (restored) {
+        await db.seedBinlogState(restored.state || restored.gtid);
+        this.d.restored.applied();
       }
       let final = await db.observe();
       if (!o.cluster?.initialized) {

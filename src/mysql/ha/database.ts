@@ -37,6 +37,12 @@ export interface Database {
   ready(): Promise<{ flavor: Flavor; version: string }>;
   observe(): Promise<LocalState>;
   setReadOnly(on: boolean): Promise<void>;
+  /**
+   * The server's own dead man's switch: it turns read-only `afterMs` from now unless armed again
+   * before. Unlike statepilot's watchdog it acts inside mysqld, so a node frozen whole (docker
+   * pause) is read-only as it wakes, not once statepilot is scheduled. Resolves once armed.
+   */
+  armFence(afterMs: number): Promise<void>;
   /** Kills client connections that could still write; returns how many. */
   killWriters(): Promise<number>;
   /** Semi-sync on the primary side; turning it off never throws. */

@@ -11,7 +11,7 @@ import type { HaSettings } from "./settings.js";
  * catches the violation; production never sets them (the autopilot passes none).
  */
 export interface PlantedFaults {
-  /** The lease watchdog never fences. */
+  /** The lease watchdog never fences (nor does the server's dead man's switch, which it arms). */
   watchdogNeverFences?: boolean;
   /** Promotion does not drain what the relay log received before turning writable. */
   promotionIgnoresReceived?: boolean;

@@ -141,7 +141,9 @@ export class MysqlHa {
     const mine = leader?.node === this.d.node;
     let leaseConfirmed = false;
     if (mine && local) leaseConfirmed = await this.confirmLease(t0, local);
-    if (cluster && !leader) this.free ??= { version: cluster.version, since: t0 };
+    // Free "since" the moment this node saw it so, not since the iteration began: a loop stalled on
+    // a frozen mysqld or a slow store must not count its stall as time spent waiting for peers.
+    if (cluster && !leader) this.free ??= { version: cluster.version, since: this.d.clock.now() };
     else if (leader) this.free = undefined;
     const base = { role: this.role, local, loops: this.loops, settings: this.d.settings, blocked: this.blocked, receiverStoppedByUs: this.receiverStoppedByUs };
     const primaryState = leader && !mine && local && needsDivergenceCheck(base, leader) ? await this.remote(leader.record.host, leader.record.port) : undefined;
@@ -187,7 +189,17 @@ export class MysqlHa {
     }
     this.leaseConfirmedAt = t0;
     this.armWatchdog(t0);
+    if (this.role === "primary") {
+      // The server's own switch moves with the watchdog; a late re-arm can only fence early.
+      this.armServerFence(t0).catch((err: unknown) => this.log.warn({ err: errText(err) }, "could not re-arm the server's fence switch (the watchdog still fences)"));
+    }
     return true;
+  }
+
+  /** Arms the server's dead man's switch for the same instant as the watchdog (confirmed + fenceAfter). */
+  armServerFence(confirmedAt: number): Promise<void> {
+    if (this.d.faults?.watchdogNeverFences) return Promise.resolve();
+    return this.d.db.armFence(confirmedAt + this.d.settings.fenceAfter - this.d.clock.now());
   }
 
   // ---- the watchdog ---------------------------------------------------------------------------
@@ -310,8 +322,11 @@ export class MysqlHa {
   record(local: LocalState | undefined, role: Role = this.role) {
     const rec = memberRecordFor({ node: this.d.node, serverId: this.d.serverId, role, local, settings: this.d.settings, blocked: this.blocked, maintenance: this.d.inMaintenance(), now: this.d.clock.now() }, this.d.advertise);
     const rep = local?.replication;
-    const leader = this.lastCluster?.leader;
-    if (rep?.configured && leader && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port) rec.source = leader.node;
+    // The node it replicates from, named when that is the leader or, with none, the last leader (a
+    // lossless election must keep seeing which replicas of the old primary may hold its writes).
+    const c = this.lastCluster;
+    const from = c?.leader ? { node: c.leader.node, host: c.leader.record.host, port: c.leader.record.port } : c?.lastLeader;
+    if (rep?.configured && from && rep.sourceHost === from.host && rep.sourcePort === from.port) rec.source = from.node;
     return rec;
   }
 

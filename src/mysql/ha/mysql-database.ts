@@ -26,6 +26,10 @@ export class MysqlDatabase implements Database {
     return this.local.setReadOnly(on);
   }
 
+  armFence(afterMs: number): Promise<void> {
+    return this.local.armFence(afterMs);
+  }
+
   killWriters(): Promise<number> {
     return this.local.killWriters();
   }
