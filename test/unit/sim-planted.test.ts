@@ -16,6 +16,13 @@ const cases: Array<{ fault: keyof PlantedFaults; expect: RegExp; schedules: (see
     schedules: (seed) => ({ ...makeSchedule(seed, { lossless: false }), faults: [{ at: 8_000, fault: { kind: "store-partition", node: -1, forMs: 9_000 + (seed % 5) * 1_000 } }] }),
   },
   {
+    fault: "serverFenceSwitchOff",
+    expect: /two nodes can acknowledge writes/,
+    // An async primary whose statepilot stops (SIGSTOP) past the takeover while its mysqld runs
+    // on: only the switch inside the server turns it read-only; the watchdog cannot run.
+    schedules: (seed) => ({ ...makeSchedule(seed, { lossless: false }), faults: [{ at: 8_000 + (seed % 7) * 110, fault: { kind: "pause", node: -1, what: "statepilot", forMs: 12_000 + (seed % 5) * 500, thawMysqldFirst: false } }] }),
+  },
+  {
     fault: "promotionIgnoresReceived",
     expect: /acknowledged write .* is missing/,
     // Replicas that apply slowly, then the primary dies: what they received but did not apply matters.

@@ -13,6 +13,8 @@ import type { HaSettings } from "./settings.js";
 export interface PlantedFaults {
   /** The lease watchdog never fences (nor does the server's dead man's switch, which it arms). */
   watchdogNeverFences?: boolean;
+  /** The server's dead man's switch is never armed (the watchdog in statepilot still is). */
+  serverFenceSwitchOff?: boolean;
   /** Promotion does not drain what the relay log received before turning writable. */
   promotionIgnoresReceived?: boolean;
   /** A primary turns writable without turning semi-sync on first. */

@@ -198,7 +198,7 @@ export class MysqlHa {
 
   /** Arms the server's dead man's switch for the same instant as the watchdog (confirmed + fenceAfter). */
   armServerFence(confirmedAt: number): Promise<void> {
-    if (this.d.faults?.watchdogNeverFences) return Promise.resolve();
+    if (this.d.faults?.watchdogNeverFences || this.d.faults?.serverFenceSwitchOff) return Promise.resolve();
     return this.d.db.armFence(confirmedAt + this.d.settings.fenceAfter - this.d.clock.now());
   }
 
