@@ -102,7 +102,17 @@ export class MysqlAutopilot {
       JobSchema.parse({ name: MYSQLD_JOB, exec: argv, main: true, output: "wrapped", restarts: "unlimited", stopTimeout: formatDuration(cfg.stopTimeout), backoff: { initial: "1s", max: "15s" } }),
     );
 
-    const local = new LocalServer(socketPath(cfg), () => (nodeState.bootstrapped ? creds.rootPassword : ""));
+    let onSwitchFired: (() => void) | undefined;
+    const local = new LocalServer(
+      socketPath(cfg),
+      () => (nodeState.bootstrapped ? creds.rootPassword : ""),
+      (e) => {
+        if (e.kind === "fired") {
+          log.warn("the server's fence switch fired: its lease was not confirmed in time, the server made itself read-only");
+          onSwitchFired?.();
+        } else log.warn({ err: e.message }, "the server's fence switch lost its connection (re-armed at the next lease confirmation; the watchdog still fences)");
+      },
+    );
     const serviceHealth = (name: string, jobName: string, tags: string[]) =>
       new ServiceHealth({
         jobName,
@@ -131,6 +141,7 @@ export class MysqlAutopilot {
 
     const clusterStore = createClusterStore({ coordinator: supervisor.coordination(), node: supervisor.node, cfg, health, store: config.store, env: opts.env });
     const metrics = opts.metrics ? new MysqlMetrics(opts.metrics.registry) : undefined;
+    onSwitchFired = () => metrics?.fencing.inc({ reason: "server_switch" });
     ap.ha = new MysqlHa(
       {
         settings: haSettings(cfg, clusterStore.timing),

@@ -1,6 +1,6 @@
 import type { Member } from "../cluster/store.js";
 import type { LeaderRecord, MemberRecord } from "../cluster/records.js";
-import { gtidBehind, gtidSubset, gtidUnion, gtidUnionForCompare, withoutOwnWrites, type Flavor } from "./gtid.js";
+import { gtidBehind, gtidSubset, gtidUnion, gtidUnionForCompare, ownTailBeyond, withoutOwnWrites, type Flavor } from "./gtid.js";
 
 export type { LeaderRecord, MemberRecord } from "../cluster/records.js";
 
@@ -76,6 +76,16 @@ export function decideRace(input: RaceInput): RaceDecision {
   if (input.clusterInitialized && mine === "") return { race: false, reason: "empty server in an initialised cluster", wait: false };
   if (input.lastLeader?.gtid && !gtidSubset(flavor, input.lastLeader.gtid, mine)) {
     return { race: false, reason: `missing GTIDs the last primary had at promotion (${input.lastLeader.gtid})`, wait: false };
+  }
+  // Any member, live or not, blocked or not, that holds this node's own transactions beyond its
+  // binlog: this node lost them in crash recovery, and writing again would give other transactions
+  // the same GTIDs. It may lead only once it has received them back (from the node that leads).
+  for (const m of input.members) {
+    if (m.record.node === self.node) continue;
+    const lost = ownTailBeyond(flavor, holds(flavor, m.record), mine, self.serverId);
+    if (lost.length > 0) {
+      return { race: false, reason: `waiting for ${m.record.node} to lead: it holds this node's own transactions beyond this node's binlog (${lost.join(", ")}), lost here in crash recovery`, wait: true };
+    }
   }
   const lastNode = input.lastLeader?.node;
   for (const m of input.members) {

@@ -203,6 +203,23 @@ export function withoutOwnWrites(pos: string, serverId: number): string {
   return out.join(",");
 }
 
+/**
+ * MariaDB: the transactions of server `serverId` that `holder` has at a sequence number `base` never
+ * reached in their domain. A lossless primary killed while commits waited for an ack truncates them
+ * from its binlog in crash recovery (init-rpl-role=SLAVE), yet a replica may have received them:
+ * that primary has lost its own tail and must not write again, or it would reuse those GTIDs for
+ * other transactions. MySQL keeps its tail in crash recovery: always none.
+ */
+export function ownTailBeyond(flavor: Flavor, holder: string, base: string, serverId: number): string[] {
+  if (flavor === "mysql") return [];
+  const top = maxPerDomain(parseMariaGtidList(base));
+  const out = new Set<string>();
+  for (const g of parseMariaGtidList(holder)) {
+    if (g.server === serverId && g.seq > (top.get(g.domain) ?? 0n)) out.add(`${g.domain}-${g.server}-${g.seq}`);
+  }
+  return [...out].sort();
+}
+
 /** Union of positions: per domain the highest (MariaDB), or the set union (MySQL). */
 export function gtidUnion(flavor: Flavor, a: string, b: string): string {
   if (flavor === "mysql") {

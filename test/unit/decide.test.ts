@@ -147,6 +147,36 @@ function member(node: string, extra: Partial<MemberRecord> = {}): ClusterState["
   return { node, record, alive: true, version: 1 };
 }
 
+describe("a lossless primary's own tail, lost in crash recovery, held by a replica (store-outage.test.ts)", () => {
+  // a (server 1) was killed while 0-1-201 waited for an ack; crash recovery truncated it from a's
+  // binlog; b and c had received it. Writing again, a would give another transaction GTID 0-1-201.
+  const ahead = { executed: "0-1-201", received: "0-1-201" };
+  it("the leader steps down (fenced and released) when a member holds its transactions beyond its binlog", () => {
+    const mine = cluster({ leader: leader("a"), members: [member("b", { serverId: 2, ...ahead })] });
+    const d = decide(obs({ node: "a", serverId: 1, cluster: mine, leaseConfirmed: true, role: "primary", local: local({ readOnly: false, semiSyncPrimary: true, executed: "0-1-200", binlogPos: "0-1-200", state: "0-1-200", serverId: 1 }) }));
+    expect(d.action.kind).toBe("step-down");
+    expect(d.reason).toMatch(/b holds this node's own transactions beyond its binlog \(0-1-201\)/);
+    // Holding no more than the leader is the normal case: it leads on.
+    const fine = cluster({ leader: leader("a"), members: [member("b", { serverId: 2, executed: "0-1-200", received: "0-1-200" })] });
+    expect(decide(obs({ node: "a", serverId: 1, cluster: fine, leaseConfirmed: true, role: "primary", local: local({ readOnly: false, semiSyncPrimary: true, executed: "0-1-200", binlogPos: "0-1-200", state: "0-1-200", serverId: 1 }) })).action.kind).toBe("lead");
+  });
+
+  it("a replica holding the leader's lost tail stops receiving from it and is not marked diverged", () => {
+    const base = { local: local({ executed: "0-1-201", binlogPos: "0-1-201", state: "0-1-201", slavePos: "0-1-201" }, { received: "0-1-201" }), primaryState: { executed: "0-1-200", state: "0-1-200", readOnly: false } };
+    const d = decide(obs(base));
+    expect(d.action.kind).toBe("stop-receiver");
+    expect(d.role).toBe("replica");
+    expect(d.blocked).toBe("");
+    expect(d.reason).toMatch(/a lost its own transactions 0-1-201/);
+    // Its receiver already stopped on 1236: still not diverged, nothing restarts it.
+    const stopped = decide(obs({ ...base, blocked: "cannot replicate from a: 1236", local: local({ executed: "0-1-201", binlogPos: "0-1-201", state: "0-1-201" }, { ioRunning: "No", ioError: "Got fatal error 1236 from master" }) }));
+    expect(stopped).toMatchObject({ action: { kind: "none" }, role: "replica", blocked: "" });
+    // Another server's transaction beyond the leader is this node's divergence, as before.
+    const errant = decide(obs({ ...base, local: local({ executed: "0-2-201", binlogPos: "0-2-201", state: "0-1-200,0-2-201" }) }));
+    expect(errant.role).toBe("diverged");
+  });
+});
+
 describe("member expiry", () => {
   it("the primary removes records of members gone longer than memberExpiry, never live ones", () => {
     const rec = (node: string, at: string) => ({ node, serverId: 1, host: "h", port: 1, role: "replica" as const, up: true, executed: "", received: "", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at });

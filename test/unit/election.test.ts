@@ -13,6 +13,16 @@ const input = (self: MemberRecord, members: Member[], extra: Partial<RaceInput> 
 });
 
 describe("decideRace", () => {
+  it("never races while any member holds this node's own transactions beyond its binlog (lost in crash recovery)", () => {
+    // a's server_id is 100 + 'a'; its 0-197-201 was truncated by crash recovery; b received it.
+    const a = member("a", { executed: "0-197-200", received: "0-197-200" });
+    for (const b of [peer(member("b", { executed: "0-197-201", received: "0-197-201" })), peer(member("b", { executed: "0-197-201", received: "0-197-201", blocked: "errant GTIDs" }), { alive: false })]) {
+      expect(decideRace(input(a, [b]))).toMatchObject({ race: false, wait: true, reason: expect.stringContaining("holds this node's own transactions beyond this node's binlog (0-197-201)") });
+    }
+    // Once it received them back it may race again.
+    expect(decideRace(input(member("a", { executed: "0-197-200", received: "0-197-201" }), [peer(member("b", { executed: "0-197-201", received: "0-197-201" }))])).race).toBe(true);
+  });
+
   it("races when healthy and not behind any live candidate", () => {
     expect(decideRace(input(member("a"), [peer(member("b"))])).race).toBe(true);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GtidParseError, gtidBehind, gtidCount, gtidSubset, gtidUnion, gtidUnionForCompare, mariaStateContained, withoutOwnWrites, parseMysqlGtidSet, formatMysqlGtidSet } from "../../src/mysql/gtid.js";
+import { GtidParseError, gtidBehind, gtidCount, gtidSubset, gtidUnion, gtidUnionForCompare, mariaStateContained, ownTailBeyond, withoutOwnWrites, parseMysqlGtidSet, formatMysqlGtidSet } from "../../src/mysql/gtid.js";
 
 const U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 const U2 = "4a2b9c10-1111-11e1-9e33-c80aa9429562";
@@ -75,5 +75,16 @@ describe("MySQL GTID sets", () => {
   it("reject malformed sets", () => {
     expect(() => parseMysqlGtidSet("nope:1-2")).toThrow(GtidParseError);
     expect(() => parseMysqlGtidSet(`${U1}:5-3`)).toThrow(/ends before it starts/);
+  });
+});
+
+describe("ownTailBeyond", () => {
+  it("names a server's transactions at seqs the base never reached in their domain", () => {
+    expect(ownTailBeyond("mariadb", "0-1-201", "0-1-200", 1)).toEqual(["0-1-201"]);
+    expect(ownTailBeyond("mariadb", "0-1-201,1-1-5", "0-1-200,1-2-9", 1)).toEqual(["0-1-201"]);
+    // Another server's, or a seq the base has (by any server): not this server's lost tail.
+    expect(ownTailBeyond("mariadb", "0-2-201", "0-1-200", 1)).toEqual([]);
+    expect(ownTailBeyond("mariadb", "0-1-201", "0-2-201", 1)).toEqual([]);
+    expect(ownTailBeyond("mysql", "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", "", 1)).toEqual([]);
   });
 });

@@ -43,6 +43,11 @@ export class Actions {
         return;
       case "become-writable":
         return this.becomeWritable();
+      case "step-down":
+        await this.fence(decision.reason, "own_tail_elsewhere", "read-only");
+        await this.d.store.releaseLeader();
+        this.ha.log.warn("leadership released: another node holds this node's lost transactions");
+        return;
       case "lead":
         this.d.hooks?.leading?.();
         for (const node of a.expire) {

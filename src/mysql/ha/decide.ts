@@ -1,7 +1,7 @@
 import type { ClusterState, Health, Leader } from "../../cluster/store.js";
 import type { MemberRecord, Role, SwitchoverRecord } from "../../cluster/records.js";
 import { decideRace, received } from "../election.js";
-import { gtidSubset, mariaStateContained, type Flavor } from "../gtid.js";
+import { gtidSubset, mariaStateContained, ownTailBeyond, type Flavor } from "../gtid.js";
 import type { LocalState, RemoteState } from "./database.js";
 import type { HaSettings } from "./settings.js";
 
@@ -59,6 +59,8 @@ export type Action =
   | { kind: "release" }
   /** Holds a confirmed leadership but the server is not (fully) writable: semi-sync first, then read_only off. */
   | { kind: "become-writable" }
+  /** Fence (read-only, writers killed) and release the leadership: another node must lead. */
+  | { kind: "step-down" }
   /** Lead; `expire`: members gone longer than memberExpiry whose records are removed. */
   | { kind: "lead"; expire: string[] }
   | { kind: "start-switchover"; record: SwitchoverRecord; version: number; to: string }
@@ -97,7 +99,7 @@ const crit = (output: string): Health => ({ status: "critical", output });
 export function needsDivergenceCheck(o: Pick<Observation, "role" | "local" | "loops" | "settings" | "blocked" | "receiverStoppedByUs">, leader: Leader): boolean {
   const rep = o.local?.replication;
   const pointsThere = rep?.configured === true && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port;
-  return !pointsThere || o.receiverStoppedByUs || o.loops % o.settings.divergenceEvery === 0 || o.blocked !== "" || ["diverged", "fenced", "starting", "primary"].includes(o.role);
+  return !pointsThere || o.receiverStoppedByUs || rep?.ioRunning === "No" || o.loops % o.settings.divergenceEvery === 0 || o.blocked !== "" || ["diverged", "fenced", "starting", "primary"].includes(o.role);
 }
 
 /**
@@ -166,6 +168,11 @@ export function decide(o: Observation): Decision {
       return { action: { kind: "none" }, role: o.role, health: warn("leadership not confirmed"), reason: "leadership not confirmed; waiting" };
     }
     if (o.handover) return decideHandover(o, local, c);
+    const lostTo = ownTailHeldElsewhere(o, local, c);
+    if (lostTo) {
+      const why = `${lostTo.node} holds this node's own transactions beyond its binlog (${lostTo.lost.join(", ")}), lost here in crash recovery: stepping down (writing again would reuse those GTIDs)`;
+      return { action: { kind: "step-down" }, role: "fenced", health: crit(why), reason: why };
+    }
     if (!writable || o.role !== "primary" || (s.lossless && !local.semiSyncPrimary)) {
       return { action: { kind: "become-writable" }, role: "primary", health: pass("primary, lock held"), reason: !writable ? "leadership confirmed: turning writable" : "leadership confirmed: semi-sync on" };
     }
@@ -191,10 +198,34 @@ export function decide(o: Observation): Decision {
   return decideFree(o, local, c);
 }
 
+/** A member whose record holds this node's own transactions beyond its binlog (see ownTailBeyond). */
+function ownTailHeldElsewhere(o: Observation, local: LocalState, c: ClusterState): { node: string; lost: string[] } | undefined {
+  const mine = `${local.executed}${local.state ? `,${local.state}` : ""}`.replace(/^,/, "");
+  for (const m of c.members) {
+    if (m.record.node === o.node) continue;
+    const theirs = [m.record.executed, m.record.received].filter((x) => x !== "").join(",");
+    const lost = ownTailBeyond(o.flavor, theirs, mine, o.serverId);
+    if (lost.length > 0) return { node: m.record.node, lost };
+  }
+  return undefined;
+}
+
 function decideReplica(o: Observation, local: LocalState, leader: Leader): Decision {
   const rep = local.replication;
   const pointsThere = rep.configured && rep.sourceHost === leader.record.host && rep.sourcePort === leader.record.port;
   const name = leader.node;
+  // The leader lost its own tail, which this node holds (crash recovery truncated what waited for
+  // an ack): not this node's divergence. It stops receiving from the leader (whose next writes would
+  // reuse those GTIDs) and stays eligible, so that it, not the leader, ends up leading.
+  if (o.primaryState) {
+    const held = `${local.executed}${local.state ? `,${local.state}` : ""}`.replace(/^,/, "");
+    const lost = ownTailBeyond(o.flavor, held, o.primaryState.executed, leader.record.serverId);
+    if (lost.length > 0) {
+      const why = `${name} lost its own transactions ${lost.join(", ")} (crash recovery), which this node holds: not replicating from it; waiting for it to step down`;
+      const receiving = pointsThere && rep.ioRunning !== "No";
+      return { action: receiving ? { kind: "stop-receiver" } : { kind: "none" }, role: "replica", health: crit(why), reason: why, blocked: "" };
+    }
+  }
   let blocked = o.blocked;
   if (o.primaryState) blocked = divergence(o.flavor, local, o.primaryState, o.wasPrimary, o.serverId);
   const out = (d: Omit<Decision, "blocked">): Decision => ({ ...d, blocked });
