@@ -14,7 +14,7 @@
  * its namespaces, veths and tmpfs before exiting; a run killed with SIGKILL leaves nothing running
  * either (parent-death signal), and the next run removes the namespaces it left.
  */
-import { mkdtempSync } from "node:fs";
+import { cpSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Lab } from "../src/lab/cluster.js";
@@ -147,6 +147,12 @@ async function main(): Promise<void> {
         `round ${String(round).padStart(2)}: ${label.padEnd(28)} ${node ?? "-"}  ${description}; acked ${res.acked}, lost ${lost}, split-brain samples ${res.splitBrain}, longest write gap ${unavailableMs} ms, converged ${convergeMs === undefined ? "NO" : `${convergeMs} ms after healing`}`,
       );
       if (convergeMs === undefined) console.log((await lab.views()).map((v) => `  ${v.name} ${v.role} ${v.health} ${v.executed} ${v.reason}`).join("\n"));
+      if (lost > 0 || res.splitBrain > 0 || convergeMs === undefined) {
+        // The lab goes at the end: keep what explains this round (each node's log, no data).
+        const keep = join(tmpdir(), `statepilot-chaos-logs-${SEED}-${STORE}-round-${round}`);
+        cpSync(join(dir, "nodes"), keep, { recursive: true, filter: (src) => !/\/data(\/|$)|\.sock$/.test(src) });
+        console.log(`  node logs kept in ${keep}`);
+      }
     }
   } finally {
     await sampler.stop();

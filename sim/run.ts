@@ -4,7 +4,7 @@ import { MemoryStoreServer } from "../src/cluster/memory-store.js";
 import type { ClusterStore } from "../src/cluster/store.js";
 import { MysqlHa } from "../src/mysql/ha/loop.js";
 import { mariaStateAt } from "../src/mysql/gtid.js";
-import type { PlantedFaults } from "../src/mysql/ha/deps.js";
+import type { ClusterMemory, PlantedFaults } from "../src/mysql/ha/deps.js";
 import type { HaSettings } from "../src/mysql/ha/settings.js";
 import { Mysql } from "../src/config/schema.js";
 import { SimClock } from "./clock.js";
@@ -50,6 +50,7 @@ function settings(lossless: boolean, fenceBy: "kill" | "read-only"): HaSettings 
 class SimNode {
   gate: Gate;
   private restorePending = true;
+  private memory: ClusterMemory | undefined;
   ha: MysqlHa | undefined;
   constructor(
     readonly name: string,
@@ -78,6 +79,13 @@ class SimNode {
         inMaintenance: () => false,
         bootstrapLocal: async () => undefined,
         bootstrapCluster: async () => undefined,
+        // Kept across this node's restarts, as production keeps it in the datadir's node state file.
+        clusterMemory: {
+          load: () => this.memory,
+          save: (m) => {
+            this.memory = m;
+          },
+        },
         restored: {
           pending: () => (this.restorePending ? this.restoredFrom : undefined),
           applied: () => {
@@ -214,7 +222,10 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
       }
       case "store-outage":
         store.outage(true);
-        clock.schedule(f.forMs, () => store.outage(false));
+        clock.schedule(f.forMs, () => {
+          if (f.wipe) store.wipe();
+          store.outage(false);
+        });
         return;
       case "store-latency":
         store.setLatency(f.ms);
@@ -350,7 +361,10 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     const writable = names.filter((n) => world.canAcknowledge(n));
     if (writable.length > 1) fail(`two nodes can acknowledge writes: ${writable.join(", ")}`);
     if (s.lossless) for (const n of names) if (world.isWritable(n) && !world.semiSyncOn(n)) fail(`${n} is writable with semi-sync off in lossless mode`);
-    const w = writable[0];
+    // The node that can acknowledge, or else a writable leader (lossless: one that no replica can
+    // ack for yet, which still must hold every acknowledged write before any replica attaches).
+    const leaderNow = s.lossless && writable.length === 0 ? store.snapshot().leader?.node : undefined;
+    const w = writable[0] ?? (leaderNow !== undefined && world.isWritable(leaderNow) ? leaderNow : undefined);
     const pid = w ? world.process(w).pid() : undefined;
     if (w && pid !== lastWriterPid) {
       lastWriterPid = pid;
@@ -366,7 +380,7 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     const have = world.executedSet(w);
     for (; checkedUpTo < acked.length; checkedUpTo++) {
       const a = acked[checkedUpTo]!;
-      if (!have.has(a.gtid)) return fail(`acknowledged write ${a.gtid} (acked by ${a.node} at ${a.at} ms) is missing on ${w}, which can acknowledge writes`);
+      if (!have.has(a.gtid)) return fail(`acknowledged write ${a.gtid} (acked by ${a.node} at ${a.at} ms) is missing on ${w}, which ${writable.length > 0 ? "can acknowledge writes" : "is writable and leads"}`);
     }
   };
 

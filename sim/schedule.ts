@@ -10,7 +10,8 @@ export type Fault =
   | { kind: "crash-node"; node: number; downMs: number }
   | { kind: "pause"; node: number; what: "statepilot" | "mysqld" | "both"; forMs: number; thawMysqldFirst: boolean }
   | { kind: "store-partition"; node: number; forMs: number }
-  | { kind: "store-outage"; forMs: number }
+  /** `wipe`: the store comes back empty (a Consul dev agent restarted, a store rebuilt from nothing). */
+  | { kind: "store-outage"; forMs: number; wipe?: boolean }
   | { kind: "store-latency"; ms: number; forMs: number }
   | { kind: "peer-partition"; a: number; b: number; forMs: number }
   | { kind: "slow-disk"; node: number; applyMs: number; forMs: number }
@@ -74,9 +75,12 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
       case "store-partition":
         f = { kind, node: node(), forMs: int(500, 12_000) };
         break;
-      case "store-outage":
-        f = { kind, forMs: int(500, 10_000) };
+      case "store-outage": {
+        const forMs = int(500, 10_000);
+        // No extra number drawn: earlier schedules keep their faults; one outage in four wipes.
+        f = { kind, forMs, wipe: forMs % 4 === 0 };
         break;
+      }
       case "store-latency":
         f = { kind, ms: int(5, 400), forMs: int(1_000, 10_000) };
         break;
@@ -124,7 +128,7 @@ export function describeFault(f: Fault): string {
     case "store-partition":
       return `cut ${n(f.node)} off the store for ${f.forMs} ms`;
     case "store-outage":
-      return `store down for ${f.forMs} ms`;
+      return `store down for ${f.forMs} ms${f.wipe ? ", back empty" : ""}`;
     case "store-latency":
       return `store answers after ${f.ms} ms for ${f.forMs} ms`;
     case "peer-partition":

@@ -94,10 +94,16 @@ export class SimDatabase implements Database {
     return localState(this.env, this.s);
   }
 
-  async setReadOnly(on: boolean): Promise<void> {
-    const deadline = this.env.clock.now() + this.env.queryTimeoutMs;
+  async setReadOnly(on: boolean, writableForMs?: number): Promise<void> {
+    const sent = this.env.clock.now();
+    const deadline = sent + this.env.queryTimeoutMs;
     await this.enter(deadline);
     const s = this.s;
+    // The server evaluates the condition when it runs the statement (after a freeze, if any).
+    if (!on && writableForMs !== undefined && this.env.clock.now() >= sent + writableForMs) {
+      s.readOnly = true;
+      return;
+    }
     if (!on || s.readOnly) {
       s.readOnly = on;
       return;

@@ -118,6 +118,25 @@ export class MemoryStoreServer {
     else this.cut.delete(node);
   }
 
+  /**
+   * The store loses everything (a Consul dev agent restarted, a store rebuilt from nothing): the
+   * leadership and its history, every member, the switchover, the initialised flag. Versions keep
+   * rising here; a real store may start them again from 1, which the HA loop also handles.
+   */
+  wipe(): void {
+    this.settle();
+    if (this.leader) this.leaderMoved = true;
+    this.leader = undefined;
+    this.lastLeader = undefined;
+    this.members.length = 0;
+    this.switchover = undefined;
+    this.initialized = false;
+    this.pause = undefined;
+    this.lockDelayUntil = -Infinity;
+    this.earliestDeadline = Infinity;
+    this.bump();
+  }
+
   /** Takes the whole store down (`true`) or back up: every call throws StoreUnavailable and changes nothing. */
   outage(on: boolean): void {
     this.outageOn = on;

@@ -36,6 +36,11 @@ export const MemberRecord = z.object({
   source: z.string().default(""),
   /** When the node wrote this record (its own clock, ISO 8601): shown as the record's age. */
   at: z.string().default(""),
+  /**
+   * The store version of the view the node decided on before writing this record: an election
+   * counts the record as news from after the leadership was freed only if that view was too.
+   */
+  view: z.number().int().nonnegative().optional(),
 });
 export type MemberRecord = z.infer<typeof MemberRecord>;
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { alive, type Lab } from "./cluster.js";
 import { onInterrupt } from "./interrupt.js";
 import { blackhole, consulIp } from "./netns.js";
+import { waitFor } from "./wait.js";
 
 export const FAULTS = [
   "kill-mysqld",
@@ -174,7 +175,20 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
       const path = storePath(lab, kind);
       const heal = () => execFileSync("mount", ["-o", "remount,rw", path]);
       await healing("the read-only snapshot store", heal, async () => {
-        execFileSync("mount", ["-o", "remount,ro", path]);
+        // tmpfs refuses remount,ro while a file is open for writing (a snapshot being written):
+        // retry until that file is closed.
+        await waitFor(
+          async () => {
+            try {
+              execFileSync("mount", ["-o", "remount,ro", path], { stdio: ["ignore", "ignore", "pipe"] });
+              return true;
+            } catch (err) {
+              if (/busy/.test(String((err as { stderr?: Buffer }).stderr ?? ""))) return undefined;
+              throw err;
+            }
+          },
+          { timeoutMs: 60_000, intervalMs: 100, what: `${path} to accept remount,ro (a file stays open for writing)` },
+        );
         try {
           await sleep(opts.forMs);
         } finally {

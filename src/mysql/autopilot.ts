@@ -175,6 +175,13 @@ export class MysqlAutopilot {
           const r = await bootstrapCluster({ socket: socketPath(cfg), creds, initDir: cfg.initDir, logger: log });
           log.info({ database: creds.database, user: creds.user, scripts: r.scripts.length }, "cluster bootstrapped");
         },
+        clusterMemory: {
+          load: () => nodeState.clusterMemory,
+          save: (memory) => {
+            nodeState.clusterMemory = memory;
+            writeNodeState(cfg.datadir, nodeState);
+          },
+        },
         restored: {
           pending: () => (nodeState.restoredFrom?.pending ? { gtid: nodeState.restoredFrom.gtid, state: nodeState.restoredFrom.binlogState ?? "" } : undefined),
           applied: () => {

@@ -111,9 +111,15 @@ export class Dialect {
       : "SELECT @@GLOBAL.gtid_executed AS executed, @@GLOBAL.gtid_executed AS state, '' AS slavePos, @@GLOBAL.read_only AS readOnly, @@GLOBAL.server_id AS serverId";
   }
 
-  setReadOnly(on: boolean): string[] {
-    if (this.flavor === "mysql") return on ? ["SET GLOBAL super_read_only = ON"] : ["SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"];
-    return [`SET GLOBAL read_only = ${on ? "ON" : "OFF"}`];
+  /**
+   * `untilEpochMs` (turning writable): the server turns writable only if the statement runs before
+   * that wall-clock time, else it sets read-only; a statement sent just before the node froze and
+   * run when it wakes, past its lease, cannot make it writable.
+   */
+  setReadOnly(on: boolean, untilEpochMs?: number): string[] {
+    const off = untilEpochMs === undefined ? "OFF" : `IF(UNIX_TIMESTAMP(NOW(6)) * 1000 < ${Math.floor(untilEpochMs)}, 0, 1)`;
+    if (this.flavor === "mysql") return on ? ["SET GLOBAL super_read_only = ON"] : [`SET GLOBAL super_read_only = ${off}`, `SET GLOBAL read_only = ${off}`];
+    return [`SET GLOBAL read_only = ${on ? "ON" : off}`];
   }
 
   /** Waits until the given GTIDs are applied; the query returns 0 on success. */

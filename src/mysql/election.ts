@@ -10,6 +10,8 @@ export interface RaceInput {
   members: readonly Member[];
   /** Store version at which this node first saw the leadership free. */
   freeVersion: number;
+  /** The store version of this node's view (a peer's record cannot come from a newer view). */
+  storeVersion?: number;
   /** How long this node has seen the leadership free. */
   freeForMs: number;
   /** Give up waiting for a silent peer after this long (its liveness has ended by then). */
@@ -88,20 +90,33 @@ export function decideRace(input: RaceInput): RaceDecision {
     }
   }
   const lastNode = input.lastLeader?.node;
+  // The last primary itself, heard from since the leadership was freed with its server up: it holds
+  // every write it acknowledged, so comparing with it covers its replicas whose servers are down.
+  // News from after the leadership was freed: written after it, and decided on a view that already
+  // showed it (a peer whose loop stalled may write late what it decided while the old primary led,
+  // still receiving from it). A view newer than ours comes from an earlier incarnation of the store.
+  const isFresh = (m: Member) =>
+    m.version > input.freeVersion && (m.record.view === undefined || (m.record.view >= input.freeVersion && (input.storeVersion === undefined || m.record.view <= input.storeVersion)));
+  const lastHeard = input.members.some((m) => m.record.node === lastNode && isFresh(m) && m.record.up && m.alive);
   for (const m of input.members) {
     const r = m.record;
     if (r.node === self.node) continue;
-    const fresh = m.version > input.freeVersion;
+    const fresh = isFresh(m);
     // A replica of the last primary may have acknowledged a write nobody else received: in lossless
     // mode its position must be known, however long that takes (no timeout: safety first).
-    const mayHoldAcked = input.lossless && r.up && r.node !== lastNode && lastNode !== undefined && r.source === lastNode;
-    if (mayHoldAcked && !fresh) {
+    const mayHoldAcked = input.lossless && r.node !== lastNode && lastNode !== undefined && r.source === lastNode;
+    if (mayHoldAcked && r.up && !fresh) {
       return { race: false, reason: `waiting for ${r.node}${m.alive ? "" : " (not reachable)"}: it replicated from ${lastNode} and may hold acknowledged writes; bring it back or remove it from the cluster`, wait: true };
+    }
+    // Its server is down: what it acknowledged is on its disk (or, applied or not, on the last
+    // primary), not in any record; wait for it or for the last primary.
+    if (mayHoldAcked && !r.up && !lastHeard) {
+      return { race: false, reason: `waiting for ${r.node} (its server is down) or for ${lastNode}: ${r.node} replicated from ${lastNode} and may hold acknowledged writes; bring one of them back or remove ${r.node} from the cluster`, wait: true };
     }
     // Lossless: a record published since the leadership was freed by a node that cannot serve
     // (critical: an SQL thread error, say) still tells what it received; if that is more, or
     // another tail, an acknowledged write may sit only there, so this node must not take over.
-    if (input.lossless && fresh && r.up && !r.blocked && !m.alive && gtidBehind(flavor, mine, peerHolds(flavor, r, lastNode))) {
+    if (input.lossless && fresh && r.up && !m.alive && gtidBehind(flavor, mine, peerHolds(flavor, r, lastNode))) {
       return { race: false, reason: `waiting for ${r.node} (not reachable or unhealthy): it received more or other transactions (${peerHolds(flavor, r, lastNode)} vs ${mine}); bring it back or remove it from the cluster`, wait: true };
     }
     if (!m.alive || !r.up) continue;
@@ -110,9 +125,12 @@ export function decideRace(input: RaceInput): RaceDecision {
     }
     if (!fresh) continue;
     // In lossless mode a node that cannot be promoted but received more still blocks: taking over
-    // without its transactions could lose an acknowledged write. A diverged node does not: what
-    // it has beyond the primary's history is its own errant tail, not the primary's writes.
-    if ((promotable(r) || (input.lossless && !r.blocked)) && gtidBehind(flavor, mine, peerHolds(flavor, r, lastNode))) {
+    // without its transactions could lose an acknowledged write. A diverged node too: its own
+    // errant writes do not count (peerHolds), but its receiver kept acknowledging the primary's.
+    if (input.lossless && r.blocked && gtidBehind(flavor, mine, peerHolds(flavor, r, lastNode))) {
+      return { race: false, reason: `waiting for a node that holds what ${r.node} received: ${r.node} is diverged (${r.blocked}), yet it received more or other transactions (${peerHolds(flavor, r, lastNode)} vs ${mine}) that may include acknowledged writes`, wait: true };
+    }
+    if ((promotable(r) || input.lossless) && gtidBehind(flavor, mine, peerHolds(flavor, r, lastNode))) {
       return { race: false, reason: `${r.node} has received more or other transactions (${peerHolds(flavor, r, lastNode)} vs ${mine})`, wait: false };
     }
   }

@@ -102,9 +102,10 @@ export class LocalServer {
     };
   }
 
-  async setReadOnly(on: boolean): Promise<void> {
+  async setReadOnly(on: boolean, writableForMs?: number): Promise<void> {
     const d = await this.ready();
-    for (const sql of d.setReadOnly(on)) await this.query(sql, [], 3_000);
+    const until = writableForMs === undefined ? undefined : Date.now() + writableForMs;
+    for (const sql of d.setReadOnly(on, until)) await this.query(sql, [], 3_000);
   }
 
   /** Kills client connections that could still write; returns how many. */

@@ -9,6 +9,7 @@ import type { Coordinator } from "../discovery/coordination.js";
 import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
 import type { MysqlCredentials } from "./credentials.js";
+import type { ClusterMemory } from "./ha/deps.js";
 import { parseServerVersion, replicationArgs, type Dialect, type ServerVersion } from "./dialect.js";
 import type { LocalServer } from "./local.js";
 import { quoteIdent, secureAccounts, type AccountOptions } from "./accounts.js";
@@ -24,6 +25,8 @@ export interface NodeState {
   /** Restored from this snapshot; replication starts from its GTID (cleared once configured). */
   restoredFrom?: { id: string; gtid: string; pending: boolean; binlogState?: string };
   createdAt: string;
+  /** The HA loop's memory of the cluster (used only if the cluster store loses its data). */
+  clusterMemory?: ClusterMemory;
 }
 
 const STATE_FILE = "statepilot-node.json";

@@ -87,6 +87,22 @@ describe("the server's fence switch (real MariaDB)", () => {
     expect(events).toEqual([]);
   });
 
+  it("turning writable carries its deadline: run past it, the statement leaves the server read-only", async () => {
+    const { Dialect, parseServerVersion } = await import("../../src/mysql/dialect.js");
+    const c = await server.rootConnection();
+    try {
+      const [rows] = await c.query<RowDataPacket[]>("SELECT VERSION() AS v");
+      const d = new Dialect(parseServerVersion(String(rows[0]?.v)));
+      await setReadOnly(true);
+      for (const sql of d.setReadOnly(false, Date.now() - 1)) await c.query(sql);
+      expect(await readOnly()).toBe(1);
+      for (const sql of d.setReadOnly(false, Date.now() + 60_000)) await c.query(sql);
+      expect(await readOnly()).toBe(0);
+    } finally {
+      c.destroy();
+    }
+  });
+
   it("a server frozen past the switch's time is read-only for the first client after it runs again", async () => {
     await setReadOnly(false);
     await sw!.arm(400);

@@ -177,6 +177,25 @@ describe("a lossless primary's own tail, lost in crash recovery, held by a repli
   });
 });
 
+describe("a cluster store that came back empty (it lost its data)", () => {
+  const empty = cluster({ leader: undefined, lastLeader: undefined, members: [], initialized: false });
+  const memory = { lastLeader: leader("a").record, members: [member("a", { role: "primary", source: "" }).record, member("c", { source: "a", executed: "0-1-20", received: "0-1-20" }).record] };
+  it("waits the takeover time since, so the last primary has fenced itself", () => {
+    const d = decide(obs({ cluster: empty, memory, free: { version: 1, since: 99_000 }, local: local({}, { configured: false }) }));
+    expect(d.action.kind).toBe("none");
+    expect(d.reason).toMatch(/came back empty: waiting 6000 ms more .* a, the last primary, has fenced itself/);
+  });
+  it("then waits for every remembered replica of the last primary (lossless), as if the store still listed it", () => {
+    const d = decide(obs({ cluster: empty, memory, free: { version: 1, since: 90_000 }, local: local({}, { configured: false }) }));
+    expect(d.action.kind).toBe("none");
+    expect(d.reason).toMatch(/waiting for c \(not reachable\): it replicated from a/);
+  });
+  it("a node that never saw the cluster initialised trusts the empty store (a new cluster)", () => {
+    const d = decide(obs({ cluster: empty, free: { version: 1, since: 90_000 }, local: local({}, { configured: false }) }));
+    expect(d.action.kind).toBe("acquire");
+  });
+});
+
 describe("member expiry", () => {
   it("the primary removes records of members gone longer than memberExpiry, never live ones", () => {
     const rec = (node: string, at: string) => ({ node, serverId: 1, host: "h", port: 1, role: "replica" as const, up: true, executed: "", received: "", lagSeconds: 0, sqlError: "", nofailover: false, blocked: "", maintenance: false, source: "", at });

@@ -23,6 +23,22 @@ const cases: Array<{ fault: keyof PlantedFaults; expect: RegExp; schedules: (see
     schedules: (seed) => ({ ...makeSchedule(seed, { lossless: false }), faults: [{ at: 8_000 + (seed % 7) * 110, fault: { kind: "pause", node: -1, what: "statepilot", forMs: 12_000 + (seed % 5) * 500, thawMysqldFirst: false } }] }),
   },
   {
+    fault: "forgetsWipedStore",
+    expect: /acknowledged write .* is missing/,
+    // n3 cannot receive from n1 (the first primary), so n2 alone acknowledges; the store then comes
+    // back empty, and n2 reaches it again only later: a node that trusts the empty store as a new
+    // cluster elects n3, which lacks those writes.
+    schedules: (seed) => ({
+      ...makeSchedule(seed, { lossless: true }),
+      faults: [
+        { at: 6_000, fault: { kind: "peer-partition", a: 1, b: 3, forMs: 30_000 } },
+        { at: 8_000 + (seed % 9) * 97, fault: { kind: "store-outage", forMs: 1_000 + (seed % 5) * 700, wipe: true } },
+        // n2 reaches the store again only later: n3 alone publishes into the empty store at first.
+        { at: 7_900, fault: { kind: "store-partition", node: 2, forMs: 8_000 } },
+      ],
+    }),
+  },
+  {
     fault: "promotionIgnoresReceived",
     expect: /acknowledged write .* is missing/,
     // Replicas that apply slowly, then the primary dies: what they received but did not apply matters.

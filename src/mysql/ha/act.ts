@@ -150,8 +150,12 @@ export class Actions {
     if (this.d.settings.lossless && !this.d.faults?.writableWithoutSemiSync) await this.d.db.semiSyncPrimary(true);
     // The server fences itself at the watchdog's instant even if this process is frozen with it.
     await this.ha.armServerFence(confirmed);
+    // The awaits above may have taken long (a frozen server): the lease must still be fresh, and
+    // the statement carries its deadline, which the server checks when it runs it.
+    const left = confirmed + this.d.settings.fenceAfter - this.d.clock.now();
+    if (left <= 0) throw new Error("the leadership was not confirmed recently enough to turn writable (the server took too long to answer)");
     // The only place read_only is turned off, and only right after the lease was confirmed.
-    await this.d.db.setReadOnly(false);
+    await this.d.db.setReadOnly(false, left);
     this.ha.setRole("primary");
     this.ha.blocked = "";
     this.d.hooks?.leading?.();

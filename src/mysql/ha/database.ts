@@ -36,7 +36,12 @@ export interface Database {
   /** Connects (first call) and returns the server's flavor and version. */
   ready(): Promise<{ flavor: Flavor; version: string }>;
   observe(): Promise<LocalState>;
-  setReadOnly(on: boolean): Promise<void>;
+  /**
+   * `writableForMs` (turning writable): the server turns writable only if the statement runs
+   * within that time of being sent (else it stays read-only), so a statement held up by a frozen
+   * server cannot make it writable past the lease it was sent under.
+   */
+  setReadOnly(on: boolean, writableForMs?: number): Promise<void>;
   /**
    * The server's own dead man's switch: it turns read-only `afterMs` from now unless armed again
    * before. Unlike statepilot's watchdog it acts inside mysqld, so a node frozen whole (docker

@@ -1,5 +1,6 @@
 import type { ClusterState, Health, Leader } from "../../cluster/store.js";
 import type { MemberRecord, Role, SwitchoverRecord } from "../../cluster/records.js";
+import type { ClusterMemory } from "./deps.js";
 import { decideRace, received } from "../election.js";
 import { gtidSubset, mariaStateContained, ownTailBeyond, type Flavor } from "../gtid.js";
 import type { LocalState, RemoteState } from "./database.js";
@@ -29,6 +30,11 @@ export interface Observation {
   /** The store confirmed this node's leadership in this loop (touch, then renew). */
   leaseConfirmed: boolean;
   maintenance: boolean;
+  /**
+   * What this node last saw in an initialised store (the last leader, every member's record). When
+   * the store comes back empty (it lost its data), the election still waits for those members.
+   */
+  memory?: ClusterMemory;
   /** Since when (and from which store version) this node has seen the leadership free. */
   free: { version: number; since: number } | undefined;
   /** The server process on which statepilot last started replication (a restart stops it). */
@@ -296,16 +302,28 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
     return wait(`no primary; cluster paused${c.pause.reason ? ` (${c.pause.reason})` : ""}: no automatic failover until \`statepilot mysql resume\``, 250);
   }
   const self = memberRecordFor({ ...o, now: Number.NaN });
+  // A store that lost its data (not initialised, yet this node saw it initialised) forgot the last
+  // leader and the members: what this node remembers stands in, as members not heard from since.
+  const forgotten = !c.initialized && o.memory !== undefined;
+  // The store's lock-delay went with its data: a primary that has not noticed yet may still be
+  // writable until its watchdog fences it (fenceAfter after its last confirmation, which came before
+  // the store lost its data). So nobody runs before the takeover time has passed since.
+  const freeFor = o.free ? o.now - o.free.since : 0;
+  if (forgotten && o.memory?.lastLeader && freeFor < o.settings.takeover) {
+    return wait(`no primary; the cluster store came back empty: waiting ${o.settings.takeover - freeFor} ms more (the takeover time), so that ${o.memory.lastLeader.node}, the last primary, has fenced itself`, Math.min(o.settings.interval, o.settings.takeover - freeFor));
+  }
+  const members = forgotten ? [...c.members, ...(o.memory?.members ?? []).filter((r) => r.node !== o.node && !c.members.some((m) => m.node === r.node)).map((record) => ({ node: record.node, record, version: 0, alive: false }))] : c.members;
   const race = decideRace({
     flavor: o.flavor,
     self,
-    members: c.members,
+    members,
     freeVersion: o.free?.version ?? c.version,
+    storeVersion: c.version,
     freeForMs: o.free ? o.now - o.free.since : 0,
     peerWaitMs: o.settings.peerWaitMs,
     maximumLagSeconds: o.settings.maximumLagMs / 1000,
-    lastLeader: c.lastLeader,
-    clusterInitialized: c.initialized,
+    lastLeader: c.lastLeader ?? (forgotten ? o.memory?.lastLeader : undefined),
+    clusterInitialized: c.initialized || forgotten,
     switchoverTarget: handover?.to,
     lossless: o.settings.lossless,
   });
@@ -313,7 +331,6 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   // A leadership lost without a release is refused by the store until lock-delay has passed since
   // it was freed (which is before this node saw it free): look again as lock-delay ends, and
   // shortly after, rather than a whole interval later. The store alone decides; this only paces.
-  const freeFor = o.free ? o.now - o.free.since : 0;
   const again = freeFor < o.settings.lockDelay ? o.settings.lockDelay - freeFor + 20 : freeFor < o.settings.lockDelay + o.settings.interval ? 50 : undefined;
   return { action: { kind: "acquire", handover }, role, health, reason: `no primary; running for it: ${race.reason}`, ...(again !== undefined ? { nextIn: Math.min(again, o.settings.interval) } : {}) };
 }

@@ -5,6 +5,13 @@ import type { Logger } from "../../log.js";
 import type { MysqlMetrics } from "../metrics.js";
 import type { Database, ServerProcess } from "./database.js";
 import type { HaSettings } from "./settings.js";
+import type { LeaderRecord, MemberRecord } from "../../cluster/records.js";
+
+/** The cluster as a node last saw it in an initialised store: the last leader and every member's record. */
+export interface ClusterMemory {
+  lastLeader: LeaderRecord | undefined;
+  members: readonly MemberRecord[];
+}
 
 /**
  * Test-only switches that break one safety mechanism each. The simulation plants them to prove it
@@ -15,6 +22,8 @@ export interface PlantedFaults {
   watchdogNeverFences?: boolean;
   /** The server's dead man's switch is never armed (the watchdog in statepilot still is). */
   serverFenceSwitchOff?: boolean;
+  /** The loop keeps no memory of the cluster: a store that comes back empty is trusted as a new cluster. */
+  forgetsWipedStore?: boolean;
   /** Promotion does not drain what the relay log received before turning writable. */
   promotionIgnoresReceived?: boolean;
   /** A primary turns writable without turning semi-sync on first. */
@@ -52,6 +61,11 @@ export interface HaDeps {
   bootstrapLocal: () => Promise<void>;
   /** On the cluster's first primary, before it turns writable. */
   bootstrapCluster: () => Promise<void>;
+  /**
+   * Where the loop keeps its memory of the cluster across its own restarts (production: the node
+   * state file in the datadir), so that a store that lost its data is recognised even then.
+   */
+  clusterMemory?: { load(): ClusterMemory | undefined; save(memory: ClusterMemory): void };
   restored: {
     /**
      * A node restored from a snapshot, until it replicated once: the backup's GTID position and

@@ -22,6 +22,9 @@ export class MysqlHa {
   wasPrimary = false;
   blocked = "";
   free: { version: number; since: number } | undefined;
+  /** The cluster as last seen in an initialised store (see Observation.memory). */
+  memory: Observation["memory"];
+  private memoryShape = "";
   leaseConfirmedAt: number | undefined;
   replicationStartedOnPid: number | undefined;
   receiverStoppedByUs = false;
@@ -37,6 +40,8 @@ export class MysqlHa {
   private loopDone: Promise<void> | undefined;
   private bootstrapped: boolean;
   private lastLocal: LocalState | undefined;
+  /** The last state the server answered with (kept while it is down, for the member record). */
+  private lastAnswered: LocalState | undefined;
   private lastCluster: ClusterState | undefined;
   private lastDecision: Decision | undefined;
   private stopWatchdog: (() => void) | undefined;
@@ -46,6 +51,11 @@ export class MysqlHa {
     this.log = d.logger.child({ component: "mysql-ha" });
     this.bootstrapped = bootstrapped;
     this.act = new Actions(this);
+    try {
+      this.memory = d.faults?.forgetsWipedStore ? undefined : d.clusterMemory?.load();
+    } catch (err) {
+      this.log.warn({ err: errText(err) }, "could not read the memory of the cluster; starting without it");
+    }
   }
 
   get serverVersion(): { flavor: "mariadb" | "mysql"; version: string } | undefined {
@@ -136,7 +146,13 @@ export class MysqlHa {
       storeError = errText(err);
     }
     this.lastLocal = local;
+    if (local) this.lastAnswered = local;
     this.lastCluster = cluster ?? this.lastCluster;
+    // Remember the cluster while the store is initialised; a store that comes back uninitialised
+    // lost its data, and the memory then stands in for it (see decideFree).
+    if (cluster?.initialized && !this.d.faults?.forgetsWipedStore) this.remember({ lastLeader: cluster.lastLeader ?? cluster.leader?.record, members: cluster.members.map((m) => m.record) });
+    // A store that started its versions again (rebuilt empty): "free since version N" means nothing now.
+    if (cluster && this.free && cluster.version < this.free.version) this.free = undefined;
     const leader = cluster?.leader;
     const mine = leader?.node === this.d.node;
     let leaseConfirmed = false;
@@ -166,6 +182,7 @@ export class MysqlHa {
       leaseConfirmed,
       maintenance: this.d.inMaintenance(),
       free: this.free,
+      memory: this.memory,
       replicationStartedOnPid: this.replicationStartedOnPid,
       receiverStoppedByUs: this.receiverStoppedByUs,
       primaryState,
@@ -176,6 +193,19 @@ export class MysqlHa {
       loops: this.loops,
       rebuilding: this.rebuilding,
     };
+  }
+
+  /** Keeps the memory, and saves it when its shape (last leader, members and their sources) changed. */
+  private remember(memory: NonNullable<Observation["memory"]>): void {
+    this.memory = memory;
+    const shape = JSON.stringify([memory.lastLeader?.node, memory.lastLeader?.serverId, memory.members.map((r) => [r.node, r.serverId, r.source, r.role])]);
+    if (shape === this.memoryShape || !this.d.clusterMemory) return;
+    this.memoryShape = shape;
+    try {
+      this.d.clusterMemory.save(memory);
+    } catch (err) {
+      this.log.warn({ err: errText(err) }, "could not save the memory of the cluster (used if the store loses its data)");
+    }
   }
 
   /** Touch (liveness), then renew: only then is the leadership confirmed as of `t0`. */
@@ -308,6 +338,7 @@ export class MysqlHa {
   /** A fresher look at the local server taken while acting (published by this loop's touch). */
   observed(local: LocalState): void {
     this.lastLocal = local;
+    this.lastAnswered = local;
   }
 
   setRole(role: Role): void {
@@ -321,7 +352,15 @@ export class MysqlHa {
 
   record(local: LocalState | undefined, role: Role = this.role) {
     const rec = memberRecordFor({ node: this.d.node, serverId: this.d.serverId, role, local, settings: this.d.settings, blocked: this.blocked, maintenance: this.d.inMaintenance(), now: this.d.clock.now() }, this.d.advertise);
-    const rep = local?.replication;
+    // Server down: the record still says what it last held and where from (up: false), so that a
+    // lossless election knows this replica of the old primary may hold acknowledged writes.
+    const known = local ?? this.lastAnswered;
+    if (this.lastCluster) rec.view = this.lastCluster.version;
+    if (!local && known) {
+      rec.executed = known.executed;
+      rec.received = known.replication.received ?? "";
+    }
+    const rep = known?.replication;
     // The node it replicates from, named when that is the leader or, with none, the last leader (a
     // lossless election must keep seeing which replicas of the old primary may hold its writes).
     const c = this.lastCluster;

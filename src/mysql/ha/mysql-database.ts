@@ -22,8 +22,8 @@ export class MysqlDatabase implements Database {
     return this.local.observe();
   }
 
-  setReadOnly(on: boolean): Promise<void> {
-    return this.local.setReadOnly(on);
+  setReadOnly(on: boolean, writableForMs?: number): Promise<void> {
+    return this.local.setReadOnly(on, writableForMs);
   }
 
   armFence(afterMs: number): Promise<void> {
