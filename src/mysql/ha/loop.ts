@@ -364,7 +364,8 @@ export class MysqlHa {
     // The node it replicates from, named when that is the leader or, with none, the last leader (a
     // lossless election must keep seeing which replicas of the old primary may hold its writes).
     const c = this.lastCluster;
-    const from = c?.leader ? { node: c.leader.node, host: c.leader.record.host, port: c.leader.record.port } : c?.lastLeader;
+    // A store that lost its data names no last leader: the node's memory of the cluster does.
+    const from = c?.leader ? { node: c.leader.node, host: c.leader.record.host, port: c.leader.record.port } : (c?.lastLeader ?? (c?.initialized === false ? this.memory?.lastLeader : undefined));
     if (rep?.configured && from && rep.sourceHost === from.host && rep.sourcePort === from.port) rec.source = from.node;
     return rec;
   }
