@@ -94,9 +94,9 @@ export class SimDatabase implements Database {
     return localState(this.env, this.s);
   }
 
-  async setReadOnly(on: boolean, writableForMs?: number): Promise<void> {
+  async setReadOnly(on: boolean, writableForMs?: number, timeoutMs?: number): Promise<void> {
     const sent = this.env.clock.now();
-    const deadline = sent + this.env.queryTimeoutMs;
+    const deadline = sent + (timeoutMs ?? this.env.queryTimeoutMs);
     await this.enter(deadline);
     const s = this.s;
     // The server evaluates the condition when it runs the statement (after a freeze, if any).

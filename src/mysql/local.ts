@@ -102,10 +102,10 @@ export class LocalServer {
     };
   }
 
-  async setReadOnly(on: boolean, writableForMs?: number): Promise<void> {
+  async setReadOnly(on: boolean, writableForMs?: number, timeoutMs = 3_000): Promise<void> {
     const d = await this.ready();
     const until = writableForMs === undefined ? undefined : Date.now() + writableForMs;
-    for (const sql of d.setReadOnly(on, until)) await this.query(sql, [], 3_000);
+    for (const sql of d.setReadOnly(on, until)) await this.query(sql, [], timeoutMs);
   }
 
   /** Kills client connections that could still write; returns how many. */

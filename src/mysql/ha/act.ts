@@ -125,8 +125,11 @@ export class Actions {
           return;
         }
         // read_only first: it waits for commits in flight (or times out, and the server is killed),
-        // so no commit waiting for an ack is ever released by the semi-sync switch below.
-        await this.d.db.setReadOnly(true);
+        // so no commit waiting for an ack is ever released by the semi-sync switch below. While it
+        // waits the server still reads read_only=0: it must end (or the server die) well before
+        // another node can take over, so it gets what is left of takeover after fenceAfter.
+        const s = this.d.settings;
+        await this.d.db.setReadOnly(true, undefined, Math.max(200, Math.min(3_000, s.takeover - s.fenceAfter - 250)));
         const killed = await this.d.db.killWriters();
         await this.d.db.semiSyncPrimary(false);
         this.ha.log.warn({ reason, killedConnections: killed }, "fenced: read-only");

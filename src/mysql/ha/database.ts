@@ -41,7 +41,7 @@ export interface Database {
    * within that time of being sent (else it stays read-only), so a statement held up by a frozen
    * server cannot make it writable past the lease it was sent under.
    */
-  setReadOnly(on: boolean, writableForMs?: number): Promise<void>;
+  setReadOnly(on: boolean, writableForMs?: number, timeoutMs?: number): Promise<void>;
   /**
    * The server's own dead man's switch: it turns read-only `afterMs` from now unless armed again
    * before. Unlike statepilot's watchdog it acts inside mysqld, so a node frozen whole (docker

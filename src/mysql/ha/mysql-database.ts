@@ -22,8 +22,8 @@ export class MysqlDatabase implements Database {
     return this.local.observe();
   }
 
-  setReadOnly(on: boolean, writableForMs?: number): Promise<void> {
-    return this.local.setReadOnly(on, writableForMs);
+  setReadOnly(on: boolean, writableForMs?: number, timeoutMs?: number): Promise<void> {
+    return this.local.setReadOnly(on, writableForMs, timeoutMs);
   }
 
   armFence(afterMs: number): Promise<void> {
