@@ -37,10 +37,11 @@ export const MemberRecord = z.object({
   /** When the node wrote this record (its own clock, ISO 8601): shown as the record's age. */
   at: z.string().default(""),
   /**
-   * The store version of the view the node decided on before writing this record: an election
-   * counts the record as news from after the leadership was freed only if that view was too.
+   * The leader in the view the node decided on before writing this record ("" none): an election
+   * counts the record as news from after the leadership was freed only if that view showed it free
+   * (a node whose loop stalled may write late what it decided while the old primary led).
    */
-  view: z.number().int().nonnegative().optional(),
+  viewLeader: z.string().optional(),
 });
 export type MemberRecord = z.infer<typeof MemberRecord>;
 

@@ -10,8 +10,6 @@ export interface RaceInput {
   members: readonly Member[];
   /** Store version at which this node first saw the leadership free. */
   freeVersion: number;
-  /** The store version of this node's view (a peer's record cannot come from a newer view). */
-  storeVersion?: number;
   /** How long this node has seen the leadership free. */
   freeForMs: number;
   /** Give up waiting for a silent peer after this long (its liveness has ended by then). */
@@ -92,11 +90,10 @@ export function decideRace(input: RaceInput): RaceDecision {
   const lastNode = input.lastLeader?.node;
   // The last primary itself, heard from since the leadership was freed with its server up: it holds
   // every write it acknowledged, so comparing with it covers its replicas whose servers are down.
-  // News from after the leadership was freed: written after it, and decided on a view that already
-  // showed it (a peer whose loop stalled may write late what it decided while the old primary led,
-  // still receiving from it). A view newer than ours comes from an earlier incarnation of the store.
-  const isFresh = (m: Member) =>
-    m.version > input.freeVersion && (m.record.view === undefined || (m.record.view >= input.freeVersion && (input.storeVersion === undefined || m.record.view <= input.storeVersion)));
+  // News from after the leadership was freed: written after it, and decided on a view that showed
+  // no leader (a peer whose loop stalled may write late what it decided while the old primary led,
+  // still receiving from it).
+  const isFresh = (m: Member) => m.version > input.freeVersion && (m.record.viewLeader === undefined || m.record.viewLeader === "");
   const lastHeard = input.members.some((m) => m.record.node === lastNode && isFresh(m) && m.record.up && m.alive);
   for (const m of input.members) {
     const r = m.record;

@@ -318,7 +318,6 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
     self,
     members,
     freeVersion: o.free?.version ?? c.version,
-    storeVersion: c.version,
     freeForMs: o.free ? o.now - o.free.since : 0,
     peerWaitMs: o.settings.peerWaitMs,
     maximumLagSeconds: o.settings.maximumLagMs / 1000,

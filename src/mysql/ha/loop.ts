@@ -355,7 +355,7 @@ export class MysqlHa {
     // Server down: the record still says what it last held and where from (up: false), so that a
     // lossless election knows this replica of the old primary may hold acknowledged writes.
     const known = local ?? this.lastAnswered;
-    if (this.lastCluster) rec.view = this.lastCluster.version;
+    if (this.lastCluster) rec.viewLeader = this.lastCluster.leader?.node ?? "";
     if (!local && known) {
       rec.executed = known.executed;
       rec.received = known.replication.received ?? "";
