@@ -171,6 +171,10 @@ describe("a lossless primary's own tail, lost in crash recovery, held by a repli
     // Its receiver already stopped on 1236: still not diverged, nothing restarts it.
     const stopped = decide(obs({ ...base, blocked: "cannot replicate from a: 1236", local: local({ executed: "0-1-201", binlogPos: "0-1-201", state: "0-1-201" }, { ioRunning: "No", ioError: "Got fatal error 1236 from master" }) }));
     expect(stopped).toMatchObject({ action: { kind: "none" }, role: "replica", blocked: "" });
+    // The leader's position could not be read in this loop: a 1236 for one of the leader's own
+    // GTIDs concludes nothing yet (no blocked verdict that would outlive this leader).
+    const unread = decide(obs({ local: local({ executed: "0-1-201", binlogPos: "0-1-201", state: "0-1-201" }, { ioRunning: "No", ioError: "Got fatal error 1236 from master when reading data from binary log: 'Error: connecting slave requested to start from GTID 0-1-201, which is not in the master's binlog'" }) }));
+    expect(unread).toMatchObject({ action: { kind: "none" }, role: "replica", blocked: "" });
     // Another server's transaction beyond the leader is this node's divergence, as before.
     const errant = decide(obs({ ...base, local: local({ executed: "0-2-201", binlogPos: "0-2-201", state: "0-1-200,0-2-201" }) }));
     expect(errant.role).toBe("diverged");

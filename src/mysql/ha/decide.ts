@@ -256,6 +256,14 @@ function decideReplica(o: Observation, local: LocalState, leader: Leader): Decis
     return out({ action: { kind: "start-replica" }, role: "replica", health: warn("replication resumed after a server restart"), reason: `replication from ${name} resumed after a server restart` });
   }
   if (rep.ioRunning === "No" && /\b1236\b/.test(rep.ioError)) {
+    // The GTID it asked for is one of the leader's own: the leader may have lost it in crash
+    // recovery (then this node is ahead, not diverged). Only its position tells; until it could be
+    // read in this loop, nothing is concluded (a verdict here would outlive this leader).
+    const asked = /GTID (\d+-\d+-\d+)/.exec(rep.ioError)?.[1];
+    if (!o.primaryState && asked !== undefined && Number(asked.split("-")[1]) === leader.record.serverId) {
+      const why = `cannot replicate from ${name}: its binlog lacks ${asked}, one of its own transactions, which this node holds; reading its position before deciding`;
+      return out({ action: { kind: "none" }, role: "replica", health: crit(why), reason: why });
+    }
     // The primary's binlog does not hold this node's position (purged, restored later, or a
     // history it never had): it cannot catch up from there and must not be promoted.
     const why = `cannot replicate from ${name}: its binlog does not hold this node's position (${rep.ioError}); rebuild this node from a snapshot`;
