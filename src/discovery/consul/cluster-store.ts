@@ -60,6 +60,8 @@ export class ConsulClusterStore implements ClusterStore {
    * empty prefix answering 404), while Raft indexes of later writes are always above it.
    */
   private highestVersion = 0;
+  /** The initialised key was in the last listing (see load). */
+  private sawInitialized = false;
   /** Moves every member write to a new value (and so a new ModifyIndex), also across restarts. */
   private seq = 0;
 
@@ -102,6 +104,12 @@ export class ConsulClusterStore implements ClusterStore {
       throw unavailable("load", err);
     }
 
+    // The initialised key is never deleted: seen before and missing now, the agent lost its data (a
+    // dev agent restarted, a datacenter rebuilt) and its Raft indexes started again from 1. Versions
+    // then start again too, or every new record would look older than what the HA loop saw before.
+    const hasInitialized = entries.some((e) => e.key === this.keys.initialized);
+    if (this.sawInitialized && !hasInitialized) this.highestVersion = 0;
+    this.sawInitialized = hasInitialized;
     let version = Math.max(index, this.highestVersion);
     let leaderVersion = 0;
     let leader: Leader | undefined;
