@@ -48,13 +48,37 @@ export class FenceSwitch {
    * Arms the switch to turn the server read-only `afterMs` from now, replacing the one armed
    * before. Resolves once the statement is running in the server; rejects if it could not be armed.
    */
-  arm(afterMs: number): Promise<void> {
+  arm(afterMs: number, timeoutMs = 2_000): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the fence switch is closed"));
     this.target = Date.now() + Math.max(0, afterMs);
     this.work ??= this.apply().finally(() => {
       this.work = undefined;
     });
-    return this.work;
+    const work = this.work;
+    // Never wait on the server for long: a switch that cannot be armed in time is reset (its
+    // connections closed, which ends its statement) and the caller hears why.
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reset();
+        reject(new Error(`the fence switch could not be armed within ${timeoutMs} ms (the server did not answer); its connections were reset`));
+      }, timeoutMs);
+      work.then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Closes both connections (ending the armed statement); the next arm connects again. */
+  private reset(): void {
+    for (const c of [this.sleeper, this.control]) if (c) this.drop(c);
+    this.pending = undefined;
   }
 
   private async apply(): Promise<void> {
@@ -83,10 +107,13 @@ export class FenceSwitch {
   /** Waits until the server shows the armed statement running on the sleeper's thread. */
   private async running(threadId: number | null): Promise<void> {
     for (let i = 0; i < 200; i++) {
-      const [rows] = await (this.control as mysql.Connection).query<mysql.RowDataPacket[]>(
-        "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE 'SET GLOBAL %SLEEP%'",
-        [threadId],
-      );
+      const control = this.control;
+      if (!control) throw new Error("the fence switch's control connection was lost while arming it");
+      const [rows] = await control.query<mysql.RowDataPacket[]>({
+        sql: "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE 'SET GLOBAL %SLEEP%'",
+        values: [threadId],
+        timeout: 1_000,
+      });
       if (Number(rows[0]?.n) === 1) return;
       if (!this.sleeper) throw new Error("the fence switch's connection was lost while arming it");
       await new Promise((r) => setTimeout(r, 5));
@@ -100,7 +127,7 @@ export class FenceSwitch {
     const threadId = this.sleeper?.threadId;
     if (this.sleeper && this.control && threadId) {
       try {
-        await this.control.query(`KILL QUERY ${Number(threadId)}`);
+        await this.control.query({ sql: `KILL QUERY ${Number(threadId)}`, timeout: 1_000 });
       } catch (err) {
         // The control connection is gone: drop the sleeper too, which ends its statement.
         this.drop(this.control);
@@ -108,7 +135,15 @@ export class FenceSwitch {
         throw err;
       }
     } else if (this.sleeper) this.drop(this.sleeper);
-    await this.pending;
+    // The statement ends once killed; if it does not within a second, its connection goes.
+    const pending = this.pending;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((r) => {
+      timer = setTimeout(() => r("late"), 1_000);
+    });
+    const outcome = await Promise.race([pending.then(() => "done" as const), late]);
+    clearTimeout(timer);
+    if (outcome === "late" && this.sleeper) this.drop(this.sleeper);
     this.pending = undefined;
   }
 
