@@ -62,11 +62,6 @@ export class S3Store implements SnapshotStore {
     return res.Body as Readable;
   }
 
-  async downloadRange(key: string, start: number, end: number, signal?: AbortSignal): Promise<Readable> {
-    const res = await this.client.send(new GetObjectCommand({ Bucket: this.cfg.bucket, Key: this.key(key), Range: `bytes=${start}-${end}` }), signal ? { abortSignal: signal } : {});
-    return res.Body as Readable;
-  }
-
   async putText(key: string, text: string): Promise<void> {
     await this.client.send(new PutObjectCommand({ Bucket: this.cfg.bucket, Key: this.key(key), Body: text, ContentType: "application/json", ...this.encryption() }));
   }

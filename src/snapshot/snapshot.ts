@@ -2,7 +2,6 @@ import { spawn, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
 import { pipeline, Transform, type Readable } from "node:stream";
 import { createGunzip, createGzip } from "node:zlib";
 import { findBinary } from "../binaries.js";
@@ -252,157 +251,6 @@ function drained(sink: NodeJS.WritableStream, other: NodeJS.WritableStream): Pro
   });
 }
 
-/** How a restore reads a store that serves byte ranges: `parallel` requests of `rangeBytes` each. */
-export interface DownloadWindow {
-  rangeBytes: number;
-  parallel: number;
-  /** Bytes written to the extractor and not yet taken by it before the download waits. */
-  pending: number;
-}
-
-/**
- * One GET stream by default: ranged reads in parallel (4 × 8 MiB) were slower on the 2-core bench
- * machine (42-45 MiB/s against 54-65 MiB/s; more chunks in flight, more CPU and GC in the one thread
- * that also writes and hashes). With `parallel` > 0, at most `parallel + 1` ranges are held.
- */
-export const DEFAULT_DOWNLOAD_WINDOW: DownloadWindow = { rangeBytes: 8 << 20, parallel: 0, pending: 8 << 20 };
-
-const HASH_WORKER = `
-const { parentPort } = require("node:worker_threads");
-const h = require("node:crypto").createHash("sha256");
-parentPort.on("message", (m) => {
-  if (m === null) return parentPort.postMessage({ digest: h.digest("hex") });
-  h.update(new Uint8Array(m.buf, 0, m.len));
-  parentPort.postMessage({ buf: m.buf }, [m.buf]);
-});`;
-
-/**
- * sha256 on a worker thread: the bytes are copied into `slots` batches of `batch` bytes that travel
- * to the worker and back (transferred, not copied), so the hash runs beside the download and the
- * writes to the extractor instead of in their thread. Memory: slots × batch.
- */
-export class ThreadedSha256 {
-  private readonly worker = new Worker(HASH_WORKER, { eval: true });
-  private readonly free: ArrayBuffer[] = [];
-  private readonly waiters: { resolve: (b: ArrayBuffer) => void; reject: (e: Error) => void }[] = [];
-  private cur: Buffer | undefined;
-  private used = 0;
-  private failed: Error | undefined;
-  private readonly result: Promise<string>;
-
-  constructor(
-    private readonly batch = 1 << 20,
-    slots = 8,
-  ) {
-    for (let i = 0; i < slots; i++) this.free.push(new ArrayBuffer(batch));
-    this.result = new Promise<string>((resolve, reject) => {
-      this.worker.on("message", (m: { buf?: ArrayBuffer; digest?: string }) => {
-        if (m.digest) resolve(m.digest);
-        else if (m.buf) {
-          const w = this.waiters.shift();
-          if (w) w.resolve(m.buf);
-          else this.free.push(m.buf);
-        }
-      });
-      const fail = (err: Error) => {
-        this.failed ??= err;
-        for (const w of this.waiters.splice(0)) w.reject(err);
-        reject(err);
-      };
-      this.worker.on("error", fail);
-      this.worker.on("exit", () => fail(new Error("the sha256 worker exited")));
-    });
-    this.result.catch(() => undefined);
-  }
-
-  /** Resolves once `chunk` is copied out (it may be reused then); waits only when every batch is with the worker. */
-  async update(chunk: Buffer): Promise<void> {
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.failed) throw this.failed;
-      if (!this.cur) {
-        const b = this.free.pop() ?? (await new Promise<ArrayBuffer>((resolve, reject) => this.waiters.push({ resolve, reject })));
-        this.cur = Buffer.from(b);
-      }
-      const n = chunk.copy(this.cur, this.used, off);
-      off += n;
-      this.used += n;
-      if (this.used === this.batch) this.flush();
-    }
-  }
-
-  private flush(): void {
-    if (!this.cur || !this.used) return;
-    const buf = this.cur.buffer as ArrayBuffer;
-    this.worker.postMessage({ buf, len: this.used }, [buf]);
-    this.cur = undefined;
-    this.used = 0;
-  }
-
-  async digest(): Promise<string> {
-    this.flush();
-    this.worker.postMessage(null);
-    try {
-      return await this.result;
-    } finally {
-      this.close();
-    }
-  }
-
-  close(): void {
-    void this.worker.terminate();
-  }
-}
-
-/**
- * The object `key` of `size` bytes as chunks in order, read with up to `w.parallel` ranged requests
- * at once. A range is yielded only once all of it arrived (its length checked), so a range whose
- * body failed half-way is asked for again (twice at most) without a byte of it written twice.
- * Memory: at most `parallel + 1` ranges are held. Leaving the loop early aborts what is in flight.
- */
-export async function* rangedDownload(store: SnapshotStore & Required<Pick<SnapshotStore, "downloadRange">>, key: string, size: number, w: DownloadWindow): AsyncGenerator<Buffer> {
-  const abort = new AbortController();
-  const count = Math.ceil(size / w.rangeBytes);
-  const fetchRange = async (i: number): Promise<Buffer[]> => {
-    const start = i * w.rangeBytes;
-    const end = Math.min(size, start + w.rangeBytes) - 1;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const body = await store.downloadRange(key, start, end, abort.signal);
-        const chunks: Buffer[] = [];
-        let n = 0;
-        for await (const c of body as AsyncIterable<Buffer>) {
-          chunks.push(c);
-          n += c.length;
-        }
-        if (n !== end - start + 1) throw new Error(`bytes ${start}-${end}: ${n} bytes arrived, ${end - start + 1} expected`);
-        return chunks;
-      } catch (err) {
-        if (attempt >= 3 || abort.signal.aborted) throw err;
-        await new Promise((r) => setTimeout(r, 250 * attempt));
-      }
-    }
-  };
-  const inflight: Promise<Buffer[]>[] = [];
-  let next = 0;
-  const launch = () => {
-    const p = fetchRange(next++);
-    // Awaited in order below; a range that fails before its turn must not be an unhandled rejection.
-    p.catch(() => undefined);
-    inflight.push(p);
-  };
-  try {
-    while (next < count && inflight.length < w.parallel) launch();
-    while (inflight.length) {
-      const chunks = await inflight.shift()!;
-      if (next < count) launch();
-      yield* chunks;
-    }
-  } finally {
-    abort.abort();
-  }
-}
-
 export interface RestoreResult {
   gtid: string;
   bytes: number;
@@ -421,8 +269,6 @@ export async function restoreSnapshot(o: {
   runAs?: string | undefined;
   /** Called as bytes arrive (of `manifest.size`), then with the stage that follows the download. */
   onProgress?: (p: { stage: "download" | "prepare"; bytes: number; total: number }) => void;
-  /** Ranged reads of stores that serve them (default {@link DEFAULT_DOWNLOAD_WINDOW}); parallel 0: one stream. */
-  window?: DownloadWindow;
 }): Promise<RestoreResult> {
   const started = performance.now();
   const m = o.manifest;
@@ -433,23 +279,20 @@ export async function restoreSnapshot(o: {
   const wipe = () => {
     for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
   };
-  let source: AsyncIterable<Buffer>;
-  const window = o.window ?? DEFAULT_DOWNLOAD_WINDOW;
-  const ranged = o.store.downloadRange && window.parallel > 0 && m.size > window.rangeBytes ? o.store : undefined;
+  let source: Readable;
   try {
-    source = ranged ? rangedDownload(ranged as SnapshotStore & Required<Pick<SnapshotStore, "downloadRange">>, m.key, m.size, window) : ((await o.store.download(m.key)) as AsyncIterable<Buffer>);
+    source = await o.store.download(m.key);
   } catch (err) {
     throw new SnapshotError("download", `cannot read ${m.key} from ${o.store.description}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const hash = new ThreadedSha256();
+  const hash = createHash("sha256");
   let bytes = 0;
   const child = spawn(extract, ["-x", "-C", o.datadir], { stdio: ["pipe", "ignore", "pipe"] });
   const stderr = tail(child.stderr);
   const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   // What the extractor reads: straight from the download, or through gunzip.
   const gunzip = m.compression === "gzip" ? createGunzip() : undefined;
-  const sink: NodeJS.WritableStream & { destroyed?: boolean; writableLength: number } = gunzip ?? child.stdin;
-  const pending = o.window?.pending ?? DEFAULT_DOWNLOAD_WINDOW.pending;
+  const sink: NodeJS.WritableStream & { destroyed?: boolean } = gunzip ?? child.stdin;
   let sinkError: Error | undefined;
   if (gunzip) pipeline(gunzip, child.stdin, (err) => (sinkError ??= err ?? undefined));
   sink.on("error", (err: Error) => (sinkError ??= err));
@@ -457,17 +300,14 @@ export async function restoreSnapshot(o: {
   try {
     // Every byte is hashed even after the extractor gave up, so a corrupt snapshot is reported
     // as a checksum mismatch rather than as whatever the extractor tripped on.
-    for await (const chunk of source) {
-      // Written first (the extractor works meanwhile), then hashed. Up to `pending` bytes may wait
-      // for the extractor: the pipe's 16 KiB would make the download stop at each of its pauses.
-      if (!sinkError) sink.write(chunk);
-      await hash.update(chunk);
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      hash.update(chunk);
       bytes += chunk.length;
       o.onProgress?.({ stage: "download", bytes, total: m.size });
-      if (!sinkError && sink.writableLength > pending) await drained(sink, child.stdin);
+      if (sinkError) continue;
+      if (!sink.write(chunk)) await drained(sink, child.stdin);
     }
   } catch (err) {
-    hash.close();
     child.kill("SIGKILL");
     await exited;
     wipe();
@@ -476,7 +316,7 @@ export async function restoreSnapshot(o: {
   if (!sinkError) sink.end();
   else child.stdin.destroy();
   const code = await exited;
-  const digest = await hash.digest().catch((err: unknown) => `(not computed: ${err instanceof Error ? err.message : String(err)})`);
+  const digest = hash.digest("hex");
   if (digest !== m.sha256) {
     wipe();
     throw new SnapshotError("checksum", `snapshot ${m.id} is corrupt: sha256 ${digest} of the ${bytes} bytes read does not match the manifest's ${m.sha256} (${m.size} bytes); the datadir was emptied again`);

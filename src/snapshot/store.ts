@@ -17,11 +17,6 @@ export interface SnapshotStore {
    */
   upload(key: string, body: Readable, opts: { partSize: number; signal?: AbortSignal }): Promise<void>;
   download(key: string): Promise<Readable>;
-  /**
-   * Bytes `start`..`end` (inclusive) of `key`. Stores that have it are read with several ranged
-   * requests at once (a bounded window, written in order); the others with one `download` stream.
-   */
-  downloadRange?(key: string, start: number, end: number, signal?: AbortSignal): Promise<Readable>;
   putText(key: string, text: string): Promise<void>;
   getText(key: string): Promise<string | undefined>;
   list(prefix: string): Promise<StoredObject[]>;
