@@ -4,7 +4,8 @@
  */
 export class Progress {
   private readonly started = performance.now();
-  private last = 0;
+  /** When the line was last written (none yet: the first update always shows). */
+  private last = Number.NEGATIVE_INFINITY;
   private shown = false;
 
   constructor(
