@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
@@ -111,9 +111,12 @@ async function rejoined(old: string): Promise<NodeView[]> {
   return converged();
 }
 
+let workDir: string | undefined;
+
 beforeAll(async () => {
   process.on("exit", () => lab?.killAllNow());
   const dir = mkdtempSync(join(tmpdir(), "statepilot-ha-"));
+  workDir = dir;
   // Init scripts, as in the official images' /docker-entrypoint-initdb.d: run once, on the first primary.
   const initDir = join(dir, "initdb.d");
   mkdirSync(initDir);
@@ -132,7 +135,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await sampler?.stop();
-  await lab?.down({ keep: process.env.STATEPILOT_KEEP_LABS === "1" });
+  const keep = process.env.STATEPILOT_KEEP_LABS === "1";
+  try {
+    await lab?.down({ keep });
+  } finally {
+    // The init scripts beside the lab go too (the lab removes only its own folder).
+    if (workDir && !keep) rmSync(workDir, { recursive: true, force: true });
+  }
 });
 
   it("elects exactly one primary and two replicating replicas from empty datadirs", async () => {

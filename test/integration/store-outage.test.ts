@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -19,10 +19,11 @@ const OUTAGE_MS = 60_000;
 
 let lab: Lab;
 let sampler: ReadOnlySampler;
+const workDir = mkdtempSync(join(tmpdir(), "statepilot-store-outage-"));
 
 beforeAll(async () => {
   process.on("exit", () => lab?.killAllNow());
-  lab = await Lab.up({ dir: join(mkdtempSync(join(tmpdir(), "statepilot-store-outage-")), "lab"), nodes: 3, subnet: "127.0.24", store: "etcd", lossless: true });
+  lab = await Lab.up({ dir: join(workDir, "lab"), nodes: 3, subnet: "127.0.24", store: "etcd", lossless: true });
   await Writer.prepare(lab.file);
   sampler = new ReadOnlySampler(lab.file, 100);
   sampler.start();
@@ -30,7 +31,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await sampler?.stop();
-  await lab?.down({ keep: process.env.STATEPILOT_KEEP_LABS === "1" });
+  const keep = process.env.STATEPILOT_KEEP_LABS === "1";
+  try {
+    await lab?.down({ keep });
+  } finally {
+    if (!keep) rmSync(workDir, { recursive: true, force: true });
+  }
 });
 
 describe("a 60 s outage of the etcd cluster store, failsafe off", () => {
