@@ -143,6 +143,11 @@ async function main(): Promise<void> {
     console.log(
       `failover: kill_mysqld_p50_ms=${median(killMysqld)} kill_mysqld_max_ms=${max(killMysqld)} kill_node_p50_ms=${median(killNode)} kill_node_max_ms=${max(killNode)} switchover_unavailable_ms=${median(switchovers)}`,
     );
+  } catch (err) {
+    // What each node says explains a failover that did not happen; the lab goes right after.
+    const views = await lab.views().catch(() => []);
+    for (const v of views) console.log(`  ${v.name} ${v.role} ${v.health} ${v.executed} ${v.reason}`);
+    throw err;
   } finally {
     await sampler.stop();
     await lab.down();
