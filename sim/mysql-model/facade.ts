@@ -104,17 +104,13 @@ export class SimDatabase implements Database {
       s.readOnly = true;
       return;
     }
-    if (!on || s.readOnly) {
-      s.readOnly = on;
-      return;
-    }
-    if (s.commitWaiters.size === 0) {
-      s.readOnly = true;
+    if (!on) {
+      s.readOnly = false;
       return;
     }
     // The global read lock waits for commits in progress, which include those waiting for a
     // semi-sync ack. The statement stays pending on the server even after the client times out.
-    s.pendingReadOnly++;
+    if (s.requestReadOnly()) return;
     await s.untilDrained(deadline, queryTimeout);
   }
 

@@ -437,12 +437,23 @@ export class Server {
     this.fenceOnThaw = false;
   }
 
-  /** SET GLOBAL read_only = 1 from the switch: at once, or pending behind commits in progress. */
+  /**
+   * SET GLOBAL read_only = 1 runs in the server: it lands at once (true), or waits behind commits
+   * in progress (false: pending until they end, even if its client gives up).
+   */
+  requestReadOnly(): boolean {
+    if (this.readOnly || this.commitWaiters.size === 0) {
+      this.readOnly = true;
+      return true;
+    }
+    this.pendingReadOnly++;
+    return false;
+  }
+
+  /** The switch's statement runs (see requestReadOnly). */
   private fenceLands(): void {
     this.fenceOnThaw = false;
-    if (this.readOnly) return;
-    if (this.commitWaiters.size === 0) this.readOnly = true;
-    else this.pendingReadOnly++;
+    this.requestReadOnly();
   }
 
   thaw(): void {

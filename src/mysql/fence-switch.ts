@@ -1,11 +1,11 @@
-import mysql from "mysql2/promise";
+import type mysql from "mysql2/promise";
 
 /** How the switch reports what happened to one armed statement (never thrown: it runs in the background). */
 export type FenceSwitchEvent = { kind: "fired" } | { kind: "error"; message: string };
 
 export interface FenceSwitchOptions {
-  socket: string;
-  password: () => string;
+  /** Opens a new root connection to the local server (LocalServer's). */
+  connect: () => Promise<mysql.Connection>;
   /** "mysql" sets super_read_only (which implies read_only), "mariadb" read_only. */
   flavor: () => "mariadb" | "mysql";
   onEvent?: (e: FenceSwitchEvent) => void;
@@ -41,7 +41,7 @@ export class FenceSwitch {
   constructor(private readonly opts: FenceSwitchOptions) {}
 
   private connect(): Promise<mysql.Connection> {
-    return mysql.createConnection({ socketPath: this.opts.socket, user: "root", password: this.opts.password(), connectTimeout: 2_000 });
+    return this.opts.connect();
   }
 
   /**
@@ -171,6 +171,6 @@ export class FenceSwitch {
 
   close(): void {
     this.closed = true;
-    for (const c of [this.sleeper, this.control]) if (c) this.drop(c);
+    this.reset();
   }
 }

@@ -23,7 +23,12 @@ export class LocalServer {
     private readonly password: () => string,
     onFenceSwitch?: (e: FenceSwitchEvent) => void,
   ) {
-    this.fenceSwitch = new FenceSwitch({ socket, password, flavor: () => this.dialect?.flavor ?? "mariadb", onEvent: onFenceSwitch });
+    this.fenceSwitch = new FenceSwitch({ connect: () => this.openRoot(), flavor: () => this.dialect?.flavor ?? "mariadb", onEvent: onFenceSwitch });
+  }
+
+  /** A new root connection over the socket (the managed one below, and the fence switch's own). */
+  private openRoot(): Promise<mysql.Connection> {
+    return mysql.createConnection({ socketPath: this.socket, user: "root", password: this.password(), connectTimeout: 2_000, multipleStatements: false });
   }
 
   /** Arms the server's own dead man's switch: read-only in `afterMs` unless armed again (see FenceSwitch). */
@@ -36,7 +41,7 @@ export class LocalServer {
     if (this.conn) return this.conn;
     this.connecting ??= (async () => {
       try {
-        const c = await mysql.createConnection({ socketPath: this.socket, user: "root", password: this.password(), connectTimeout: 2_000, multipleStatements: false });
+        const c = await this.openRoot();
         c.on("error", () => this.drop(c));
         if (!this.dialect) {
           const [rows] = await c.query<mysql.RowDataPacket[]>("SELECT VERSION() AS v");

@@ -22,7 +22,7 @@ describe("the server's fence switch (real MariaDB)", () => {
 
   beforeAll(async () => {
     await server.start();
-    sw = new FenceSwitch({ socket: server.socket, password: () => "", flavor: () => "mariadb", onEvent: (e) => events.push(e) });
+    sw = new FenceSwitch({ connect: () => server.rootConnection(), flavor: () => "mariadb", onEvent: (e) => events.push(e) });
   }, 180_000);
   afterAll(async () => {
     try {
@@ -34,34 +34,20 @@ describe("the server's fence switch (real MariaDB)", () => {
     }
   }, 60_000);
 
-  async function readOnly(): Promise<number> {
+  /** Runs `fn` on a new root connection, closed afterwards. */
+  async function onRoot<T>(fn: (c: Awaited<ReturnType<MariaDbServer["rootConnection"]>>) => Promise<T>): Promise<T> {
     const c = await server.rootConnection();
     try {
-      const [rows] = await c.query<RowDataPacket[]>("SELECT @@global.read_only AS ro");
-      return Number(rows[0]?.ro);
+      return await fn(c);
     } finally {
       c.destroy();
     }
   }
 
-  async function setReadOnly(on: boolean): Promise<void> {
-    const c = await server.rootConnection();
-    try {
-      await c.query(`SET GLOBAL read_only = ${on ? 1 : 0}`);
-    } finally {
-      c.destroy();
-    }
-  }
-
-  async function switchStatements(): Promise<number> {
-    const c = await server.rootConnection();
-    try {
-      const [rows] = await c.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SET GLOBAL read_only = IF(SLEEP%'");
-      return Number(rows[0]?.n);
-    } finally {
-      c.destroy();
-    }
-  }
+  const readOnly = () => onRoot(async (c) => Number((await c.query<RowDataPacket[]>("SELECT @@global.read_only AS ro"))[0][0]?.ro));
+  const setReadOnly = (on: boolean) => onRoot(async (c) => void (await c.query(`SET GLOBAL read_only = ${on ? 1 : 0}`)));
+  const switchStatements = () =>
+    onRoot(async (c) => Number((await c.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SET GLOBAL read_only = IF(SLEEP%'"))[0][0]?.n));
 
   it("turns the server read-only when its time comes", async () => {
     await setReadOnly(false);

@@ -204,9 +204,14 @@ export function decide(o: Observation): Decision {
   return decideFree(o, local, c);
 }
 
+/** Everything the local server's GTID variables name: its position and its binlog state, as one list. */
+function heldLocally(local: LocalState): string {
+  return [local.executed, local.state].filter((x) => x !== "").join(",");
+}
+
 /** A member whose record holds this node's own transactions beyond its binlog (see ownTailBeyond). */
 function ownTailHeldElsewhere(o: Observation, local: LocalState, c: ClusterState): { node: string; lost: string[] } | undefined {
-  const mine = `${local.executed}${local.state ? `,${local.state}` : ""}`.replace(/^,/, "");
+  const mine = heldLocally(local);
   for (const m of c.members) {
     if (m.record.node === o.node) continue;
     const theirs = [m.record.executed, m.record.received].filter((x) => x !== "").join(",");
@@ -224,8 +229,7 @@ function decideReplica(o: Observation, local: LocalState, leader: Leader): Decis
   // an ack): not this node's divergence. It stops receiving from the leader (whose next writes would
   // reuse those GTIDs) and stays eligible, so that it, not the leader, ends up leading.
   if (o.primaryState) {
-    const held = `${local.executed}${local.state ? `,${local.state}` : ""}`.replace(/^,/, "");
-    const lost = ownTailBeyond(o.flavor, held, o.primaryState.executed, leader.record.serverId);
+    const lost = ownTailBeyond(o.flavor, heldLocally(local), o.primaryState.executed, leader.record.serverId);
     if (lost.length > 0) {
       const why = `${name} lost its own transactions ${lost.join(", ")} (crash recovery), which this node holds: not replicating from it; waiting for it to step down`;
       const receiving = pointsThere && rep.ioRunning !== "No";
@@ -326,7 +330,7 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
     self,
     members,
     freeVersion: o.free?.version ?? c.version,
-    freeForMs: o.free ? o.now - o.free.since : 0,
+    freeForMs: freeFor,
     peerWaitMs: o.settings.peerWaitMs,
     maximumLagSeconds: o.settings.maximumLagMs / 1000,
     lastLeader: c.lastLeader ?? (forgotten ? o.memory?.lastLeader : undefined),
