@@ -134,3 +134,17 @@ export class SimClock implements Clock {
     return fired;
   }
 }
+
+/**
+ * A host's clock that runs `rate` times as fast as real (simulated) time: it reads `now * rate`,
+ * and a wait of `ms` on it lasts `ms / rate` of real time. Rates near 1 model the drift of a
+ * host's oscillator (the simulation uses 0.95..1.05), which NTP slews but never removes at once.
+ */
+export function driftingClock(base: Clock, rate: number): Clock {
+  if (rate === 1) return base;
+  return {
+    now: () => base.now() * rate,
+    sleep: (ms, signal) => base.sleep(ms / rate, signal),
+    after: (ms, fn) => base.after(ms / rate, fn),
+  };
+}

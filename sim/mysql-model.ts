@@ -71,11 +71,11 @@ export class SimWorld {
     this.lookup = { txnOf: (text) => this.txnOf(text) };
   }
 
-  addServer(node: string, o: { serverId: number; host: string; port: number; restoredFrom?: string }): void {
+  addServer(node: string, o: { serverId: number; host: string; port: number; restoredFrom?: string; clockRate?: number }): void {
     if (this.servers.has(node)) throw new Error(`server ${node} exists already`);
     const key = `${o.host}:${o.port}`;
     if (this.byEndpoint.has(key)) throw new Error(`endpoint ${key} is taken`);
-    const s = new Server(this.env, node, o.serverId, o.host, o.port);
+    const s = new Server(this.env, node, o.serverId, o.host, o.port, o.clockRate);
     if (o.restoredFrom) {
       // mariabackup restore: the data as of that GTID, no binlog, gtid_slave_pos = the backup's position.
       const t = this.txnOf(o.restoredFrom);

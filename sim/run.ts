@@ -7,7 +7,7 @@ import { mariaStateAt } from "../src/mysql/gtid.js";
 import type { ClusterMemory, PlantedFaults } from "../src/mysql/ha/deps.js";
 import type { HaSettings } from "../src/mysql/ha/settings.js";
 import { Mysql } from "../src/config/schema.js";
-import { SimClock } from "./clock.js";
+import { SimClock, driftingClock } from "./clock.js";
 import { Gate } from "./gate.js";
 import { SimWorld } from "./mysql-model.js";
 import { describeFault, type Fault, type Schedule } from "./schedule.js";
@@ -56,6 +56,8 @@ class SimNode {
     readonly name: string,
     readonly serverId: number,
     private readonly restoredFrom: { gtid: string; state: string } | undefined,
+    /** This host's clock rate (statepilot and its mysqld share it). */
+    readonly clockRate: number,
     private readonly env: { clock: SimClock; world: SimWorld; store: MemoryStoreServer; settings: HaSettings; faults: PlantedFaults; logger: pino.Logger },
   ) {
     this.gate = new Gate(env.clock);
@@ -74,7 +76,7 @@ class SimNode {
         store: g.wrap<ClusterStore>(store.connect(this.name)),
         db: g.wrap(world.database(this.name)),
         process: world.process(this.name),
-        clock: g.clockFor(),
+        clock: driftingClock(g.clockFor(), this.clockRate),
         logger: logger.child({ node: this.name }),
         inMaintenance: () => false,
         bootstrapLocal: async () => undefined,
@@ -121,9 +123,11 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
   const cfg = settings(s.lossless, s.fenceBy);
   const names = Array.from({ length: s.nodes }, (_, i) => `n${i + 1}`);
   const nodeEnv = { clock, world, store, settings: cfg, faults: opts.faults ?? {}, logger };
-  const nodes = names.map((name, i) => new SimNode(name, i + 1, undefined, nodeEnv));
+  // Schedules written before clock rates existed (tests that build their own) run at rate 1.
+  const rateOf = (i: number) => s.clockRates[i] ?? 1;
+  const nodes = names.map((name, i) => new SimNode(name, i + 1, undefined, rateOf(i), nodeEnv));
   for (const n of nodes) {
-    world.addServer(n.name, { serverId: n.serverId, host: `10.0.0.${n.serverId}`, port: 3306 });
+    world.addServer(n.name, { serverId: n.serverId, host: `10.0.0.${n.serverId}`, port: 3306, clockRate: n.clockRate });
     world.onExit(n.name, () => n.ha?.mysqldExited());
   }
   // Seed the cluster: the first node's history exists (an initialised cluster), the others are copies.
@@ -251,8 +255,8 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         const gtid = source ? world.describe(source.name) && source.ha?.statusView().executed : undefined;
         if (!source || !gtid || nodes.length > s.nodes) return log("no replica to take a snapshot from; no node added");
         const name = `n${nodes.length + 1}`;
-        const n = new SimNode(name, nodes.length + 1, { gtid, state: mariaStateAt(world.binlogState(source.name), gtid) }, nodeEnv);
-        world.addServer(name, { serverId: n.serverId, host: `10.0.0.${n.serverId}`, port: 3306, restoredFrom: gtid });
+        const n = new SimNode(name, nodes.length + 1, { gtid, state: mariaStateAt(world.binlogState(source.name), gtid) }, rateOf(nodes.length), nodeEnv);
+        world.addServer(name, { serverId: n.serverId, host: `10.0.0.${n.serverId}`, port: 3306, restoredFrom: gtid, clockRate: n.clockRate });
         world.onExit(name, () => n.ha?.mysqldExited());
         nodes.push(n);
         names.push(name);

@@ -40,6 +40,18 @@ export interface Schedule {
   durationMs: number;
   quietMs: number;
   faults: ScheduledFault[];
+  /**
+   * Each node's clock rate against real time (index 0 is n1; a node added later takes the next):
+   * 0.95..1.05, so timers and durations on a node run up to 5 % fast or slow, statepilot and its
+   * mysqld alike (one host, one clock). The store keeps real time.
+   */
+  clockRates: number[];
+}
+
+/** Clock rates drawn from their own stream, so a seed keeps the faults it had before rates existed. */
+export function drawClockRates(seed: number, count: number, maxDrift = 0.05): number[] {
+  const rnd = seededRandom((seed * 7_919 + 104_729) >>> 0);
+  return Array.from({ length: count }, () => Math.round((1 - maxDrift + rnd() * 2 * maxDrift) * 10_000) / 10_000);
 }
 
 export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): Schedule {
@@ -113,7 +125,7 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
     at += int(0, 7_000);
   }
   const fenceBy = lossless && rnd() < 0.5 ? "kill" : "read-only";
-  return { seed, nodes, lossless, fenceBy, durationMs: Math.max(at, 10_000) + 2_000, quietMs: 30_000, faults };
+  return { seed, nodes, lossless, fenceBy, durationMs: Math.max(at, 10_000) + 2_000, quietMs: 30_000, faults, clockRates: drawClockRates(seed, nodes + 1) };
 }
 
 export function describeFault(f: Fault): string {
@@ -149,7 +161,8 @@ export function describeFault(f: Fault): string {
 }
 
 export function describeSchedule(s: Schedule): string {
-  const lines = [`seed ${s.seed}: ${s.nodes} nodes, ${s.lossless ? "lossless" : "async"}, fence by ${s.fenceBy}, ${s.durationMs} ms of faults then ${s.quietMs} ms quiet`];
+  const rates = s.clockRates.map((r, i) => `n${i + 1} ${r.toFixed(4)}`).join(", ");
+  const lines = [`seed ${s.seed}: ${s.nodes} nodes, ${s.lossless ? "lossless" : "async"}, fence by ${s.fenceBy}, ${s.durationMs} ms of faults then ${s.quietMs} ms quiet; clock rates ${rates}`];
   for (const f of s.faults) lines.push(`  at ${String(f.at).padStart(6)} ms: ${describeFault(f.fault)}`);
   return lines.join("\n");
 }

@@ -99,8 +99,9 @@ export class SimDatabase implements Database {
     const deadline = sent + (timeoutMs ?? this.env.queryTimeoutMs);
     await this.enter(deadline);
     const s = this.s;
-    // The server evaluates the condition when it runs the statement (after a freeze, if any).
-    if (!on && writableForMs !== undefined && this.env.clock.now() >= sent + writableForMs) {
+    // The server evaluates the condition when it runs the statement (after a freeze, if any), on
+    // its host's clock, the one statepilot measured writableForMs on.
+    if (!on && writableForMs !== undefined && (this.env.clock.now() - sent) * s.clockRate >= writableForMs) {
       s.readOnly = true;
       return;
     }

@@ -132,6 +132,8 @@ export class Server {
     public serverId: number,
     readonly host: string,
     readonly port: number,
+    /** The host clock's rate against real time: the switch's SLEEP and NOW() run on it. */
+    readonly clockRate = 1,
   ) {}
 
   // ---- positions ------------------------------------------------------------------------------
@@ -422,7 +424,7 @@ export class Server {
   /** Arms (or re-arms) the dead man's switch: read-only in `afterMs` (the statement runs in the server). */
   armFence(afterMs: number): void {
     this.disarmFence();
-    this.fenceTimer = this.env.clock.schedule(afterMs, () => {
+    this.fenceTimer = this.env.clock.schedule(afterMs / this.clockRate, () => {
       this.fenceTimer = undefined;
       if (!this.running) return;
       if (this.frozen) this.fenceOnThaw = true;
