@@ -169,6 +169,11 @@ export class SimWorld {
     this.wake();
   }
 
+  /** Whether the network between two nodes is cut (peer-partition): their HTTP ports too. */
+  peersCut(a: string, b: string): boolean {
+    return this.cuts.has(pairKey(a, b));
+  }
+
   /** A transaction written on this server by an operator, whatever read_only says; committed at once. */
   errantWrite(node: string): string {
     const s = this.server(node);

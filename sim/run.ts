@@ -8,6 +8,8 @@ import type { ClusterMemory, PlantedFaults } from "../src/mysql/ha/deps.js";
 import type { HaSettings } from "../src/mysql/ha/settings.js";
 import { Mysql } from "../src/config/schema.js";
 import { SimClock, driftingClock } from "./clock.js";
+import type { FailsafeAnswer, FailsafePeers } from "../src/mysql/ha/failsafe.js";
+import { primaryCheck } from "../src/mysql/ha/status.js";
 import { Gate } from "./gate.js";
 import { SimWorld } from "./mysql-model.js";
 import { describeFault, type Fault, type Schedule } from "./schedule.js";
@@ -19,6 +21,8 @@ export interface RunResult {
   /** Nodes that did not converge by the end, with their own reason. */
   unconverged: string[];
   acked: number;
+  /** When each acknowledged write was acknowledged (virtual ms). */
+  ackedAt: number[];
   failovers: number;
   events: number;
   trace: string[];
@@ -28,7 +32,7 @@ export interface RunResult {
 const DEFAULTS = Mysql.parse({});
 const TIMING = { leaseMs: DEFAULTS.checkTtl, lockDelayMs: DEFAULTS.lockDelay };
 
-function settings(lossless: boolean, fenceBy: "kill" | "read-only"): HaSettings {
+function settings(lossless: boolean, fenceBy: "kill" | "read-only", failsafe: boolean): HaSettings {
   return {
     cluster: "sim",
     interval: DEFAULTS.interval,
@@ -43,7 +47,9 @@ function settings(lossless: boolean, fenceBy: "kill" | "read-only"): HaSettings 
     promoteTimeout: 60_000,
     switchoverTimeout: 30_000,
     nofailover: false,
-    memberExpiry: 3_600_000, divergenceEvery: 10,
+    memberExpiry: 3_600_000,
+    divergenceEvery: 10,
+    failsafe,
   };
 }
 
@@ -58,7 +64,7 @@ class SimNode {
     private readonly restoredFrom: { gtid: string; state: string } | undefined,
     /** This host's clock rate (statepilot and its mysqld share it). */
     readonly clockRate: number,
-    private readonly env: { clock: SimClock; world: SimWorld; store: MemoryStoreServer; settings: HaSettings; faults: PlantedFaults; logger: pino.Logger },
+    private readonly env: { clock: SimClock; world: SimWorld; store: MemoryStoreServer; settings: HaSettings; faults: PlantedFaults; logger: pino.Logger; peers: (from: string) => FailsafePeers },
   ) {
     this.gate = new Gate(env.clock);
   }
@@ -95,6 +101,7 @@ class SimNode {
           },
         },
         faults,
+        failsafePeers: g.wrap(this.env.peers(this.name)),
       },
       true,
     );
@@ -120,9 +127,38 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
     : pino({ level: "silent" });
   const world = new SimWorld({ clock, lossless: s.lossless, restartDelayMs: 1_000 });
   const store = new MemoryStoreServer({ clock, timing: TIMING, validateRecords: false });
-  const cfg = settings(s.lossless, s.fenceBy);
+  const cfg = settings(s.lossless, s.fenceBy, s.failsafe);
   const names = Array.from({ length: s.nodes }, (_, i) => `n${i + 1}`);
-  const nodeEnv = { clock, world, store, settings: cfg, faults: opts.faults ?? {}, logger };
+  // Failsafe requests travel between statepilots: refused at once by a crashed one, lost on a cut
+  // link, held while the target is paused (or until the asker gives up).
+  const peers = (from: string): FailsafePeers => ({
+    ask: (to, request, timeoutMs) =>
+      new Promise<FailsafeAnswer>((resolve, reject) => {
+        const target = nodes.find((n) => n.name === to.node);
+        if (!target?.ha) return reject(new Error(`connect ECONNREFUSED ${to.host}:${to.httpPort ?? 0}`));
+        let done = false;
+        const cancel = clock.after(timeoutMs, () => {
+          if (done) return;
+          done = true;
+          reject(new Error(`no answer within ${timeoutMs} ms`));
+        });
+        if (world.peersCut(from, to.node)) return;
+        const gate = target.gate;
+        clock.schedule(1, () => {
+          const answer = () => {
+            const ha = target.ha;
+            if (done || !ha || target.gate !== gate || world.peersCut(from, to.node)) return;
+            done = true;
+            cancel();
+            resolve(ha.answerFailsafe(request));
+          };
+          const held = gate.pass();
+          if (held) void held.then(answer);
+          else answer();
+        });
+      }),
+  });
+  const nodeEnv = { clock, world, store, settings: cfg, faults: opts.faults ?? {}, logger, peers };
   // Schedules written before clock rates existed (tests that build their own) run at rate 1.
   const rateOf = (i: number) => s.clockRates[i] ?? 1;
   const nodes = names.map((name, i) => new SimNode(name, i + 1, undefined, rateOf(i), nodeEnv));
@@ -351,10 +387,12 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
   };
   for (const f of s.faults) clock.schedule(f.at, () => apply(f.fault));
 
-  // The workload: a client writes to whoever the store says leads, one write in flight per node.
+  // The workload: a client writes to whoever the store says leads or, with nobody leading there
+  // (a failsafe primary during a store outage), to a node that passes the load balancers' primary
+  // check; one write in flight per node.
   const stopWorkload = clock.every(250, () => {
     if (clock.now() > s.durationMs) return;
-    const leader = store.snapshot().leader?.node;
+    const leader = store.snapshot().leader?.node ?? (s.failsafe ? nodes.find((n) => n.ha && primaryCheck(n.ha.statusView()))?.name : undefined);
     if (!leader || writing.has(leader)) return;
     writing.add(leader);
     void world.clientWrite(leader).finally(() => writing.delete(leader));
@@ -403,7 +441,7 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
   if (!violation && unconverged.length > 0 && unconverged.some((u) => !u.includes("diverged") && !u.includes("waiting for"))) {
     violation = `did not converge: ${unconverged.join("; ")}`;
   }
-  return { seed: s.seed, violation, unconverged, acked: world.acked.length, failovers, events, trace };
+  return { seed: s.seed, violation, unconverged, acked: world.acked.length, ackedAt: world.acked.map((a) => a.at), failovers, events, trace };
 }
 
 /** After the quiet period: one primary, every other node replicating from it, or a stated reason why not. */

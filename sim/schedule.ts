@@ -46,6 +46,8 @@ export interface Schedule {
    * mysqld alike (one host, one clock). The store keeps real time.
    */
   clockRates: number[];
+  /** Failsafe mode on every node (a primary that cannot reach the store asks the members directly). */
+  failsafe: boolean;
 }
 
 /** Clock rates drawn from their own stream, so a seed keeps the faults it had before rates existed. */
@@ -125,7 +127,7 @@ export function makeSchedule(seed: number, opts: { lossless?: boolean } = {}): S
     at += int(0, 7_000);
   }
   const fenceBy = lossless && rnd() < 0.5 ? "kill" : "read-only";
-  return { seed, nodes, lossless, fenceBy, durationMs: Math.max(at, 10_000) + 2_000, quietMs: 30_000, faults, clockRates: drawClockRates(seed, nodes + 1) };
+  return { seed, nodes, lossless, fenceBy, durationMs: Math.max(at, 10_000) + 2_000, quietMs: 30_000, faults, clockRates: drawClockRates(seed, nodes + 1), failsafe: seededRandom((seed * 131 + 7) >>> 0)() < 0.5 };
 }
 
 export function describeFault(f: Fault): string {
@@ -162,7 +164,7 @@ export function describeFault(f: Fault): string {
 
 export function describeSchedule(s: Schedule): string {
   const rates = s.clockRates.map((r, i) => `n${i + 1} ${r.toFixed(4)}`).join(", ");
-  const lines = [`seed ${s.seed}: ${s.nodes} nodes, ${s.lossless ? "lossless" : "async"}, fence by ${s.fenceBy}, ${s.durationMs} ms of faults then ${s.quietMs} ms quiet; clock rates ${rates}`];
+  const lines = [`seed ${s.seed}: ${s.nodes} nodes, ${s.lossless ? "lossless" : "async"}, fence by ${s.fenceBy}${s.failsafe ? ", failsafe on" : ""}, ${s.durationMs} ms of faults then ${s.quietMs} ms quiet; clock rates ${rates}`];
   for (const f of s.faults) lines.push(`  at ${String(f.at).padStart(6)} ms: ${describeFault(f.fault)}`);
   return lines.join("\n");
 }

@@ -176,6 +176,7 @@ async function main(argv: string[]): Promise<number> {
         preflight(config, process.env, path ?? "defaults");
         // The telemetry token file or variable, as start-up reads it (never printed).
         if (config.telemetry?.auth) resolveTelemetryToken(config.telemetry.auth, process.env, path ?? "defaults");
+        if (config.mysql?.failsafe.enabled) resolveTelemetryToken(config.mysql.failsafe, process.env, path ?? "defaults", "mysql.failsafe");
         process.stdout.write(`${path ?? "defaults"}: valid (${config.jobs.length} jobs, ${config.watches.length} watches)\n`);
       } else {
         const format = outputFormat(args);

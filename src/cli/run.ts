@@ -144,6 +144,7 @@ export async function runSupervisor(opts: RunOptions, env: NodeJS.ProcessEnv = p
     if (telemetry) {
       try {
         await telemetry.start();
+        mysql?.httpListening(telemetry.server.port);
       } catch (err) {
         logger.error({ err: errText(err), port: config.telemetry?.port }, "telemetry endpoint unavailable");
         await telemetry.stop().catch(() => undefined); // sensors it may have started

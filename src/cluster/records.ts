@@ -42,6 +42,13 @@ export const MemberRecord = z.object({
    * (a node whose loop stalled may write late what it decided while the old primary led).
    */
   viewLeader: z.string().optional(),
+  /**
+   * A primary in failsafe mode: the members it would rely on if the store became unreachable (see
+   * src/mysql/ha/failsafe.ts). A member not listed does not run for primary while it is named.
+   */
+  failsafe: z.array(z.string()).optional(),
+  /** The node's HTTP port (same host), where a failsafe primary reaches it without the store. */
+  httpPort: z.number().int().min(1).max(65535).optional(),
 });
 export type MemberRecord = z.infer<typeof MemberRecord>;
 

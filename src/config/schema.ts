@@ -385,6 +385,21 @@ export const Snapshots = z
   })
   .describe("Hot backups streamed to a store (mariabackup --stream=xbstream), and restores of new nodes from them.");
 
+export const Failsafe = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe("When the cluster store is unreachable, the primary keeps writing while every member it knew alive answers it directly (POST /failsafe on their telemetry port) that it sees no other primary; a member that accepts does not run for primary for lease + lock-delay. Off: a primary that cannot reach the store fences at fenceAfter."),
+    tokenFile: z.string().min(1).optional().describe("File holding the cluster secret the members' requests carry (Authorization: Bearer); the same on every node. Read at start-up."),
+    tokenEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected the name of an environment variable" })
+      .optional()
+      .describe("Or: the name of the environment variable holding the cluster secret."),
+  })
+  .superRefine((f, ctx) => {
+    if (f.enabled && (f.tokenFile === undefined) === (f.tokenEnv === undefined)) ctx.addIssue({ code: "custom", path: [], message: "failsafe mode needs the cluster secret: exactly one of tokenFile or tokenEnv (the secret itself never goes in the config)" });
+  })
+  .describe("Failsafe mode (after Patroni's failsafe_mode): keep the primary writable through a store outage while every member confirms it directly.");
+
 export const Mysql = z
   .strictObject({
     cluster: Name.default("default").describe("Cluster name; Consul keys live under statepilot/<cluster>/."),
@@ -419,6 +434,7 @@ export const Mysql = z
     stopWithSupervisor: z.boolean().default(true).describe("mysqld is killed if statepilot dies (Linux parent-death signal): no writable primary is ever left without its fencing supervisor."),
     stopTimeout: duration(1_000).prefault("60s").describe("Time mysqld gets to shut down cleanly before SIGKILL."),
     lossless: Lossless,
+    failsafe: Failsafe.prefault({}),
     snapshots: Snapshots.prefault({}),
   })
   .superRefine((m, ctx) => {
@@ -457,6 +473,7 @@ export const Config = z
       if (names.has(j.name)) ctx.addIssue({ code: "custom", path: ["jobs", i, "name"], message: `duplicate job name "${j.name}" (also jobs[${names.get(j.name)}])` });
       names.set(j.name, i);
     });
+    if (c.mysql?.failsafe.enabled && !c.telemetry) ctx.addIssue({ code: "custom", path: ["mysql", "failsafe", "enabled"], message: "failsafe mode needs a telemetry section: members answer the primary on the node's HTTP port" });
     const mains = c.jobs.flatMap((j, i) => (j.main ? [i] : []));
     if (c.mysql && mains.length) ctx.addIssue({ code: "custom", path: ["jobs", mains[0]!, "main"], message: "with a mysql section, mysqld is the main job; drop main here" });
     if (mains.length > 1) ctx.addIssue({ code: "custom", path: ["jobs", mains[1]!, "main"], message: `only one job can be main (also jobs[${mains[0]}])` });

@@ -90,6 +90,11 @@ export class MinioServer {
     await this.proc?.stop("SIGTERM", 10_000);
   }
 
+  /** SIGKILL: the store is gone at once (a graceful stop may serve for seconds more on a busy machine). */
+  async kill(): Promise<void> {
+    await this.proc?.stop("SIGKILL", 10_000);
+  }
+
   async destroy(): Promise<void> {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });

@@ -12,6 +12,8 @@ import type { TelemetryServer } from "../telemetry/server.js";
 import { BACKUP_USER, backupPassword, CLONE_USER, clonePassword } from "./accounts.js";
 import { resolveCredentials } from "./credentials.js";
 import { MysqlHa } from "./ha/loop.js";
+import { failsafeRoute, HttpFailsafePeers } from "./failsafe-http.js";
+import { resolveTelemetryToken } from "../telemetry/auth.js";
 import { primaryCheck, replicaCheck, type HaStatus } from "./ha/status.js";
 import { MysqlDatabase } from "./ha/mysql-database.js";
 import { haSettings } from "./ha/settings.js";
@@ -49,6 +51,10 @@ export const MYSQLD_JOB = "mysqld";
  */
 export class MysqlAutopilot {
   private ha: MysqlHa | undefined;
+  /** The cluster secret of failsafe mode (undefined: off). */
+  private failsafeSecret: string | undefined;
+  /** Where members reach this node; the HTTP port is known once telemetry listens. */
+  private advertise: { host: string; port: number; httpPort?: number | undefined } | undefined;
   private scheduler: SnapshotScheduler | undefined;
   private rebuilder: RebuildWorker | undefined;
   private archiver: BinlogArchiver | undefined;
@@ -62,12 +68,15 @@ export class MysqlAutopilot {
   static async prepare(config: Config, supervisor: Supervisor, opts: { env: NodeJS.ProcessEnv; source: string; logger: Logger; metrics?: Metrics | undefined }): Promise<MysqlAutopilot> {
     const cfg = config.mysql!;
     const creds = resolveCredentials(cfg, opts.env, opts.source);
+    const failsafeSecret = cfg.failsafe.enabled ? resolveTelemetryToken(cfg.failsafe, opts.env, opts.source, "mysql.failsafe") : undefined;
     const log = opts.logger.child({ component: "mysql" });
     const ap = new MysqlAutopilot(cfg, log);
     const binary = mysqldBinary(cfg);
     const version = await binaryVersion(binary);
     log.info({ binary, flavor: version.flavor, version: version.version }, "mysql server found");
-    const advertise = { host: resolveAddress(cfg.interfaces), port: cfg.port };
+    const advertise: { host: string; port: number; httpPort?: number | undefined } = { host: resolveAddress(cfg.interfaces), port: cfg.port };
+    ap.advertise = advertise;
+    ap.failsafeSecret = failsafeSecret;
 
     const coordinator = supervisor.coordination();
     const store = await createStore(cfg.snapshots.store);
@@ -162,6 +171,7 @@ export class MysqlAutopilot {
           leading: () => void primaryHealth.report({ status: "passing", output: "primary", durationMs: 0 }),
         },
         inMaintenance: () => supervisor.inMaintenance,
+        failsafePeers: failsafeSecret ? new HttpFailsafePeers(failsafeSecret) : undefined,
         bootstrapLocal: async () => {
           const dialect = await local.ready();
           await bootstrapLocal(local, dialect, creds, { rootHosts: cfg.credentials.rootHosts, onChange: (what) => log.warn({ account: what }, "account removed: not in the configuration") });
@@ -354,6 +364,11 @@ export class MysqlAutopilot {
     this.archiver?.start();
   }
 
+  /** Telemetry listens on `port`: members (a failsafe primary) reach this node there. */
+  httpListening(port: number): void {
+    if (this.advertise) this.advertise.httpPort = port;
+  }
+
   status(): HaStatus | undefined {
     return this.ha?.statusView();
   }
@@ -364,6 +379,16 @@ export class MysqlAutopilot {
    * maintenance answer 503 on /replica and /read-only.
    */
   serveChecks(server: TelemetryServer): void {
+    const secret = this.failsafeSecret;
+    if (secret) {
+      server.addPostRoute(
+        "/failsafe",
+        failsafeRoute(secret, (r) => {
+          if (!this.ha) throw new Error("the HA loop is not running yet");
+          return this.ha.answerFailsafe(r);
+        }),
+      );
+    }
     const answer = (ok: boolean) => ({ status: ok ? 200 : 503, body: this.status() ?? {} });
     const replicaOk = replicaCheck;
     const primaryOk = primaryCheck;

@@ -40,19 +40,26 @@ function readToken(path: string): { token: string } | { problem: string } {
  * header can carry is a ConfigError naming the field (and the file or variable, never the token).
  * Run by `config check` and at start-up.
  */
-export function resolveTelemetryToken(auth: TelemetryAuthConfig, env: NodeJS.ProcessEnv, source: string): string {
+/** Where a token comes from: a file, or an environment variable (extra keys, like telemetry's `metrics`, are ignored). */
+export interface TokenSource {
+  tokenFile?: string | undefined;
+  tokenEnv?: string | undefined;
+  [other: string]: unknown;
+}
+
+export function resolveTelemetryToken(auth: TokenSource, env: NodeJS.ProcessEnv, source: string, prefix = "telemetry.auth"): string {
   const fail = (path: string, message: string): never => {
     throw new ConfigError(source, [{ path, message }]);
   };
   let raw: string;
   let field: string;
   if (auth.tokenFile !== undefined) {
-    field = "telemetry.auth.tokenFile";
+    field = `${prefix}.tokenFile`;
     const r = readToken(auth.tokenFile);
     if ("problem" in r) return fail(field, r.problem);
     raw = r.token;
   } else {
-    field = "telemetry.auth.tokenEnv";
+    field = `${prefix}.tokenEnv`;
     const name = auth.tokenEnv ?? "";
     const value = env[name];
     if (value === undefined) return fail(field, `$${name} is not set`);

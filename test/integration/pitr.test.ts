@@ -173,10 +173,15 @@ describe("point-in-time recovery across a failover", () => {
     }
   }, 600_000);
 
-  it("a store outage (MinIO stopped 30 s) neither blocks nor slows the primary, shows as lag, and leaves no gap once the store is back", async () => {
+  it("a store outage (MinIO killed for 60 s of archive lag) neither blocks nor slows the primary, shows as lag, and leaves no gap once the store is back", async () => {
     const writer = new CommitWriter(source.file, { table: "outage", pauseMs: 2 });
     await writer.prepare();
     writer.start();
+    type ArchiveView = { holder: boolean; lagSeconds: number | null; pendingSegments: number; lastError: string };
+    const holderView = async () => {
+      const views = await Promise.all(source.file.nodes.map((n) => fetch(`${n.http}/status`).then((r) => r.json() as Promise<{ archive?: ArchiveView }>).catch(() => undefined)));
+      return views.find((v) => v?.archive?.holder)?.archive;
+    };
     const rate = async (ms: number) => {
       const n0 = writer.acked.length;
       const t0 = Date.now();
@@ -184,18 +189,25 @@ describe("point-in-time recovery across a failover", () => {
       return ((writer.acked.length - n0) * 1000) / (Date.now() - t0);
     };
     const before = await rate(5_000);
-    await minio.stop();
-    const during = await rate(30_000);
-    // The holder reports the outage: segments pending, the recovery point ageing.
-    const views = await Promise.all(source.file.nodes.map((n) => fetch(`${n.http}/status`).then((r) => r.json() as Promise<{ archive?: { holder: boolean; lagSeconds: number | null; pendingSegments: number; lastError: string } }>).catch(() => undefined)));
-    const holder = views.find((v) => v?.archive?.holder)?.archive;
+    await minio.kill();
+    // The outage lasts until the holder reports 60 s of lag (state, not a timer): segments pile up
+    // in its spool, the recovery point ages, and the primary's writes go on meanwhile.
+    const n0 = writer.acked.length;
+    const t0 = Date.now();
+    let last: ArchiveView | undefined;
+    const holder = await waitFor(
+      async () => {
+        last = await holderView();
+        return last && (last.lagSeconds ?? 0) >= 60 && last.pendingSegments > 1 ? last : undefined;
+      },
+      { timeoutMs: 150_000, intervalMs: 500, what: "the archiver's holder to report 60 s of lag with segments pending", detail: () => `last seen: ${JSON.stringify(last)}` },
+    );
+    const during = ((writer.acked.length - n0) * 1000) / (Date.now() - t0);
     await minio.start();
     await writer.stop();
-    console.log(`writes/s before the outage ${before.toFixed(0)}, during it ${during.toFixed(0)}; holder during it: ${JSON.stringify(holder)}`);
+    console.log(`writes/s before the outage ${before.toFixed(0)}, during its ${((Date.now() - t0) / 1000).toFixed(0)} s ${during.toFixed(0)}; holder during it: ${JSON.stringify(holder)}`);
     expect(during).toBeGreaterThan(before * 0.5);
-    expect(holder?.lagSeconds).toBeGreaterThan(20);
-    expect(holder?.pendingSegments).toBeGreaterThan(1);
-    expect(holder?.lastError).toMatch(/upload/);
+    expect(holder.lastError).toMatch(/upload/);
 
     const primary = (await source.primary())!;
     const ph = source.node(primary.name).mysql.host;

@@ -55,6 +55,8 @@ const CASES: Case[] = [
   { name: "a 700h health ttl", config: service({}, { ttl: "700h" }), path: "jobs[1].health.ttl", got: '"700h"' },
   { name: "a 1h watch wait (Consul caps at 10m)", config: { watches: [{ name: "db", wait: "1h" }] }, path: "watches[0].wait", got: '"1h"', says: "10m" },
   { name: "a 48h session TTL", config: { mysql: { sessionTtl: "48h" } }, path: "mysql.sessionTtl", got: '"48h"', says: "10s to 24h" },
+  { name: "failsafe mode without a cluster secret", config: { telemetry: { register: false }, mysql: { failsafe: { enabled: true } } }, path: "mysql.failsafe", says: "exactly one of tokenFile or tokenEnv" },
+  { name: "failsafe mode without telemetry (no HTTP port)", config: { mysql: { failsafe: { enabled: true, tokenEnv: "SP_FAILSAFE" } } }, path: "mysql.failsafe.enabled", says: "needs a telemetry section" },
   { name: "a negative duration", config: job({ stopTimeout: "-5s" }), path: "jobs[1].stopTimeout", got: '"-5s"' },
   { name: "a duration in words", config: job({ timeout: "5 seconds" }), path: "jobs[1].timeout", got: '"5 seconds"' },
   { name: "a duration as a number", config: job({ stopTimeout: 10 }), path: "jobs[1].stopTimeout", got: "10" },

@@ -6,7 +6,7 @@ import type { HaSettings } from "../../src/mysql/ha/settings.js";
 
 const settings: HaSettings = {
   cluster: "t", interval: 1000, fenceAfter: 3000, takeover: 7000, lockDelay: 2000, fenceBy: "kill", lossless: true, maximumLagMs: 10_000,
-  healthyLagMs: 30_000, peerWaitMs: 6000, promoteTimeout: 60_000, switchoverTimeout: 30_000, nofailover: false, memberExpiry: 3_600_000, divergenceEvery: 10,
+  healthyLagMs: 30_000, peerWaitMs: 6000, promoteTimeout: 60_000, switchoverTimeout: 30_000, nofailover: false, memberExpiry: 3_600_000, divergenceEvery: 10, failsafe: false,
 };
 const local = (extra: Partial<LocalState> = {}): LocalState => ({
   readOnly: true, executed: "0-1-10", binlogPos: "0-1-10", state: "0-1-10", slavePos: "0-1-10", serverId: 2, semiSyncPrimary: false,

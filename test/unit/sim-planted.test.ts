@@ -84,6 +84,13 @@ const cases: Array<{ fault: keyof PlantedFaults; expect: RegExp; schedules: (see
       ],
     }),
   },
+  {
+    fault: "failsafeBreaksPromise",
+    expect: /two nodes can acknowledge writes/,
+    // Failsafe mode, an async primary cut off the store while its members still reach it: they
+    // accept it (promising not to run), then run anyway once its lease lapses in the store.
+    schedules: (seed) => ({ ...makeSchedule(seed, { lossless: false }), failsafe: true, faults: [{ at: 8_000 + (seed % 7) * 90, fault: { kind: "store-partition", node: -1, forMs: 9_000 } }] }),
+  },
 ];
 
 describe("the simulation catches planted faults", () => {
@@ -129,4 +136,45 @@ describe("the simulation runs each node on its own drifting clock", () => {
     for (const rate of [0.95, 1.05]) expect((await runSchedule(cutOff(caught!.seed, rate))).violation).toBeUndefined();
     console.log(`half-speed clock: caught by seed ${caught!.seed}: ${caught!.violation}`);
   }, 120_000);
+});
+
+describe("failsafe mode in the simulation", () => {
+  // The whole store down for 12 s: without failsafe the primary fences and writes stop; with it,
+  // every member confirms the primary directly and writes go on with no failover.
+  const outage = (seed: number, failsafe: boolean, lossless: boolean): Schedule => ({
+    ...makeSchedule(seed, { lossless }),
+    failsafe,
+    durationMs: 24_000,
+    faults: [{ at: 8_000, fault: { kind: "store-outage", forMs: 12_000 } }],
+  });
+  const during = (at: number[]) => at.filter((t) => t > 10_000 && t < 20_000).length;
+
+  for (const lossless of [false, true]) {
+    it(`keeps a ${lossless ? "lossless" : "async"} primary writing through a store outage only when on`, async () => {
+      for (const seed of [1, 2, 3]) {
+        const on = await runSchedule(outage(seed, true, lossless));
+        const off = await runSchedule(outage(seed, false, lossless));
+        expect(on.violation).toBeUndefined();
+        expect(off.violation).toBeUndefined();
+        expect(during(off.ackedAt), "writes acknowledged while the store was down, failsafe off").toBe(0);
+        expect(during(on.ackedAt), "writes acknowledged while the store was down, failsafe on").toBeGreaterThan(20);
+        expect(on.failovers).toBe(0);
+      }
+    });
+  }
+
+  it("a member cut off from the primary makes it fence, as without failsafe", async () => {
+    const s: Schedule = {
+      ...makeSchedule(5, { lossless: false }),
+      failsafe: true,
+      durationMs: 24_000,
+      faults: [
+        { at: 8_000, fault: { kind: "peer-partition", a: 1, b: 2, forMs: 14_000 } },
+        { at: 8_500, fault: { kind: "store-outage", forMs: 12_000 } },
+      ],
+    };
+    const r = await runSchedule(s);
+    expect(r.violation).toBeUndefined();
+    expect(r.ackedAt.filter((t) => t > 11_000 && t < 20_000)).toHaveLength(0);
+  });
 });

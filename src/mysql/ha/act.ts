@@ -80,6 +80,8 @@ export class Actions {
         return;
       case "acquire":
         return this.acquire(o, a.handover);
+      case "take-back":
+        return this.takeBack(o);
       case "refuse-switchover":
         this.d.metrics?.switchovers.inc({ side: "primary", outcome: "failed" });
         await this.d.store.writeSwitchover({ ...a.record, state: "failed", error: a.error, from: this.d.node }, a.version);
@@ -177,8 +179,26 @@ export class Actions {
     };
   }
 
+  /**
+   * Failsafe: the primary, writable and still confirmed by its members, takes the free leadership
+   * back. Its executed set may hold a commit still waiting for an ack, so the record keeps the
+   * GTIDs of its promotion (what every later candidate must have), not its position now. If this
+   * fails, its watchdog fences it when the members' confirmation lapses.
+   */
+  private async takeBack(o: Observation): Promise<void> {
+    if (!o.local || !this.ha.failsafe.mayRun()) return;
+    const last = o.cluster?.lastLeader ?? o.memory?.lastLeader;
+    const record = { ...this.leaderRecord(o.local), gtid: last?.node === this.d.node ? last.gtid : "", ...(last?.node === this.d.node ? { promotedAt: last.promotedAt } : {}) };
+    const got = await this.d.store.attemptToAcquireLeader(record);
+    if (!got.acquired) return;
+    if (!o.cluster?.initialized) await this.d.store.markInitialized(this.d.node);
+    if (await this.ha.confirmLease(this.d.clock.now())) this.ha.log.info({ term: got.term }, "failsafe: leadership taken back in the store; writes never stopped");
+  }
+
   private async acquire(o: Observation, handover: SwitchoverRecord | undefined): Promise<void> {
     if (!o.local) return;
+    // Failsafe: a promise made since the decision wins; from here on this node confirms no primary it may replace.
+    if (!this.d.faults?.failsafeBreaksPromise && !this.ha.failsafe.mayRun()) return;
     const got = await this.d.store.attemptToAcquireLeader(this.leaderRecord(o.local));
     if (!got.acquired) return;
     this.ha.log.info({ term: got.term }, "leadership acquired; promoting");

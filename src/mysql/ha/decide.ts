@@ -29,6 +29,12 @@ export interface Observation {
   storeError: string;
   /** The store confirmed this node's leadership in this loop (touch, then renew). */
   leaseConfirmed: boolean;
+  /** Store unreachable, failsafe mode: every member accepted this primary (what they said), so its leadership counts as confirmed. */
+  failsafe?: string | undefined;
+  /** Failsafe mode: this primary's leadership was last confirmed by the members, not the store, and that confirmation still holds. */
+  failsafeHolds?: boolean;
+  /** Failsafe mode: why this node may not run for primary now (a promise, or a list it is not on). */
+  failsafeHold?: string | undefined;
   maintenance: boolean;
   /**
    * What this node last saw in an initialised store (the last leader, every member's record). When
@@ -74,6 +80,8 @@ export type Action =
   | { kind: "abort-switchover"; error: string }
   | { kind: "refuse-switchover"; record: SwitchoverRecord; version: number; error: string }
   | { kind: "acquire"; handover: SwitchoverRecord | undefined }
+  /** Failsafe: a primary still confirmed by its members takes the free leadership back (no promotion: it is writable already). */
+  | { kind: "take-back" }
   /** `seedState`: a restored node first starts its binlog with this state (MariaDB gtid_binlog_state). */
   | { kind: "replicate"; leader: Leader; slavePos: "binlog" | string | undefined; seedState: string | undefined }
   | { kind: "start-replica" }
@@ -140,6 +148,7 @@ export function decide(o: Observation): Decision {
   // 1. The store cannot be read: nothing can be decided; a primary keeps serving until the
   //    watchdog fences it at fenceAfter; any other writable server goes read-only now.
   if (!c) {
+    if (o.role === "primary" && o.failsafe) return { action: { kind: "none" }, role: o.role, health: warn(`store unreachable; ${o.failsafe}`), reason: `store unreachable (${o.storeError}); ${o.failsafe}` };
     if (o.role !== "primary" && writable) return { action: { kind: "fence", how: "read-only", label: "store_unreachable" }, role: o.role, health: crit(o.storeError), reason: `writable without a confirmed leadership; store unreachable: ${o.storeError}` };
     return { action: { kind: "none" }, role: o.role, health: crit(`store unreachable: ${o.storeError}`), reason: `store unreachable: ${o.storeError}` };
   }
@@ -169,6 +178,12 @@ export function decide(o: Observation): Decision {
   // 3. This node leads.
   if (mine) {
     if (!o.leaseConfirmed) {
+      // Failsafe: back from an outage, the store still names this node but its lease ended there
+      // (etcd: revoked by its own touch). Still confirmed by the members, it takes the leadership
+      // back rather than fence; its watchdog fences it if that does not happen in time.
+      if (o.failsafeHolds && writable && o.role === "primary") {
+        return { action: { kind: "take-back" }, role: "primary", health: warn("failsafe: taking the leadership back"), reason: "the store is back but this node's lease ended there: this failsafe primary takes its leadership back", nextIn: 50 };
+      }
       // The store says this node leads but the renewal failed: the lease is being lost.
       if (writable || o.role === "primary") return { action: { kind: "fence", how: s.fenceBy, label: "lease_not_confirmed" }, role: "fenced", health: crit("leadership not confirmed"), reason: "the store lists this node as leader but the renewal failed: fenced" };
       return { action: { kind: "none" }, role: o.role, health: warn("leadership not confirmed"), reason: "leadership not confirmed; waiting" };
@@ -193,6 +208,12 @@ export function decide(o: Observation): Decision {
   }
 
   // 4. This node does not lead but is (or was) writable: fence first, whatever else holds.
+  //    Except a failsafe primary back in touch with a store where nobody leads: every member it
+  //    relied on promised not to run, so it takes its leadership back while still confirmed (its
+  //    watchdog fences it at fenceAfter if that fails).
+  if (o.role === "primary" && !leader && o.failsafeHolds && writable) {
+    return { action: { kind: "take-back" }, role: "primary", health: warn("failsafe: taking the leadership back"), reason: "the store is back and nobody leads: this failsafe primary takes its leadership back", nextIn: 50 };
+  }
   if (o.role === "primary") {
     return { action: { kind: "fence", how: s.fenceBy, label: leader ? "lock_held_elsewhere" : "lock_lost" }, role: "fenced", health: crit("lost the leadership"), reason: leader ? `leadership held by ${leader.node}: fenced` : "leadership lost: fenced" };
   }
@@ -313,6 +334,7 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   if (c.pause?.paused && !handover && c.lastLeader?.node !== o.node) {
     return wait(`no primary; cluster paused${c.pause.reason ? ` (${c.pause.reason})` : ""}: no automatic failover until \`statepilot mysql resume\``, 250);
   }
+  if (o.failsafeHold) return wait(`no primary; not running: ${o.failsafeHold}`, 100);
   const self = memberRecordFor({ ...o, now: Number.NaN });
   // A store that lost its data (not initialised, yet this node saw it initialised) forgot the last
   // leader and the members: what this node remembers stands in, as members not heard from since.

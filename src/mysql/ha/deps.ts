@@ -5,6 +5,7 @@ import type { Logger } from "../../log.js";
 import type { MysqlMetrics } from "../metrics.js";
 import type { Database, ServerProcess } from "./database.js";
 import type { HaSettings } from "./settings.js";
+import type { FailsafePeers } from "./failsafe.js";
 import type { LeaderRecord, MemberRecord } from "../../cluster/records.js";
 
 /** The cluster as a node last saw it in an initialised store: the last leader and every member's record. */
@@ -34,6 +35,8 @@ export interface PlantedFaults {
   rebuildIgnoresLeadership?: boolean;
   /** A node being rebuilt throws its data away at once, without waiting for another replica to hold what it received. */
   rebuildWipesUnheld?: boolean;
+  /** Failsafe: a member that accepted a primary still runs for primary (it keeps no promise). */
+  failsafeBreaksPromise?: boolean;
 }
 
 export interface HaHooks {
@@ -47,7 +50,8 @@ export interface HaDeps {
   settings: HaSettings;
   node: string;
   serverId: number;
-  advertise: { host: string; port: number };
+  /** Where members reach this node: mysqld's address, and the node's HTTP port (failsafe requests). */
+  advertise: { host: string; port: number; httpPort?: number | undefined };
   store: ClusterStore;
   db: Database;
   process: ServerProcess;
@@ -75,4 +79,6 @@ export interface HaDeps {
     applied(): void;
   };
   faults?: PlantedFaults;
+  /** How a primary in failsafe mode reaches the other members without the store. */
+  failsafePeers?: FailsafePeers | undefined;
 }

@@ -20,7 +20,9 @@ export function checkInvariants(o: Observation, leaseConfirmedAt: number | undef
   const writable = !local.readOnly;
   if (writable) {
     const age = leaseConfirmedAt === undefined ? Infinity : o.now - leaseConfirmedAt;
-    if (leader?.node !== o.node || age >= o.settings.fenceAfter) {
+    // In failsafe mode, with the store unreachable, every member's acceptance is the confirmation.
+    const leads = leader?.node === o.node || (o.cluster === undefined && o.failsafe !== undefined);
+    if (!leads || age >= o.settings.fenceAfter) {
       out.push({ invariant: "writable_without_lease", detail: `read_only is off but ${leader?.node === o.node ? `the lease was last confirmed ${Math.round(age)} ms ago` : leader ? `${leader.node} leads` : "nobody leads"}` });
     }
     if (o.settings.lossless && !local.semiSyncPrimary) out.push({ invariant: "writable_without_semisync", detail: "read_only is off in lossless mode with semi-sync off" });

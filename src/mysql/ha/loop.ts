@@ -1,4 +1,4 @@
-import type { ClusterState } from "../../cluster/store.js";
+import { StoreUnavailable, type ClusterState } from "../../cluster/store.js";
 import type { Role, SwitchoverRecord } from "../../cluster/records.js";
 import type { Logger } from "../../log.js";
 import { decide, decideRebuild, decideWipe, memberRecordFor, needsDivergenceCheck, type Decision, type Observation } from "./decide.js";
@@ -7,6 +7,8 @@ import type { HaDeps } from "./deps.js";
 import { checkInvariants } from "./invariants.js";
 import { Actions } from "./act.js";
 import type { HaStatus } from "./status.js";
+import { FailsafeKeeper } from "./failsafe-keeper.js";
+import type { FailsafeAnswer, FailsafeRequest } from "./failsafe.js";
 
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -46,11 +48,15 @@ export class MysqlHa {
   private lastDecision: Decision | undefined;
   private stopWatchdog: (() => void) | undefined;
   private readonly act: Actions;
+  readonly failsafe: FailsafeKeeper;
+  /** When the members (not the store) last confirmed this primary. */
+  private failsafeConfirmedAt: number | undefined;
 
   constructor(readonly d: HaDeps, bootstrapped: boolean) {
     this.log = d.logger.child({ component: "mysql-ha" });
     this.bootstrapped = bootstrapped;
     this.act = new Actions(this);
+    this.failsafe = new FailsafeKeeper({ node: d.node, cluster: d.settings.cluster, settings: d.settings, clock: d.clock, log: this.log, peers: d.failsafePeers });
     try {
       this.memory = d.faults?.forgetsWipedStore ? undefined : d.clusterMemory?.load();
     } catch (err) {
@@ -139,8 +145,14 @@ export class MysqlHa {
     const { local, error } = await this.observeLocal();
     let cluster: ClusterState | undefined;
     let storeError = "";
+    // A primary that the members (not the store) last confirmed asks them again now, beside the
+    // store, and gives the store one interval: a store coming back may hang a call for longer than
+    // the confirmation lasts (etcd starting), and this loop must not stall behind it.
+    const viaFailsafe = this.failsafe.enabled && this.role === "primary" && this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt;
+    const asking = viaFailsafe && local && !local.readOnly && t0 - this.failsafeConfirmedAt! < this.d.settings.fenceAfter ? this.failsafe.confirm(this.lastCluster) : undefined;
     try {
-      cluster = await this.d.store.load();
+      cluster = await (viaFailsafe ? this.loadWithin(this.d.settings.interval) : this.d.store.load());
+      this.failsafe.noteView(cluster);
       for (const bad of cluster.invalid) this.log.warn({ record: bad.what, error: bad.error }, "unreadable record in the cluster store; it does not vote");
     } catch (err) {
       storeError = errText(err);
@@ -157,10 +169,23 @@ export class MysqlHa {
     const mine = leader?.node === this.d.node;
     let leaseConfirmed = false;
     if (mine && local) leaseConfirmed = await this.confirmLease(t0, local);
+    // Failsafe mode: a primary that cannot read the store, still within its last confirmation,
+    // asks the members it knew directly; if every one accepts, that is a confirmation as of t0.
+    let failsafe: string | undefined;
+    const stillConfirmed = this.leaseConfirmedAt !== undefined && t0 - this.leaseConfirmedAt < this.d.settings.fenceAfter;
+    if (asking || (!cluster && this.failsafe.enabled && this.role === "primary" && local && !local.readOnly && stillConfirmed)) {
+      if (await (asking ?? this.failsafe.confirm(this.lastCluster))) {
+        this.confirmed(t0);
+        this.failsafeConfirmedAt = t0;
+        failsafe = this.failsafe.lastOutcome;
+      }
+    }
+    const failsafeHolds = this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt && this.d.clock.now() - this.failsafeConfirmedAt < this.d.settings.fenceAfter;
     // Free "since" the moment this node saw it so, not since the iteration began: a loop stalled on
     // a frozen mysqld or a slow store must not count its stall as time spent waiting for peers.
     if (cluster && !leader) this.free ??= { version: cluster.version, since: this.d.clock.now() };
     else if (leader) this.free = undefined;
+    const failsafeHold = cluster && !leader && !this.d.faults?.failsafeBreaksPromise ? this.failsafe.holdsElection(cluster, this.free ? this.d.clock.now() - this.free.since : 0) : undefined;
     const base = { role: this.role, local, loops: this.loops, settings: this.d.settings, blocked: this.blocked, receiverStoppedByUs: this.receiverStoppedByUs };
     const primaryState = leader && !mine && local && needsDivergenceCheck(base, leader) ? await this.remote(leader.record.host, leader.record.port) : undefined;
     const target = this.handover?.record.to ? cluster?.members.find((m) => m.node === this.handover?.record.to) : undefined;
@@ -180,6 +205,9 @@ export class MysqlHa {
       cluster,
       storeError,
       leaseConfirmed,
+      failsafe,
+      failsafeHolds,
+      failsafeHold,
       maintenance: this.d.inMaintenance(),
       free: this.free,
       memory: this.memory,
@@ -193,6 +221,17 @@ export class MysqlHa {
       loops: this.loops,
       rebuilding: this.rebuilding,
     };
+  }
+
+  /** The store's view, or StoreUnavailable if it takes longer than `ms` (the call goes on, its result unused). */
+  private loadWithin(ms: number): Promise<ClusterState> {
+    const load = this.d.store.load();
+    let cancel: (() => void) | undefined;
+    const late = new Promise<never>((_, reject) => {
+      cancel = this.d.clock.after(ms, () => reject(new StoreUnavailable("load", { cause: new Error(`no answer within ${ms} ms`) })));
+    });
+    load.catch(() => undefined);
+    return Promise.race([load, late]).finally(() => cancel?.());
   }
 
   /** Keeps the memory, and saves it when its shape (last leader, members and their sources) changed. */
@@ -211,19 +250,32 @@ export class MysqlHa {
   /** Touch (liveness), then renew: only then is the leadership confirmed as of `t0`. */
   async confirmLease(t0: number, local: LocalState | undefined = this.lastLocal): Promise<boolean> {
     try {
-      await this.d.store.touchMember(this.record(local, "primary"), { status: "passing", output: "primary, lock held" });
+      const rec = this.record(local, "primary");
+      await this.d.store.touchMember(rec, { status: "passing", output: "primary, lock held" });
+      this.failsafe.publishedList(rec.failsafe);
       if (!(await this.d.store.renewLeader())) return false;
     } catch (err) {
       this.log.warn({ err: errText(err) }, "could not confirm the leadership");
       return false;
     }
+    this.confirmed(t0);
+    return true;
+  }
+
+  /** The leadership is confirmed as of `t0` (by the store, or in failsafe mode by every member): watchdog and switch move on. */
+  private confirmed(t0: number): void {
     this.leaseConfirmedAt = t0;
     this.armWatchdog(t0);
     if (this.role === "primary") {
       // The server's own switch moves with the watchdog; a late re-arm can only fence early.
       this.armServerFence(t0).catch((err: unknown) => this.log.warn({ err: errText(err) }, "could not re-arm the server's fence switch (the watchdog still fences)"));
     }
-    return true;
+  }
+
+  /** A primary's failsafe request reaches this node (production: POST /failsafe with the cluster secret). */
+  answerFailsafe(request: FailsafeRequest): FailsafeAnswer {
+    const writable = this.lastLocal !== undefined && !this.lastLocal.readOnly;
+    return this.failsafe.answer(request, { role: this.role, writable, view: this.lastCluster });
   }
 
   /** Arms the server's dead man's switch for the same instant as the watchdog (confirmed + fenceAfter). */
@@ -355,6 +407,11 @@ export class MysqlHa {
     // Server down: the record still says what it last held and where from (up: false), so that a
     // lossless election knows this replica of the old primary may hold acknowledged writes.
     const known = local ?? this.lastAnswered;
+    if (role === "primary") {
+      const list = this.failsafe.listFor(this.lastCluster);
+      if (list) rec.failsafe = list;
+    }
+    if (this.d.advertise.httpPort !== undefined) rec.httpPort = this.d.advertise.httpPort;
     if (this.lastCluster) rec.viewLeader = this.lastCluster.leader?.node ?? "";
     if (!local && known) {
       rec.executed = known.executed;

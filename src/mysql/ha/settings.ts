@@ -22,6 +22,8 @@ export interface HaSettings {
   nofailover: boolean;
   /** The primary removes the records of members gone (not alive) longer than this. */
   memberExpiry: number;
+  /** Failsafe mode: a primary that cannot reach the store keeps writing while every member it knew accepts it directly. */
+  failsafe: boolean;
   /** Check the primary for divergence every this many loops even when nothing changed. */
   divergenceEvery: number;
 }
@@ -42,6 +44,7 @@ export function haSettings(cfg: MysqlConfig, timing: StoreTiming): HaSettings {
     switchoverTimeout: cfg.switchoverTimeout,
     nofailover: cfg.nofailover,
     memberExpiry: cfg.memberExpiry,
+    failsafe: cfg.failsafe.enabled,
     divergenceEvery: 10,
   };
 }
