@@ -127,11 +127,12 @@ export class CommitWriter {
   }
 
   /** Resolves once a write was accepted by a node other than `node`. */
-  async waitForWriteElsewhere(node: string, timeoutMs: number): Promise<{ failedAt: number; recoveredAt: number }> {
+  /** Resolves once a write was accepted by a node other than `node`, after `since` (ms since the epoch: an earlier outage is not this one). */
+  async waitForWriteElsewhere(node: string, timeoutMs: number, since = 0): Promise<{ failedAt: number; recoveredAt: number }> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const o = this.outages.at(-1);
-      if (o?.recoveredAt !== undefined && o.node !== node) return { failedAt: o.failedAt, recoveredAt: o.recoveredAt };
+      if (o?.recoveredAt !== undefined && o.node !== node && o.recoveredAt >= since) return { failedAt: o.failedAt, recoveredAt: o.recoveredAt };
       await sleep(10);
     }
     throw new Error(`no write accepted off ${node} within ${timeoutMs} ms (last error: ${this.lastError})`);

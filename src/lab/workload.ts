@@ -114,12 +114,13 @@ export class Writer {
     })();
   }
 
-  /** Resolves once a write was accepted by a node other than `node`. */
-  async waitForWriteElsewhere(node: string, timeoutMs: number): Promise<Outage> {
+  /** Resolves once a write was accepted by a node other than `node` (after `since`, ms since the epoch). */
+  async waitForWriteElsewhere(node: string, timeoutMs: number, since = 0): Promise<Outage> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const o = this.outages[this.outages.length - 1];
-      if (o?.recoveredAt !== undefined && o.node !== node) return o;
+      // An outage that began before `since` (e.g. while the lab was electing) is not this one.
+      if (o?.recoveredAt !== undefined && o.node !== node && o.recoveredAt >= since) return o;
       await sleep(10);
     }
     throw new Error(`no write accepted off ${node} within ${timeoutMs} ms (last error: ${this.lastError})`);

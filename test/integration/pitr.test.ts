@@ -96,7 +96,7 @@ describe("point-in-time recovery across a failover", () => {
     // The failover: the primary's node is killed (statepilot and mariadbd).
     const killedAt = Date.now();
     await source.kill(first.name);
-    const outage = await writer.waitForWriteElsewhere(first.name, 60_000);
+    const outage = await writer.waitForWriteElsewhere(first.name, 60_000, killedAt);
     expect(outage.recoveredAt).toBeGreaterThan(killedAt);
     // T2: spans the failover: rows of the old primary and a second of the new one's.
     const t2 = await secondAfter(outage.recoveredAt + 1000);
@@ -195,15 +195,21 @@ describe("point-in-time recovery across a failover", () => {
     const n0 = writer.acked.length;
     const t0 = Date.now();
     let last: ArchiveView | undefined;
-    const holder = await waitFor(
-      async () => {
-        last = await holderView();
-        return last && (last.lagSeconds ?? 0) >= 60 && last.pendingSegments > 1 ? last : undefined;
-      },
-      { timeoutMs: 150_000, intervalMs: 500, what: "the archiver's holder to report 60 s of lag with segments pending", detail: () => `last seen: ${JSON.stringify(last)}` },
-    );
-    const during = ((writer.acked.length - n0) * 1000) / (Date.now() - t0);
-    await minio.start();
+    let holder: ArchiveView;
+    let during: number;
+    try {
+      holder = await waitFor(
+        async () => {
+          last = await holderView();
+          return last && (last.lagSeconds ?? 0) >= 60 && last.pendingSegments > 1 ? last : undefined;
+        },
+        { timeoutMs: 150_000, intervalMs: 500, what: "the archiver's holder to report 60 s of lag with segments pending", detail: () => `last seen: ${JSON.stringify(last)}` },
+      );
+      during = ((writer.acked.length - n0) * 1000) / (Date.now() - t0);
+    } finally {
+      // The store comes back whatever happened, so the tests after this one have it.
+      await minio.start();
+    }
     await writer.stop();
     console.log(`writes/s before the outage ${before.toFixed(0)}, during its ${((Date.now() - t0) / 1000).toFixed(0)} s ${during.toFixed(0)}; holder during it: ${JSON.stringify(holder)}`);
     expect(during).toBeGreaterThan(before * 0.5);

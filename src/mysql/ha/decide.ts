@@ -189,7 +189,10 @@ export function decide(o: Observation): Decision {
       return { action: { kind: "none" }, role: o.role, health: warn("leadership not confirmed"), reason: "leadership not confirmed; waiting" };
     }
     if (o.handover) return decideHandover(o, local, c);
-    const lostTo = ownTailHeldElsewhere(o, local, c);
+    // Only a server that restarted (crash recovery, and so read-only) can have lost its own tail.
+    // A writable one cannot, and its position was read before the members' records: a busy
+    // primary would otherwise take what a replica received since for a lost tail and step down.
+    const lostTo = writable ? undefined : ownTailHeldElsewhere(o, local, c);
     if (lostTo) {
       const why = `${lostTo.node} holds this node's own transactions beyond its binlog (${lostTo.lost.join(", ")}), lost here in crash recovery: stepping down (writing again would reuse those GTIDs)`;
       return { action: { kind: "step-down" }, role: "fenced", health: crit(why), reason: why };
