@@ -31,6 +31,7 @@ export function createClusterStore(o: {
       node: o.node,
       timing: { leaseMs: o.cfg.checkTtl, lockDelayMs: o.cfg.lockDelay },
       mirrorHealth: (h) => o.health.report({ status: h.status, output: h.output, durationMs: 0 }),
+      service: o.cfg.serviceName,
     });
   }
   if (o.coordinator instanceof ConsulCoordinator) return consulClusterStore({ client: o.coordinator.client, node: o.node, cfg: o.cfg, health: o.health });

@@ -11,7 +11,7 @@ import { EtcdClusterStore } from "../../src/discovery/etcd/cluster-store.js";
 import { createEtcdClient, resolveEtcdConnection } from "../../src/discovery/etcd/connection.js";
 import { EtcdServer } from "../../src/lab/etcd-server.js";
 import { freePort } from "../../src/lab/ports.js";
-import { CLUSTER, PREFIX, aliveIn, leaderRecord, member, passing, storeContract, until } from "./store-contract.js";
+import { CLUSTER, PREFIX, aliveIn, critical, leaderRecord, member, passing, storeContract, until } from "./store-contract.js";
 
 // The contract of consul-store.test.ts on a real etcd (Debian's etcd-server) started here, plus
 // what only etcd has: leadership lost by lease expiry, and an etcd restart with its data kept.
@@ -75,6 +75,40 @@ describe("ClusterStore on a real etcd", () => {
 
   it("runs Debian's etcd server", () => {
     expect(EtcdServer.version()).toMatch(/^etcd Version: 3\./);
+  });
+
+  it("publishes the node as a service instance under statepilot/services/ on its lease, and as <service>-primary while a passing primary (confd-style discovery)", async () => {
+    const own = createEtcdClient({ endpoints: [server.endpoint], timeoutMs: 5_000 });
+    const svc = new EtcdClusterStore({ client: own, endpoints: server.endpoint, cluster: CLUSTER, node: "n9", timing: TIMING, ownsClient: true, service: "shop-db" });
+    const read = async (key: string) => {
+      const kv = (await client.get(key).exec()).kvs[0];
+      return kv ? { value: JSON.parse(kv.value.toString("utf8")) as Record<string, unknown>, lease: kv.lease } : undefined;
+    };
+    try {
+      await svc.touchMember(member("n9", { host: "10.1.2.3", port: 3307 }), passing);
+      const replica = await read("statepilot/services/shop-db/n9");
+      expect(replica?.value).toMatchObject({ node: "n9", cluster: CLUSTER, address: "10.1.2.3", port: 3307, role: "replica", tags: ["replica"], status: "passing" });
+      expect(replica?.lease).toBe(svc.leaseId);
+      expect(await read("statepilot/services/shop-db-primary/n9")).toBeUndefined();
+      // confd lists the prefix: exactly this node.
+      const listed = await client.getAll().prefix("statepilot/services/shop-db/").keys();
+      expect(listed).toEqual(["statepilot/services/shop-db/n9"]);
+
+      await svc.touchMember(member("n9", { host: "10.1.2.3", port: 3307, role: "primary" }), passing);
+      expect((await read("statepilot/services/shop-db-primary/n9"))?.value).toMatchObject({ role: "primary", address: "10.1.2.3" });
+      // A primary that is not passing is no primary for the load balancers.
+      await svc.touchMember(member("n9", { host: "10.1.2.3", port: 3307, role: "primary" }), { status: "warning", output: "lagging" });
+      expect(await read("statepilot/services/shop-db-primary/n9")).toBeUndefined();
+      // Critical: both withdrawn at once.
+      await svc.touchMember(member("n9", { host: "10.1.2.3", port: 3307 }), critical);
+      expect(await read("statepilot/services/shop-db/n9")).toBeUndefined();
+      // A node that stops touching disappears when its lease ends.
+      await svc.touchMember(member("n9", { host: "10.1.2.3", port: 3307 }), passing);
+      expect(await read("statepilot/services/shop-db/n9")).toBeDefined();
+    } finally {
+      svc.close();
+    }
+    await until("the instance key to go with the lease", async () => (await read("statepilot/services/shop-db/n9")) === undefined, 15_000);
   });
 
   storeContract({

@@ -11,7 +11,7 @@ import {
   type StoreTiming,
 } from "../../cluster/store.js";
 import { explainEtcdError } from "./connection.js";
-import { decodeRecord, encodeLastLeader, etcdKeys, lastLeaderMeta, type EtcdKeys } from "./keys.js";
+import { decodeRecord, encodeLastLeader, etcdKeys, lastLeaderMeta, serviceKey, type EtcdKeys } from "./keys.js";
 
 export interface EtcdClusterStoreOptions {
   client: Etcd3;
@@ -36,6 +36,11 @@ export interface EtcdClusterStoreOptions {
   mirrorHealth?: (health: Health) => Promise<unknown>;
   /** Monotonic milliseconds (lock-delay is measured with it); default performance.now. */
   now?: () => number;
+  /**
+   * Also publish this node as an instance of this service (and of `<service>-primary` while it
+   * is a passing primary) under `statepilot/services/`, on its lease (see keys.ts).
+   */
+  service?: string | undefined;
 }
 
 /** The smallest lease TTL etcd grants with its default election timeout (1 s: 3/2 × 10 ticks of 100 ms, rounded up). */
@@ -298,7 +303,7 @@ export class EtcdClusterStore implements ClusterStore {
         this.lease = undefined;
       }
       // No lease, or revoked: make sure no alive key is left (deleting a missing key is no error).
-      await this.call("touchMember", () => this.client.if(aliveKey, "Version", ">", -1).then(this.client.delete().key(aliveKey), member).commit());
+      await this.call("touchMember", () => this.client.if(aliveKey, "Version", ">", -1).then(this.client.delete().key(aliveKey), member, ...this.serviceOps(record, health, undefined)).commit());
       return;
     }
     const lease = await this.ensureLease("touchMember");
@@ -306,13 +311,25 @@ export class EtcdClusterStore implements ClusterStore {
     try {
       await this.client
         .if(aliveKey, "Version", ">", -1)
-        .then(member, this.client.put(aliveKey).value(status).lease(lease))
+        .then(member, this.client.put(aliveKey).value(status).lease(lease), ...this.serviceOps(record, health, lease))
         .commit();
     } catch (err) {
       // The lease ran out between the keep-alive and the write: the next touch grants a new one.
       if (isLeaseNotFound(err) && this.lease === lease) this.lease = undefined;
       throw this.unavailable("touchMember", err);
     }
+  }
+
+  /** The writes that publish (or withdraw) this node's service instances, for the touch's transaction. */
+  private serviceOps(record: MemberRecord, health: Health, lease: string | undefined) {
+    const service = this.opts.service;
+    if (!service) return [];
+    const instance = serviceKey(service, this.node);
+    const primary = serviceKey(`${service}-primary`, this.node);
+    if (!lease) return [this.client.delete().key(instance), this.client.delete().key(primary)];
+    const value = JSON.stringify({ node: this.node, cluster: this.opts.cluster, address: record.host, port: record.port, role: record.role, tags: [record.role], status: health.status, output: health.output });
+    const asPrimary = record.role === "primary" && health.status === "passing";
+    return [this.client.put(instance).value(value).lease(lease), asPrimary ? this.client.put(primary).value(value).lease(lease) : this.client.delete().key(primary)];
   }
 
   /** This node's lease, kept alive once now (issued before any write, so liveness counts from here), or a new one. */

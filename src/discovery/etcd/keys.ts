@@ -18,6 +18,16 @@ import type { InvalidRecord } from "../../cluster/store.js";
  * | `pause`            | PauseRecord                             | none                 |
  * | `initialized`      | `{node, at}` of the first primary       | none                 |
  *
+ * Service discovery for confd-style readers (a node whose store is etcd; `services` option), on
+ * the node's lease so that an instance disappears with its node:
+ *
+ * | key                                          | value                                   |
+ * |----------------------------------------------|-----------------------------------------|
+ * | `statepilot/services/<service>/<node>`       | `{node, cluster, address, port, role, tags, status, output}` |
+ * | `statepilot/services/<service>-primary/<node>` | the same, only while the node is primary and passing |
+ *
+ * e.g. confd: `{{range gets "/statepilot/services/mysql/*"}}{{$i := json .Value}}server {{$i.node}} {{$i.address}}:{{$i.port}}{{end}}`.
+ *
  * The leadership is the `primary` key: it exists only while the holder's lease lives, its
  * `create_revision` is the term (a new holder creates the key again, at a higher revision), its
  * `mod_revision` the leader version. `last-primary` keeps the latest holder's record after the key is
@@ -50,6 +60,11 @@ export function etcdKeys(cluster: string): EtcdKeys {
     pause: `${prefix}pause`,
     archiver: `${prefix}archiver`,
   };
+}
+
+/** Where a service's instances live (see the table above). */
+export function serviceKey(service: string, node: string): string {
+  return `statepilot/services/${service}/${node}`;
 }
 
 /** Internal fields of `last-primary`, next to the LeaderRecord's own. */
