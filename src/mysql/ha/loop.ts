@@ -320,7 +320,10 @@ export class MysqlHa {
       this.log.error({ invariant: v.invariant, detail: v.detail, action: decision.action.kind }, "safety invariant violated; repairing");
     }
     if (decision.blocked !== undefined) this.blocked = decision.blocked;
-    if (decision.reason !== this.lastDecision?.reason || decision.action.kind !== "none") {
+    // Logged when the reason changes or something is done (a primary's routine "lead" with nobody
+    // to expire is the steady state, not news: it filled the log twice a second).
+    const routine = decision.action.kind === "none" || (decision.action.kind === "lead" && decision.action.expire.length === 0);
+    if (decision.reason !== this.lastDecision?.reason || !routine) {
       const level = decision.health.status === "critical" ? "warn" : "info";
       this.log[level]({ action: decision.action.kind, role: decision.role }, decision.reason);
     }
