@@ -64,7 +64,11 @@ export async function labCommand(args: ParsedArgs): Promise<number> {
       const restore = restoreTo !== undefined && from !== undefined ? { point: (await import("./archive-command.js")).parseRestorePoint(restoreTo, "restore-to"), from } : undefined;
       const store = optionString(args, "store") ?? "consul";
       if (store !== "consul" && store !== "etcd") throw new UsageError(`--store: expected consul or etcd, got ${JSON.stringify(store)}`);
-      const lab = await Lab.up({ dir, nodes, flavor, store, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), netns: args.options.has("netns"), ...(storeTmpfsMb ? { storeTmpfsMb } : {}), ...(restore ? { restoreTo: restore } : {}), log: out });
+      const serversArg = optionString(args, "store-servers") ?? "1";
+      if (serversArg !== "1" && serversArg !== "3") throw new UsageError(`--store-servers: expected 1 or 3, got ${JSON.stringify(serversArg)}`);
+      if (serversArg === "3" && store !== "etcd") throw new UsageError("--store-servers 3: only with --store etcd (a 3-server Consul lab is not built yet)");
+      const storeServers = serversArg === "3" ? 3 : 1;
+      const lab = await Lab.up({ dir, nodes, flavor, store, storeServers, subnet: optionString(args, "subnet"), lossless: args.options.has("lossless"), fresh: args.options.has("fresh"), netns: args.options.has("netns"), ...(storeTmpfsMb ? { storeTmpfsMb } : {}), ...(restore ? { restoreTo: restore } : {}), log: out });
       const vs = await lab.views();
       out(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s: ${vs.map((v) => `${v.name}=${v.role}`).join(" ")}`);
       out(`lab file: ${Lab.path(dir)}; Consul UI/API: ${lab.file.consul}${lab.file.etcd ? `; cluster store: etcd ${lab.file.etcd.endpoint}` : ""}`);

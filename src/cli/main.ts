@@ -67,6 +67,7 @@ Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3
   statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
                 [--flavor mariadb|mysql]   (mysql: MySQL from Debian sid, scripts/install.sh mysql)
                 [--store consul|etcd]   (etcd: a real etcd beside Consul holds the cluster store)
+                [--store-servers 1|3]   (etcd: a real 3-member cluster; faults store-leader-kill, store-quorum-loss)
                 [--netns] [--store-tmpfs-mb 256]   (root: namespaces for partitions, a tmpfs store)
                 [--restore-to T|GTID --from LABDIR]   (a new lab as LABDIR's cluster was at T, from its store)
   statepilot lab status --dir DIR [--json]
@@ -77,7 +78,8 @@ Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3
   statepilot lab demo --dir DIR                 up, writes, primary killed, failover timed
   statepilot lab fault KIND [NODE] [--for 10s] --dir DIR
       KIND: kill-mysqld, kill-statepilot, kill-node, hang (SIGSTOP/SIGCONT), partition-consul,
-      partition-peers (--netns labs), consul-restart, store-down, disk-full (--store-tmpfs-mb labs)
+      partition-peers (--netns labs), consul-restart, cluster-store-stop, cluster-store-pause,
+      store-leader-kill, store-quorum-loss (--store etcd --store-servers 3 labs), store-down, disk-full (--store-tmpfs-mb labs)
 
 Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)
@@ -90,7 +92,7 @@ Options:
 Exit codes: the main job's code when it ran; 1 on a runtime error; 2 on bad arguments or config.`;
 
 const SPEC = {
-  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "flavor", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "store", "for", "from", "to-time", "to-gtid", "restore-to"],
+  values: ["config", "node", "socket", "output", "at", "reason", "labels", "op", "dir", "nodes", "signal", "only", "subnet", "flavor", "to", "timeout", "datadir", "id", "store-tmpfs-mb", "store", "store-servers", "for", "from", "to-time", "to-gtid", "restore-to"],
   flags: ["help", "version", "json", "lossless", "fresh", "keep", "netns", "yes"],
 } as const;
 

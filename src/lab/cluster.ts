@@ -5,7 +5,8 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import mysql from "mysql2/promise";
 import { ConsulAgent } from "./consul-agent.js";
-import { EtcdServer } from "./etcd-server.js";
+import { EtcdServer, raftLeaderIndex } from "./etcd-server.js";
+import { freePorts } from "./ports.js";
 import { onInterrupt } from "./interrupt.js";
 import { ManagedProcess } from "./process.js";
 import { waitFor } from "./wait.js";
@@ -41,7 +42,7 @@ export interface LabFile {
    * members, records); Consul keeps the service registrations. Host and ports, so that a later
    * process can stop and start it where the nodes expect it (its data directory is DIR/etcd).
    */
-  etcd?: { endpoint: string; pid: number; host: string; ports: number[] };
+  etcd?: { endpoint: string; pid: number; host: string; ports: number[]; members?: EtcdMemberEntry[] };
   cluster: string;
   credentials: { user: string; password: string; database: string; rootPassword: string; replUser: string; replPassword: string };
   lossless: boolean;
@@ -63,6 +64,16 @@ export interface LabFile {
   nodes: LabNode[];
 }
 
+/** One member of the lab's multi-member etcd (`--store-servers 3`): where it listens, its process. */
+export interface EtcdMemberEntry {
+  name: string;
+  endpoint: string;
+  /** 0 while stopped. */
+  pid: number;
+  /** client, peer */
+  ports: number[];
+}
+
 export interface LabUpOptions {
   dir: string;
   nodes: number;
@@ -76,6 +87,8 @@ export interface LabUpOptions {
    * single-member etcd started beside Consul, which still holds the service registrations).
    */
   store?: "consul" | "etcd";
+  /** With store etcd: 3 runs a real 3-member etcd cluster (leader election, quorum loss); default 1. */
+  storeServers?: 1 | 3;
   /** Remove what an earlier lab left in DIR. */
   fresh?: boolean;
   /** Merged into each node's mysql section (tests tune timings or maximumLagOnFailover). */
@@ -307,8 +320,10 @@ export class Lab {
       file.consulAgent = { host: consul.host, ports: consul.portList };
       lab.save();
       if (opts.store === "etcd") {
-        log(`starting etcd (${EtcdServer.version()}, one member${network ? ` in namespace ${network.consulNs}` : ""}) for the cluster store ...`);
-        await lab.startEtcd(network ? { host: consulIp(k), ports: [2379, 2380] } : undefined);
+        const members = opts.storeServers ?? 1;
+        log(`starting etcd (${EtcdServer.version()}, ${members === 1 ? "one member" : `${members} members`}${network ? ` in namespace ${network.consulNs}` : ""}) for the cluster store ...`);
+        if (members > 1) await lab.startEtcdMembers(members, network ? consulIp(k) : undefined);
+        else await lab.startEtcd(network ? { host: consulIp(k), ports: [2379, 2380] } : undefined);
       }
       file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret(), ...restoreFrom?.credentials, ...opts.credentials };
       lab.save();
@@ -371,7 +386,7 @@ export class Lab {
       extends: imageFiles().config,
       node: name,
       consul: { address: this.file.consul },
-      ...(this.file.etcd ? { store: { type: "etcd", endpoints: [this.file.etcd.endpoint] } } : {}),
+      ...(this.file.etcd ? { store: { type: "etcd", endpoints: this.file.etcd.members?.map((m) => m.endpoint) ?? [this.file.etcd.endpoint] } } : {}),
       control: { socket: join(ndir, "statepilot.sock") },
       telemetry: { port: HTTP_PORT, bind: host, interfaces: `static:${host}`, interval: "2s", ttl: "10s" },
       mysql: {
@@ -447,6 +462,10 @@ export class Lab {
    * member that restarts).
    */
   async startEtcd(at?: { host: string; ports: number[] }): Promise<void> {
+    if (this.file.etcd?.members) {
+      await this.startEtcdMembers(this.file.etcd.members.length);
+      return;
+    }
     const where = this.file.etcd ?? at;
     if (this.etcdPids().length) throw new Error(`the lab's etcd is already running (pid ${this.etcdPids().join(", ")})`);
     const etcdDir = join(this.dir, "etcd");
@@ -461,6 +480,47 @@ export class Lab {
     }).start();
     this.file.etcd = { endpoint: server.endpoint, pid: server.pid!, host: server.host, ports: [server.clientPort, Number(new URL(server.peerUrl).port)] };
     this.save();
+  }
+
+  /**
+   * Starts the lab's multi-member etcd (every member not running; all of them together the first
+   * time, since none is healthy alone), each with its data in DIR/etcd/<member>, where lab.json
+   * says it listens. `only`: just these members (a stopped member rejoining the others).
+   */
+  async startEtcdMembers(size: number, host = "127.0.0.1", only?: readonly string[]): Promise<void> {
+    const known = this.file.etcd?.members;
+    const h = this.file.etcd?.host ?? host;
+    const ports = known ? known.flatMap((m) => m.ports) : await freePorts(2 * size, h);
+    const names = known ? known.map((m) => m.name) : Array.from({ length: size }, (_, i) => `lab-etcd-${i + 1}`);
+    const initialCluster = names.map((n, i) => `${n}=http://${h}:${ports[2 * i + 1]}`).join(",");
+    const members: EtcdMemberEntry[] = known ? known.map((m) => ({ ...m })) : names.map((name, i) => ({ name, endpoint: `http://${h}:${ports[2 * i]}`, pid: 0, ports: [ports[2 * i]!, ports[2 * i + 1]!] }));
+    const starting = members.filter((m) => (only ? only.includes(m.name) : !(m.pid && alive(m.pid))));
+    const servers = starting.map((m) => {
+      const dir = join(this.dir, "etcd", m.name);
+      mkdirSync(dir, { recursive: true });
+      return new EtcdServer({ dir, name: m.name, host: h, ports: m.ports, initialCluster, persistent: !this.tiedHere, env: this.markers(), ...(this.file.network ? { netns: this.file.network.consulNs } : {}) });
+    });
+    await Promise.all(servers.map((s) => s.start()));
+    for (const [i, server] of servers.entries()) starting[i]!.pid = server.pid!;
+    const first = members[0]!;
+    this.file.etcd = { endpoint: first.endpoint, pid: first.pid, host: h, ports: first.ports, members };
+    this.save();
+  }
+
+  /** Stops one member of the lab's multi-member etcd (SIGTERM, SIGKILL after 10 s); its data is kept. */
+  async stopEtcdMember(name: string): Promise<void> {
+    const m = this.file.etcd?.members?.find((x) => x.name === name);
+    if (!m) throw new Error(`no etcd member ${JSON.stringify(name)} in this lab (members: ${this.file.etcd?.members?.map((x) => x.name).join(", ") ?? "none: start the lab with --store etcd --store-servers 3"})`);
+    if (m.pid && ours(m.pid, this.dir)) await Lab.terminate([m.pid], 10_000);
+    m.pid = 0;
+    this.save();
+  }
+
+  /** The member that is etcd's Raft leader now (undefined without quorum). */
+  async etcdLeader(): Promise<string | undefined> {
+    const members = this.file.etcd?.members ?? [];
+    const i = await raftLeaderIndex(members.map((m) => (m.pid && alive(m.pid) ? m.endpoint : undefined)));
+    return i === undefined ? undefined : members[i]!.name;
   }
 
   /** The processes of the nodes' cluster store: the lab's etcd when the lab runs on etcd, else its Consul agent. */

@@ -180,23 +180,29 @@ export class EtcdCluster {
 
   /** The member that is the Raft leader now, asked of the running members (undefined without quorum). */
   async leader(): Promise<EtcdServer | undefined> {
-    for (const m of this.members) {
-      if (!m.running) continue;
-      try {
-        const res = await fetch(`${m.endpoint}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(2_000) });
-        const st = (await res.json()) as { header?: { member_id?: string }; leader?: string };
-        if (st.leader && st.leader !== "0" && st.header?.member_id === st.leader) return m;
-      } catch {
-        // Not answering: ask the next one.
-      }
-    }
-    return undefined;
+    const i = await raftLeaderIndex(this.members.map((m) => (m.running ? m.endpoint : undefined)));
+    return i === undefined ? undefined : this.members[i];
   }
 
   async destroy(): Promise<void> {
     await Promise.all(this.members.map((m) => m.destroy()));
     if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Which of these client URLs (undefined: not running) is the Raft leader's, asked of each in turn (undefined without quorum). */
+export async function raftLeaderIndex(endpoints: ReadonlyArray<string | undefined>): Promise<number | undefined> {
+  for (const [i, endpoint] of endpoints.entries()) {
+    if (!endpoint) continue;
+    try {
+      const res = await fetch(`${endpoint}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(2_000) });
+      const st = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+      if (st.leader && st.leader !== "0" && st.header?.member_id === st.leader) return i;
+    } catch {
+      // Not answering: ask the next one.
+    }
+  }
+  return undefined;
 }
 
 /** GET over https with the test CA (and a client certificate): the parsed JSON body. */

@@ -17,6 +17,8 @@ export const FAULTS = [
   "consul-restart",
   "cluster-store-stop",
   "cluster-store-pause",
+  "store-leader-kill",
+  "store-quorum-loss",
   "store-down",
   "disk-full",
 ] as const;
@@ -170,6 +172,26 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
         }
       });
       return { kind, node: undefined, description: `cluster store (${store}, pid ${pids.join(", ")}) paused (SIGSTOP) for ${opts.forMs} ms, then SIGCONT` };
+    }
+    case "store-leader-kill":
+    case "store-quorum-loss": {
+      // A multi-member etcd (lab up --store etcd --store-servers 3): its Raft leader stopped, or
+      // two of three members (the leader and one more: no quorum), then started again, data kept.
+      const members = lab.file.etcd?.members;
+      if (!members || members.length < 3) throw new Error(`${kind} needs a lab started with --store etcd --store-servers 3`);
+      const leader = await lab.etcdLeader();
+      if (!leader) throw new Error(`${kind}: the lab's etcd has no leader now`);
+      const victims = kind === "store-leader-kill" ? [leader] : [leader, members.find((m) => m.name !== leader)!.name];
+      const start = () => lab.startEtcdMembers(members.length, undefined, victims);
+      const release = onInterrupt({ what: `starting the stopped etcd members ${victims.join(", ")}`, run: () => void start().catch(() => undefined) });
+      try {
+        for (const v of victims) await lab.stopEtcdMember(v);
+        await sleep(opts.forMs);
+        await start();
+      } finally {
+        release();
+      }
+      return { kind, node: undefined, description: `etcd ${kind === "store-leader-kill" ? `leader ${leader}` : `members ${victims.join(" and ")} (the leader and one more: no quorum)`} stopped for ${opts.forMs} ms, then started again (data kept)` };
     }
     case "store-down": {
       const path = storePath(lab, kind);
