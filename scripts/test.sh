@@ -101,6 +101,8 @@ sweep || rc=1
 if [ $# -eq 0 ] && [ "${STATEPILOT_CONTAINERS:-1}" != 0 ]; then
   echo "==> containers (images built and run in a real engine: npm run test:containers)"
   npx --no-install tsc -p test/containers/tsconfig.json || exit 1
+  # The log exists before tail opens it (tail lost the whole stage when it looked first).
+  : > .test-results/containers.log
   STATEPILOT_TEST_RUN="$run_id" node dist/test/containers/main.js > .test-results/containers.log 2>&1 &
   vitest_pid=$!
   # Shown as it comes; tail ends once the test has ended and its last lines are out.
