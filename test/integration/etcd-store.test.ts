@@ -79,7 +79,8 @@ describe("ClusterStore on a real etcd", () => {
 
   it("publishes the node as a service instance under statepilot/services/ on its lease, and as <service>-primary while a passing primary (confd-style discovery)", async () => {
     const own = createEtcdClient({ endpoints: [server.endpoint], timeoutMs: 5_000 });
-    const svc = new EtcdClusterStore({ client: own, endpoints: server.endpoint, cluster: CLUSTER, node: "n9", timing: TIMING, ownsClient: true, service: "shop-db" });
+    // Its own cluster: the member record it writes must not show in the contract's cluster.
+    const svc = new EtcdClusterStore({ client: own, endpoints: server.endpoint, cluster: "svc", node: "n9", timing: TIMING, ownsClient: true, service: "shop-db" });
     const read = async (key: string) => {
       const kv = (await client.get(key).exec()).kvs[0];
       return kv ? { value: JSON.parse(kv.value.toString("utf8")) as Record<string, unknown>, lease: kv.lease } : undefined;
@@ -87,7 +88,7 @@ describe("ClusterStore on a real etcd", () => {
     try {
       await svc.touchMember(member("n9", { host: "10.1.2.3", port: 3307 }), passing);
       const replica = await read("statepilot/services/shop-db/n9");
-      expect(replica?.value).toMatchObject({ node: "n9", cluster: CLUSTER, address: "10.1.2.3", port: 3307, role: "replica", tags: ["replica"], status: "passing" });
+      expect(replica?.value).toMatchObject({ node: "n9", cluster: "svc", address: "10.1.2.3", port: 3307, role: "replica", tags: ["replica"], status: "passing" });
       expect(replica?.lease).toBe(svc.leaseId);
       expect(await read("statepilot/services/shop-db-primary/n9")).toBeUndefined();
       // confd lists the prefix: exactly this node.
