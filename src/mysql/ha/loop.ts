@@ -145,17 +145,28 @@ export class MysqlHa {
     const { local, error } = await this.observeLocal();
     let cluster: ClusterState | undefined;
     let storeError = "";
-    // A primary that the members (not the store) last confirmed asks them again now, beside the
-    // store, and gives the store one interval: a store coming back may hang a call for longer than
-    // the confirmation lasts (etcd starting), and this loop must not stall behind it.
-    const viaFailsafe = this.failsafe.enabled && this.role === "primary" && this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt;
-    const asking = viaFailsafe && local && !local.readOnly && t0 - this.failsafeConfirmedAt! < this.d.settings.fenceAfter ? this.failsafe.confirm(this.lastCluster) : undefined;
+    // Failsafe mode: a primary does not wait on the store past what its confirmation can spare.
+    // The members are asked at once when they confirmed it last time, else as soon as the store
+    // fails or has kept it waiting half an interval; the store gets max(interval, fenceAfter/2).
+    const s = this.d.settings;
+    const failsafePrimary = this.failsafe.enabled && this.role === "primary";
+    const viaFailsafe = failsafePrimary && this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt;
+    let asking: Promise<boolean> | undefined;
+    const ask = () => {
+      const confirmed = this.leaseConfirmedAt !== undefined && this.d.clock.now() - this.leaseConfirmedAt < s.fenceAfter;
+      if (!asking && failsafePrimary && local && !local.readOnly && confirmed) asking = this.failsafe.confirm(this.lastCluster);
+    };
+    if (viaFailsafe) ask();
+    const stopEarly = failsafePrimary ? this.d.clock.after(s.interval / 2, ask) : undefined;
     try {
-      cluster = await (viaFailsafe ? this.loadWithin(this.d.settings.interval) : this.d.store.load());
+      cluster = await (failsafePrimary ? this.loadWithin(Math.max(s.interval, s.fenceAfter / 2)) : this.d.store.load());
       this.failsafe.noteView(cluster);
       for (const bad of cluster.invalid) this.log.warn({ record: bad.what, error: bad.error }, "unreadable record in the cluster store; it does not vote");
     } catch (err) {
       storeError = errText(err);
+      ask();
+    } finally {
+      stopEarly?.();
     }
     this.lastLocal = local;
     if (local) this.lastAnswered = local;
@@ -169,12 +180,10 @@ export class MysqlHa {
     const mine = leader?.node === this.d.node;
     let leaseConfirmed = false;
     if (mine && local) leaseConfirmed = await this.confirmLease(t0, local);
-    // Failsafe mode: a primary that cannot read the store, still within its last confirmation,
-    // asks the members it knew directly; if every one accepts, that is a confirmation as of t0.
+    // Every member accepted: a confirmation as of t0 (before any request was sent).
     let failsafe: string | undefined;
-    const stillConfirmed = this.leaseConfirmedAt !== undefined && t0 - this.leaseConfirmedAt < this.d.settings.fenceAfter;
-    if (asking || (!cluster && this.failsafe.enabled && this.role === "primary" && local && !local.readOnly && stillConfirmed)) {
-      if (await (asking ?? this.failsafe.confirm(this.lastCluster))) {
+    if (asking) {
+      if (await asking) {
         this.confirmed(t0);
         this.failsafeConfirmedAt = t0;
         failsafe = this.failsafe.lastOutcome;
