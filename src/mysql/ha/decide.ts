@@ -363,9 +363,7 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
     switchoverTarget: handover?.to,
     lossless: o.settings.lossless,
   });
-  // Waiting for a peer's news (its record after the leadership was freed): members' records wake
-  // no watch, so look again soon while a failover is young, and less often once it is not.
-  if (!race.race) return wait(`no primary; not running: ${race.reason}`, race.wait ? (freeFor < o.settings.peerWaitMs ? 20 : 100) : 250);
+  if (!race.race) return wait(`no primary; not running: ${race.reason}`, race.wait ? 100 : 250);
   // A leadership lost without a release is refused by the store until lock-delay has passed since
   // it was freed (which is before this node saw it free): look again as lock-delay ends, and
   // shortly after, rather than a whole interval later. The store alone decides; this only paces.
