@@ -251,13 +251,13 @@ export const Sensor = z
   })
   .describe("Runs a command every interval and records the number it prints (gauge: set, counter: add, histogram/summary: observe).");
 
+/** The name of an environment variable that holds a secret (the secret itself never goes in the config). */
+const EnvVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected the name of an environment variable" });
+
 export const TelemetryAuth = z
   .strictObject({
     tokenFile: z.string().min(1).optional().describe("File holding the token (surrounding whitespace ignored, as in Prometheus' credentials_file); `config check` and start-up refuse a missing, unreadable or empty file. Read at start-up."),
-    tokenEnv: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected the name of an environment variable" })
-      .optional()
+    tokenEnv: EnvVarName.optional()
       .describe("Or: the name of the environment variable holding the token (it must be set and non-empty)."),
     metrics: z.boolean().default(false).describe("Require the token on /metrics too (Prometheus: `authorization: { credentials_file: ... }` in the scrape config)."),
   })
@@ -389,10 +389,7 @@ export const Failsafe = z
   .strictObject({
     enabled: z.boolean().default(false).describe("When the cluster store is unreachable, the primary keeps writing while every member it knew alive answers it directly (POST /failsafe on their telemetry port) that it sees no other primary; a member that accepts does not run for primary for lease + lock-delay. Off: a primary that cannot reach the store fences at fenceAfter."),
     tokenFile: z.string().min(1).optional().describe("File holding the cluster secret the members' requests carry (Authorization: Bearer); the same on every node. Read at start-up."),
-    tokenEnv: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected the name of an environment variable" })
-      .optional()
+    tokenEnv: EnvVarName.optional()
       .describe("Or: the name of the environment variable holding the cluster secret."),
   })
   .superRefine((f, ctx) => {
