@@ -101,6 +101,8 @@ export interface ArchiveStatus {
   lastError: string;
 }
 
+/** Checks in a row that must find the holder ineligible (critical, or neither replica nor primary) before it lets the lock go. */
+const INELIGIBLE_CHECKS = 3;
 const BINLOG_FILE = /^[^.].*\.\d{6,}$/;
 /** The binlog dump connection needs a server_id no replica uses (a duplicate would cut that replica off). */
 const DUMP_SERVER_ID_BASE = 4_000_000_000;
@@ -125,6 +127,9 @@ export class BinlogArchiver {
   private held = false;
   private stopped = false;
   private freeSince: number | undefined;
+  private ineligible = 0;
+  /** Why a holder that was found ineligible still holds (shown in /status), or "". */
+  private heldThrough = "";
   private lastCurrentAt = Date.now();
   private uploadedHead: { pos: string; time: number } | undefined;
   private gaps = 0;
@@ -178,7 +183,7 @@ export class BinlogArchiver {
     return {
       enabled: this.d.cfg.enabled,
       holder: this.held,
-      state: this.state,
+      state: this.state + (this.held ? this.heldThrough : ""),
       ...(s ? { epoch: s.record.epoch, source: `${s.record.source.node} (${s.record.source.host}:${s.record.source.port})` } : {}),
       ...(this.uploadedHead ? { head: this.uploadedHead.pos, headTime: new Date(this.uploadedHead.time * 1000).toISOString() } : {}),
       lagSeconds: Number.isNaN(lag) ? null : Math.round(lag * 1000) / 1000,
@@ -203,12 +208,17 @@ export class BinlogArchiver {
     const ha = this.d.ha();
     // A warning (lag, a receiver reconnecting, a busy host) does not stop the stream: only a node
     // that is no replica or primary any more, or critical, gives the archive up.
+    // The stream reads from the primary, not from this node's server, so a holder keeps the lock
+    // through a passing fault (a query that timed out on a busy host makes a node critical for one
+    // loop): it gives up after INELIGIBLE_CHECKS checks in a row that found it ineligible.
     const eligible = ha.health !== "critical" && (ha.role === "replica" || ha.role === "primary");
-    if (!eligible) {
-      if (this.held) await this.giveUp(`this node is ${ha.role} (${ha.health})`);
+    this.ineligible = eligible ? 0 : this.ineligible + 1;
+    if (!eligible && (!this.held || this.ineligible >= INELIGIBLE_CHECKS)) {
+      if (this.held) await this.giveUp(`this node is ${ha.role} (${ha.health}) for ${this.ineligible} checks in a row`);
       this.state = "idle";
       return;
     }
+    this.heldThrough = eligible ? "" : `; keeps the lock through check ${this.ineligible} of ${INELIGIBLE_CHECKS} that found this node ${ha.role} (${ha.health})`;
     const cluster = await this.d.clusterStore.load();
     if (!this.held && ha.role === "primary") {
       // A healthy replica is preferred: the primary takes a free lock only after a grace period.
