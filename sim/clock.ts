@@ -51,6 +51,8 @@ class TimerHeap {
 
 const before = (x: Timer, y: Timer) => x.at < y.at || (x.at === y.at && x.seq < y.seq);
 
+const STILL_LIMIT = 1_000_000;
+
 /** Lets every promise continuation queued so far (and those they queue) run. */
 export const flushMicrotasks = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -118,12 +120,16 @@ export class SimClock implements Clock {
    */
   async runUntil(until: number, afterEach?: () => void): Promise<number> {
     let fired = 0;
+    let still = 0;
     await flushMicrotasks();
     for (;;) {
       const next = this.heap.peek();
       if (!next || next.at > until) break;
       this.heap.pop();
       if (next.cancelled) continue;
+      // Code that sleeps zero (or rounds a wait down to nothing) in a loop would spin here forever.
+      still = next.at === this.t ? still + 1 : 0;
+      if (still > STILL_LIMIT) throw new Error(`virtual time stood still at ${this.t} ms for ${STILL_LIMIT} timers: something waits zero in a loop`);
       this.t = next.at;
       next.fn();
       fired++;

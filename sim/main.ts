@@ -25,7 +25,15 @@ interface Report {
 async function runRange(job: Job, onProgress?: (n: number) => void): Promise<Report> {
   const r: Report = { done: 0, failures: [], acked: 0, failovers: 0, unconverged: 0 };
   for (let seed = job.from; seed < job.to; seed++) {
-    const res = await runSchedule(makeSchedule(seed));
+    let res: Awaited<ReturnType<typeof runSchedule>>;
+    try {
+      res = await runSchedule(makeSchedule(seed));
+    } catch (err) {
+      // A schedule that throws (a livelock caught by the clock, a bug) is a failure with its seed, not the end of the run.
+      r.done++;
+      r.failures.push({ seed, violation: `the schedule threw: ${err instanceof Error ? err.message : String(err)}` });
+      continue;
+    }
     r.done++;
     r.acked += res.acked;
     r.failovers += res.failovers;
@@ -61,6 +69,20 @@ function parseArgs(argv: string[]): { schedules: number; seed: number; workers: 
   return out;
 }
 
+/** Progress on stderr (every 5,000 schedules, with the slowest stretch so far): a long run shows it is moving. */
+const progressState = new Map<number, { done: number; at: number }>();
+let lastPrinted = 0;
+function progress(job: Job, done: number, seed: number): void {
+  const prev = progressState.get(job.from) ?? { done: 0, at: performance.now() };
+  const now = performance.now();
+  progressState.set(job.from, { done, at: now });
+  const total = [...progressState.values()].reduce((a, p) => a + p.done, 0);
+  if (total - lastPrinted >= 5_000) {
+    lastPrinted = total;
+    process.stderr.write(`sim: ${total} schedules done (a worker is at seed ${seed}; its last ${done - prev.done} took ${((now - prev.at) / 1000).toFixed(1)} s)\n`);
+  }
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.replay !== undefined) {
@@ -81,7 +103,10 @@ async function main(): Promise<void> {
       (job) =>
         new Promise<Report>((resolve, reject) => {
           const w = new Worker(new URL(import.meta.url), { workerData: job });
-          w.on("message", (m: Report) => resolve(m));
+          w.on("message", (m: Report | { progress: number; seed: number }) => {
+            if ("progress" in m) progress(job, m.progress, m.seed);
+            else resolve(m);
+          });
           w.on("error", reject);
           w.on("exit", (code) => (code === 0 ? undefined : reject(new Error(`simulation worker exited with ${code}`))));
         }),
@@ -104,7 +129,8 @@ if (isMainThread) {
     process.exit(1);
   });
 } else {
-  runRange(workerData as Job).then(
+  const job = workerData as Job;
+  runRange(job, (done) => parentPort!.postMessage({ progress: done, seed: job.from + done })).then(
     (r) => parentPort!.postMessage(r),
     (err: unknown) => {
       throw err;

@@ -47,6 +47,12 @@ export const MemberRecord = z.object({
    * src/mysql/ha/failsafe.ts). A member not listed does not run for primary while it is named.
    */
   failsafe: z.array(z.string()).optional(),
+  /**
+   * The node remembers this cluster's store initialised (its last leader and members, kept on its
+   * disk): when the store comes back without its data, a node that never saw it initialised (a
+   * new or restored node) does not run while a member that remembers it is alive.
+   */
+  remembers: z.boolean().optional(),
   /** The node's HTTP port (same host), where a failsafe primary reaches it without the store. */
   httpPort: z.number().int().min(1).max(65535).optional(),
 });

@@ -204,6 +204,15 @@ describe("a cluster store that came back empty (it lost its data)", () => {
     const d = decide(obs({ cluster: empty, free: { version: 1, since: 90_000 }, local: local({}, { configured: false }) }));
     expect(d.action.kind).toBe("acquire");
   });
+  it("but not while a live member remembers the cluster: the store lost its data, and the history (and a failsafe primary that may still write) is theirs (sim seed 58944)", () => {
+    const others = cluster({ leader: undefined, lastLeader: undefined, initialized: false, members: [member("c", { remembers: true, executed: "0-1-20", received: "0-1-20" })] });
+    const d = decide(obs({ cluster: others, free: { version: 1, since: 90_000 }, local: local({}, { configured: false }) }));
+    expect(d.action.kind).toBe("none");
+    expect(d.reason).toMatch(/lost its data and this node never saw it initialised; c remembers the cluster/);
+    // Members that remember nothing (a new cluster restored from a snapshot on every node): it runs.
+    const fresh = cluster({ leader: undefined, lastLeader: undefined, initialized: false, members: [member("c", { executed: "0-1-5", received: "0-1-5" })] });
+    expect(decide(obs({ cluster: fresh, free: { version: 1, since: 90_000 }, local: local({}, { configured: false }) })).action.kind).toBe("acquire");
+  });
 });
 
 describe("member expiry", () => {

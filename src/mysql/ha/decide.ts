@@ -349,6 +349,12 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   if (forgotten && o.memory?.lastLeader && freeFor < o.settings.takeover) {
     return wait(`no primary; the cluster store came back empty: waiting ${o.settings.takeover - freeFor} ms more (the takeover time), so that ${o.memory.lastLeader.node}, the last primary, has fenced itself`, Math.min(o.settings.interval, o.settings.takeover - freeFor));
   }
+  // A node that never saw this cluster's store initialised (a new or restored node) cannot tell a
+  // new cluster from a store that lost its data: while a live member remembers the cluster, the
+  // history (and a failsafe primary that may still be writing, which this node would not know to
+  // ask) is theirs, and one of them runs.
+  const keeper = !c.initialized && o.memory === undefined ? c.members.find((m) => m.node !== o.node && m.alive && m.record.remembers) : undefined;
+  if (keeper) return wait(`no primary; not running: the cluster store lost its data and this node never saw it initialised; ${keeper.node} remembers the cluster, and one of the members that do runs`, 250);
   const members = forgotten ? [...c.members, ...(o.memory?.members ?? []).filter((r) => r.node !== o.node && !c.members.some((m) => m.node === r.node)).map((record) => ({ node: record.node, record, version: 0, alive: false }))] : c.members;
   const race = decideRace({
     flavor: o.flavor,

@@ -424,6 +424,7 @@ export class MysqlHa {
       if (list) rec.failsafe = list;
     }
     if (this.d.advertise.httpPort !== undefined) rec.httpPort = this.d.advertise.httpPort;
+    if (this.memory) rec.remembers = true;
     if (this.lastCluster) rec.viewLeader = this.lastCluster.leader?.node ?? "";
     if (!local && known) {
       rec.executed = known.executed;
