@@ -72,7 +72,10 @@ export class SimClock implements Clock {
 
   /** Runs `fn` after `ms` of virtual time; returns a handle for `cancel`. */
   schedule(ms: number, fn: () => void): Timer {
-    const timer: Timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
+    // As Node's setTimeout: a positive delay under 1 ms waits 1 ms (a drifting clock's leftover of
+    // 1e-12 ms would otherwise not move virtual time at all, and a loop waiting for it would spin).
+    const delay = ms > 0 ? Math.max(1, ms) : 0;
+    const timer: Timer = { at: this.t + delay, seq: this.seq++, fn, cancelled: false };
     this.heap.push(timer);
     return timer;
   }

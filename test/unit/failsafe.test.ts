@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { answerFailsafe, failsafeHoldsElection, failsafeMembers, type FailsafeAnswerInput } from "../../src/mysql/ha/failsafe.js";
+import { answerFailsafe, failsafeHoldsElection, failsafeList, failsafeMembers, type FailsafeAnswerInput } from "../../src/mysql/ha/failsafe.js";
 import { decide, type Observation } from "../../src/mysql/ha/decide.js";
 import type { ClusterState, Leader, Member } from "../../src/cluster/store.js";
 import type { MemberRecord } from "../../src/cluster/records.js";
@@ -94,6 +94,24 @@ describe("failsafe in decide", () => {
     expect(decide(obs({ cluster: free, storeError: "", failsafeHolds: true })).action.kind).toBe("take-back");
     expect(decide(obs({ cluster: free, storeError: "", failsafeHolds: false })).action.kind).toBe("fence");
     expect(decide(obs({ cluster: view({ leader: leader("c", 5) }), storeError: "", failsafeHolds: true })).action.kind).toBe("fence");
+  });
+
+  it("a store that came back without its data gets no take-back: fenced, the members' memory decides (sim seed 34950)", () => {
+    const wiped = view({ leader: undefined, lastLeader: undefined, members: [member("b")], initialized: false });
+    const d = decide(obs({ cluster: wiped, storeError: "", failsafeHolds: true }));
+    expect(d.action.kind).toBe("fence");
+    expect(d.reason).toMatch(/came back without its data: no take-back/);
+  });
+
+  it("while its writes rest on the members, a primary names in its list only members already named or bound by a promise (sim seed 84907)", () => {
+    const v = view({ members: [member("a"), member("b"), member("c"), member("d")] });
+    expect(failsafeList(v, "a", undefined)).toEqual(["b", "c", "d"]);
+    // c's server restarted during the outage (not alive when the list was made): c promised nothing.
+    expect(failsafeList(v, "a", { published: ["b"], accepted: ["b"] })).toEqual(["b"]);
+    // d accepted the last request (it was alive in the last view the primary asked from): it is bound.
+    expect(failsafeList(v, "a", { published: ["b"], accepted: ["b", "d"] })).toEqual(["b", "d"]);
+    // A member named before stays named even if not alive now (its silence must fence the primary).
+    expect(failsafeList(view({ members: [member("a"), member("b", false)] }), "a", { published: ["b"], accepted: [] })).toEqual(["b"]);
   });
 
   it("a replica held by a promise does not run", () => {

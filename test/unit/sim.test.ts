@@ -24,8 +24,11 @@ describe("deterministic simulation of the HA core", () => {
   // loop stalled on a frozen mysqld counted its stall as time waiting for peers; a restored node
   // promoted before it ever replicated left its binlog state empty), 58944 (the store came back
   // empty while a failsafe primary, cut off from it, kept writing: a restored node that never saw
-  // the store initialised ran while the members that promised the failsafe primary remembered it).
-  it.each([38695, 41087, 83762, 89945, 1120, 58944])("regression seed %i keeps every invariant", async (seed) => {
+  // the store initialised ran while the members that promised the failsafe primary remembered it),
+  // 84907 (a failsafe primary named a member in its list that had promised nothing), 34950 (a
+  // failsafe primary took its leadership back in a store that had lost its data), 37950 (a
+  // drifting clock's sub-nanosecond wait did not move virtual time: the loop spun).
+  it.each([38695, 41087, 83762, 89945, 1120, 58944, 84907, 34950, 37950])("regression seed %i keeps every invariant", async (seed) => {
     const r = await runSchedule(makeSchedule(seed));
     expect(r.violation ?? "", `replay: npm run test:sim -- --replay ${seed} --verbose`).toBe("");
   });

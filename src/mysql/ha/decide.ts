@@ -214,6 +214,12 @@ export function decide(o: Observation): Decision {
   //    Except a failsafe primary back in touch with a store where nobody leads: every member it
   //    relied on promised not to run, so it takes its leadership back while still confirmed (its
   //    watchdog fences it at fenceAfter if that fails).
+  //    Not in a store that came back without its data: members cut off from it have no record
+  //    there, and an election after a take-back would not know them (one may hold the only copy
+  //    of an acknowledged write: sim seed 34950); the election from the members' memory decides.
+  if (o.role === "primary" && !leader && o.failsafeHolds && writable && !c.initialized) {
+    return { action: { kind: "fence", how: s.fenceBy, label: "lock_lost" }, role: "fenced", health: crit("the store lost its data"), reason: "failsafe: the store came back without its data: no take-back (an election from the members' memory decides the next primary): fenced" };
+  }
   if (o.role === "primary" && !leader && o.failsafeHolds && writable) {
     return { action: { kind: "take-back" }, role: "primary", health: warn("failsafe: taking the leadership back"), reason: "the store is back and nobody leads: this failsafe primary takes its leadership back", nextIn: 50 };
   }

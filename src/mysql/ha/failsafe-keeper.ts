@@ -2,7 +2,7 @@ import type { ClusterState } from "../../cluster/store.js";
 import type { MemberRecord, Role } from "../../cluster/records.js";
 import type { Clock } from "../../cluster/clock.js";
 import type { Logger } from "../../log.js";
-import { answerFailsafe, failsafeAskTimeout, failsafeHoldsElection, failsafeMembers, type FailsafeAnswer, type FailsafePeers, type FailsafePromise, type FailsafeRequest } from "./failsafe.js";
+import { answerFailsafe, failsafeAskTimeout, failsafeHoldsElection, failsafeList, failsafeMembers, type FailsafeAnswer, type FailsafePeers, type FailsafePromise, type FailsafeRequest } from "./failsafe.js";
 import type { HaSettings } from "./settings.js";
 
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -20,6 +20,8 @@ export class FailsafeKeeper {
   private minTerm = 0;
   /** The failsafe list the store last accepted in this node's record (candidates read that one). */
   private published: string[] = [];
+  /** The members that accepted this primary's last request (each bound by its promise). */
+  private accepted: string[] = [];
   /** What the last asking found: shown in /status and logged when it changes. */
   lastOutcome = "";
 
@@ -36,10 +38,10 @@ export class FailsafeKeeper {
     if (view.leader && view.leader.term > this.maxTermSeen) this.maxTermSeen = view.leader.term;
   }
 
-  /** The list a primary's member record carries (undefined: failsafe off). */
-  listFor(view: ClusterState | undefined): string[] | undefined {
+  /** The list a primary's member record carries (undefined: failsafe off); `viaFailsafe`: its writes rest on the members' confirmation now. */
+  listFor(view: ClusterState | undefined, viaFailsafe: boolean): string[] | undefined {
     if (!this.enabled) return undefined;
-    return failsafeMembers(view, this.o.node).map((m) => m.node);
+    return failsafeList(view, this.o.node, viaFailsafe ? { published: this.published, accepted: this.accepted } : undefined);
   }
 
   /** The store accepted this node's record carrying `list`. */
@@ -71,6 +73,7 @@ export class FailsafeKeeper {
     );
     const refused = answers.filter((a) => !a.accept);
     if (refused.length > 0) return this.outcome(false, `failsafe: not confirmed: ${refused.map((a) => a.reason).join("; ")}`);
+    this.accepted = [...known.keys()];
     return this.outcome(true, `failsafe: ${[...known.keys()].join(", ")} accept this primary`);
   }
 

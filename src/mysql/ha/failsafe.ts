@@ -52,6 +52,21 @@ export function failsafeMembers(view: ClusterState | undefined, node: string): M
   return (view?.members ?? []).filter((m) => m.node !== node && m.alive).map((m) => m.record);
 }
 
+/**
+ * The list a primary publishes in its record: the members it would ask. While its writes rest on
+ * a failsafe confirmation (not on the store's lease), it may not name a member that has not
+ * promised it anything: a member newly named is no longer held back by the list, and unbound by
+ * a promise it could run while this primary still writes (sim seed 84907: a member whose server
+ * had restarted was named on the take-back and won the election). It names then only those
+ * already named and those that accepted its last request; the rest join once the store confirms it.
+ */
+export function failsafeList(view: ClusterState | undefined, node: string, viaFailsafe: { published: readonly string[]; accepted: readonly string[] } | undefined): string[] {
+  const all = failsafeMembers(view, node).map((m) => m.node);
+  if (!viaFailsafe) return all;
+  const bound = new Set([...viaFailsafe.published, ...viaFailsafe.accepted]);
+  return [...new Set([...viaFailsafe.published, ...all.filter((n) => bound.has(n))])].sort();
+}
+
 /** How long a primary waits for the answers: they are worth nothing once its confirmation would have lapsed. */
 export function failsafeAskTimeout(s: HaSettings): number {
   return Math.max(100, Math.floor(s.fenceAfter / 2));

@@ -420,7 +420,8 @@ export class MysqlHa {
     // lossless election knows this replica of the old primary may hold acknowledged writes.
     const known = local ?? this.lastAnswered;
     if (role === "primary") {
-      const list = this.failsafe.listFor(this.lastCluster);
+      const viaFailsafe = this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt;
+      const list = this.failsafe.listFor(this.lastCluster, viaFailsafe);
       if (list) rec.failsafe = list;
     }
     if (this.d.advertise.httpPort !== undefined) rec.httpPort = this.d.advertise.httpPort;
