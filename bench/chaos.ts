@@ -6,8 +6,9 @@
  * for the cluster to converge (one primary, every other node a replica with the same GTIDs) and
  * checks that every acknowledged row is on the primary.
  *   npm run bench:chaos -- --rounds 30 --seed 42 [--store consul|etcd]
- * With --store etcd the nodes' cluster store is a real etcd beside Consul (which keeps the service
- * registrations); the cluster-store faults stop or pause whichever store the nodes use.
+ * With --store etcd the nodes' cluster store is a real 3-member etcd beside Consul (which keeps the
+ * service registrations); the cluster-store faults stop or pause whichever store the nodes use, and
+ * on etcd store-leader-kill and store-quorum-loss join the mix.
  * Last line: chaos: rounds=N seed=N store=S acked=N lost=N split_brain_samples=N unconverged=N
  * Needs root (network namespaces, tmpfs).
  * Interrupted (Ctrl-C, SIGTERM, `timeout`, or its npm parent killed), it stops the lab and removes
@@ -68,6 +69,11 @@ const PLANS: Plan[] = [
   { kind: "store-down", target: "none", forMs: [5_000, 12_000] },
   { kind: "disk-full", target: "none", forMs: [5_000, 12_000] },
 ];
+/** On etcd the lab runs a real 3-member cluster, and its own faults join the mix. */
+const STORE_PLANS: Plan[] = [
+  { kind: "store-leader-kill", target: "none", forMs: [2_000, 10_000] },
+  { kind: "store-quorum-loss", target: "none", forMs: [2_000, 12_000] },
+];
 
 interface RoundResult {
   label: string;
@@ -93,6 +99,7 @@ async function main(): Promise<void> {
     netns: true,
     lossless: true,
     store: STORE,
+    ...(STORE === "etcd" ? { storeServers: 3 as const } : {}),
     storeTmpfsMb: 256,
     // The lab lives and dies with this process, whatever ends it.
     owned: true,
@@ -106,7 +113,8 @@ async function main(): Promise<void> {
     await Writer.prepare(lab.file, "chaos");
     sampler.start();
     for (let round = 1; round <= ROUNDS; round++) {
-      const plan = PLANS[Math.floor(r() * PLANS.length)]!;
+      const plans = STORE === "etcd" ? [...PLANS, ...STORE_PLANS] : PLANS;
+      const plan = plans[Math.floor(r() * plans.length)]!;
       const forMs = Math.round(plan.forMs[0] + r() * (plan.forMs[1] - plan.forMs[0]));
       const vs = await lab.views();
       const primary = vs.find((v) => v.role === "primary");

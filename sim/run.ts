@@ -187,7 +187,8 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
   };
   const pausedSp = new Map<Gate, number>();
   const frozenDb = new Map<string, number>();
-  const nodeOf = (x: number) => nodes[(x === -1 ? primaryIndex() : x) - 1]!;
+  // -1: the primary at the time; -2: the first other node.
+  const nodeOf = (x: number) => (x === -2 ? nodes.find((_, i) => i + 1 !== primaryIndex())! : nodes[(x === -1 ? primaryIndex() : x) - 1]!);
   const requestSwitchover = (to: string | undefined) =>
     void client
       .load()
@@ -271,10 +272,12 @@ export async function runSchedule(s: Schedule, opts: { faults?: PlantedFaults; v
         store.setLatency(f.ms);
         clock.schedule(f.forMs, () => store.setLatency(0));
         return;
-      case "peer-partition":
-        world.cutPeers(`n${f.a}`, `n${f.b}`, true);
-        clock.schedule(f.forMs, () => world.cutPeers(`n${f.a}`, `n${f.b}`, false));
+      case "peer-partition": {
+        const [a, b] = [nodeOf(f.a).name, nodeOf(f.b).name];
+        world.cutPeers(a, b, true);
+        clock.schedule(f.forMs, () => world.cutPeers(a, b, false));
         return;
+      }
       case "slow-disk": {
         const n = nodeOf(f.node).name;
         world.setApplyDelay(n, f.applyMs);

@@ -146,7 +146,7 @@ export function describeFault(f: Fault): string {
     case "store-latency":
       return `store answers after ${f.ms} ms for ${f.forMs} ms`;
     case "peer-partition":
-      return `cut n${f.a} <-> n${f.b} for ${f.forMs} ms`;
+      return `cut ${n(f.a)} <-> ${n(f.b)} for ${f.forMs} ms`;
     case "slow-disk":
       return `slow disk on ${n(f.node)}: ${f.applyMs} ms per applied transaction for ${f.forMs} ms`;
     case "switchover":

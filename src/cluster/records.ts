@@ -53,6 +53,8 @@ export const MemberRecord = z.object({
    * new or restored node) does not run while a member that remembers it is alive.
    */
   remembers: z.boolean().optional(),
+  /** Failsafe mode: the primary this node promised not to elect another primary against, while that promise runs. */
+  promised: z.string().optional(),
   /** The node's HTTP port (same host), where a failsafe primary reaches it without the store. */
   httpPort: z.number().int().min(1).max(65535).optional(),
 });

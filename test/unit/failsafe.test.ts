@@ -62,16 +62,16 @@ describe("failsafe: who a primary asks, and who may run", () => {
   it("a promise holds the election until it runs out", () => {
     const promise = { leader: "a", term: 4, until: 12_000 };
     const free = view({ leader: undefined });
-    expect(failsafeHoldsElection({ now: 11_000, node: "b", settings, promise, view: free, freeForMs: 100 })).toMatch(/promised a \(term 4\)/);
-    expect(failsafeHoldsElection({ now: 12_000, node: "b", settings, promise, view: free, freeForMs: 100 })).toBeUndefined();
+    expect(failsafeHoldsElection({ now: 11_000, node: "b", settings, promise, view: free, freeForMs: 100, runningMs: 60_000 })).toMatch(/promised a \(term 4\)/);
+    expect(failsafeHoldsElection({ now: 12_000, node: "b", settings, promise, view: free, freeForMs: 100, runningMs: 60_000 })).toBeUndefined();
   });
 
   it("a member the last primary did not list waits (up to memberExpiry); a listed one does not", () => {
     const free = view({ leader: undefined, members: [member("a", false, { role: "primary", failsafe: ["b", "c"] }), member("b"), member("c"), member("d")] });
-    expect(failsafeHoldsElection({ now: 1, node: "d", settings, promise: undefined, view: free, freeForMs: 100 })).toMatch(/relied on b, c and not on this node/);
-    expect(failsafeHoldsElection({ now: 1, node: "b", settings, promise: undefined, view: free, freeForMs: 100 })).toBeUndefined();
-    expect(failsafeHoldsElection({ now: 1, node: "d", settings, promise: undefined, view: free, freeForMs: settings.memberExpiry })).toBeUndefined();
-    expect(failsafeHoldsElection({ now: 1, node: "d", settings: { ...settings, failsafe: false }, promise: undefined, view: free, freeForMs: 100 })).toBeUndefined();
+    expect(failsafeHoldsElection({ now: 1, node: "d", settings, promise: undefined, view: free, freeForMs: 100, runningMs: 60_000 })).toMatch(/relied on b, c and not on this node/);
+    expect(failsafeHoldsElection({ now: 1, node: "b", settings, promise: undefined, view: free, freeForMs: 100, runningMs: 60_000 })).toBeUndefined();
+    expect(failsafeHoldsElection({ now: 1, node: "d", settings, promise: undefined, view: free, freeForMs: settings.memberExpiry, runningMs: 60_000 })).toBeUndefined();
+    expect(failsafeHoldsElection({ now: 1, node: "d", settings: { ...settings, failsafe: false }, promise: undefined, view: free, freeForMs: 100, runningMs: 60_000 })).toBeUndefined();
   });
 });
 

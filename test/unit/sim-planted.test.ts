@@ -30,11 +30,16 @@ const cases: Array<{ fault: keyof PlantedFaults; expect: RegExp; schedules: (see
     // cluster elects n3, which lacks those writes.
     schedules: (seed) => ({
       ...makeSchedule(seed, { lossless: true }),
+      // Without failsafe mode (which holds elections longer after a start and after a wipe).
+      failsafe: false,
       faults: [
         { at: 6_000, fault: { kind: "peer-partition", a: 1, b: 3, forMs: 30_000 } },
         { at: 8_000 + (seed % 9) * 97, fault: { kind: "store-outage", forMs: 1_000 + (seed % 5) * 700, wipe: true } },
         // n2 reaches the store again only later: n3 alone publishes into the empty store at first.
         { at: 7_900, fault: { kind: "store-partition", node: 2, forMs: 8_000 } },
+        // And n1, the old primary, too, longer than a lease and an interval: it cannot publish
+        // either (a node without memory waits that long for members that remember to speak up).
+        { at: 7_900, fault: { kind: "store-partition", node: 1, forMs: 10_000 } },
       ],
     }),
   },
@@ -169,7 +174,8 @@ describe("failsafe mode in the simulation", () => {
       failsafe: true,
       durationMs: 24_000,
       faults: [
-        { at: 8_000, fault: { kind: "peer-partition", a: 1, b: 2, forMs: 14_000 } },
+        // The primary (-1) cut off from another member (-2).
+        { at: 8_000, fault: { kind: "peer-partition", a: -1, b: -2, forMs: 14_000 } },
         { at: 8_500, fault: { kind: "store-outage", forMs: 12_000 } },
       ],
     };

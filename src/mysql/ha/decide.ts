@@ -361,6 +361,12 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
   // ask) is theirs, and one of them runs.
   const keeper = !c.initialized && o.memory === undefined ? c.members.find((m) => m.node !== o.node && m.alive && m.record.remembers) : undefined;
   if (keeper) return wait(`no primary; not running: the cluster store lost its data and this node never saw it initialised; ${keeper.node} remembers the cluster, and one of the members that do runs`, 250);
+  // The members that remember may not have published yet (the store just came back): a node with
+  // data but no memory gives them peerWait (a lease and an interval) before it takes the store's
+  // emptiness for a new cluster. An empty server in a new cluster does not wait.
+  if (!c.initialized && o.memory === undefined && local.executed !== "" && freeFor < o.settings.peerWaitMs) {
+    return wait(`no primary; the cluster store is empty and this node holds data but never saw the store initialised: waiting ${Math.round(o.settings.peerWaitMs - freeFor)} ms for members that remember the cluster to publish`, Math.min(250, o.settings.peerWaitMs - freeFor));
+  }
   const members = forgotten ? [...c.members, ...(o.memory?.members ?? []).filter((r) => r.node !== o.node && !c.members.some((m) => m.node === r.node)).map((record) => ({ node: record.node, record, version: 0, alive: false }))] : c.members;
   const race = decideRace({
     flavor: o.flavor,

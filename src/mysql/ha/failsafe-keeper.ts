@@ -22,12 +22,21 @@ export class FailsafeKeeper {
   private published: string[] = [];
   /** The members that accepted this primary's last request (each bound by its promise). */
   private accepted: string[] = [];
+  /** When this keeper (this statepilot process) started: promises made before it are forgotten. */
+  private readonly startedAt: number;
   /** What the last asking found: shown in /status and logged when it changes. */
   lastOutcome = "";
 
   constructor(
     private readonly o: { node: string; cluster: string; settings: HaSettings; clock: Clock; log: Logger; peers: FailsafePeers | undefined },
-  ) {}
+  ) {
+    this.startedAt = o.clock.now();
+  }
+
+  /** The primary this node's running promise binds it to, for its member record (undefined: none). */
+  promisedTo(): string | undefined {
+    return this.promise && this.promise.until > this.o.clock.now() ? this.promise.leader : undefined;
+  }
 
   get enabled(): boolean {
     return this.o.settings.failsafe && this.o.peers !== undefined;
@@ -93,8 +102,9 @@ export class FailsafeKeeper {
   }
 
   /** Why this node may not run for primary (undefined: it may). */
-  holdsElection(view: ClusterState, freeForMs: number): string | undefined {
-    return failsafeHoldsElection({ now: this.o.clock.now(), node: this.o.node, settings: this.o.settings, promise: this.promise, view, freeForMs });
+  holdsElection(view: ClusterState, freeForMs: number, memory?: { lastLeader?: { node: string } | undefined; members: readonly MemberRecord[] }): string | undefined {
+    const now = this.o.clock.now();
+    return failsafeHoldsElection({ now, node: this.o.node, settings: this.o.settings, promise: this.promise, view, freeForMs, runningMs: now - this.startedAt, memory });
   }
 
   /**

@@ -110,12 +110,43 @@ export function answerFailsafe(i: FailsafeAnswerInput): { answer: FailsafeAnswer
  * promised the last primary to wait, or the last primary relied on a list of members that does
  * not include it (it was never asked, so nothing binds the others to tell it the truth).
  */
-export function failsafeHoldsElection(i: { now: number; node: string; settings: HaSettings; promise: FailsafePromise | undefined; view: ClusterState; freeForMs: number }): string | undefined {
+export function failsafeHoldsElection(i: {
+  now: number;
+  node: string;
+  settings: HaSettings;
+  promise: FailsafePromise | undefined;
+  view: ClusterState;
+  freeForMs: number;
+  /** How long this node's statepilot has been running (a restart forgets the promises it made). */
+  runningMs: number;
+  /** What this node remembers of the cluster (its last leader and members), if anything. */
+  memory?: { lastLeader?: { node: string } | undefined; members: readonly MemberRecord[] } | undefined;
+}): string | undefined {
   const p = i.promise;
   if (p && p.until > i.now) return `failsafe: promised ${p.leader} (term ${p.term}) not to run for primary for ${Math.round(p.until - i.now)} ms more`;
   if (!i.settings.failsafe) return undefined;
-  const last = i.view.lastLeader?.node;
-  const list = last ? i.view.members.find((m) => m.node === last)?.record.failsafe : undefined;
+  // A promise lives in the process that made it: one started less than the longest promise ago
+  // may have made one before it restarted.
+  if (i.runningMs < i.settings.takeover) return `failsafe: statepilot started ${Math.round(i.runningMs)} ms ago and may have promised a primary before: not running for primary for ${Math.round(i.settings.takeover - i.runningMs)} ms more`;
+  // A member bound by a promise to another node: that primary may still be writing on its word.
+  const bound = i.view.members.find((m) => m.node !== i.node && m.alive && m.record.promised !== undefined && m.record.promised !== i.node);
+  if (bound) return `failsafe: ${bound.node} promised ${bound.record.promised} not to elect another primary (${bound.record.promised} may still be writing on its members' word)`;
+  // A store that came back without its data forgot the last primary's list: this node's memory
+  // of the cluster stands in for it. But the list may have changed since this node last saw it
+  // (sim seed 95113: a node whose loop stalled on a frozen server remembered a list naming it),
+  // so every member it remembers (the last primary aside, which cannot take the leadership back
+  // in an empty store) must have published since, and none of them be bound (above).
+  const forgotten = !i.view.initialized && i.memory !== undefined;
+  if (forgotten) {
+    const lastNode = i.memory?.lastLeader?.node;
+    // Any record in the empty store was published since it lost its data (alive or not: a member
+    // critical for an SQL error still tells whether it is bound).
+    const silent = (i.memory?.members ?? []).find((r) => r.node !== i.node && r.node !== lastNode && !i.view.members.some((m) => m.node === r.node));
+    if (silent) return `failsafe: the cluster store lost its data; waiting for ${silent.node}, a member this node remembers, to publish (it may have promised a failsafe primary not to elect); bring it back`;
+  }
+  const last = forgotten ? i.memory?.lastLeader?.node : i.view.lastLeader?.node;
+  const records = forgotten ? (i.memory?.members ?? []) : i.view.members.map((m) => m.record);
+  const list = last ? records.find((r) => r.node === last)?.failsafe : undefined;
   if (last && last !== i.node && list && list.length > 0 && !list.includes(i.node) && i.freeForMs < i.settings.memberExpiry) {
     return `failsafe: ${last}, the last primary, relied on ${list.join(", ")} and not on this node; one of them runs for primary (this node waits ${Math.round(i.settings.memberExpiry - i.freeForMs)} ms more at most)`;
   }

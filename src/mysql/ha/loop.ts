@@ -194,7 +194,7 @@ export class MysqlHa {
     // a frozen mysqld or a slow store must not count its stall as time spent waiting for peers.
     if (cluster && !leader) this.free ??= { version: cluster.version, since: this.d.clock.now() };
     else if (leader) this.free = undefined;
-    const failsafeHold = cluster && !leader && !this.d.faults?.failsafeBreaksPromise ? this.failsafe.holdsElection(cluster, this.free ? this.d.clock.now() - this.free.since : 0) : undefined;
+    const failsafeHold = cluster && !leader && !this.d.faults?.failsafeBreaksPromise ? this.failsafe.holdsElection(cluster, this.free ? this.d.clock.now() - this.free.since : 0, this.memory) : undefined;
     const base = { role: this.role, local, loops: this.loops, settings: this.d.settings, blocked: this.blocked, receiverStoppedByUs: this.receiverStoppedByUs };
     const primaryState = leader && !mine && local && needsDivergenceCheck(base, leader) ? await this.remote(leader.record.host, leader.record.port) : undefined;
     const target = this.handover?.record.to ? cluster?.members.find((m) => m.node === this.handover?.record.to) : undefined;
@@ -243,10 +243,10 @@ export class MysqlHa {
     return Promise.race([load, late]).finally(() => cancel?.());
   }
 
-  /** Keeps the memory, and saves it when its shape (last leader, members and their sources) changed. */
+  /** Keeps the memory, and saves it when its shape (last leader, members, their sources and a primary's failsafe list) changed. */
   private remember(memory: NonNullable<Observation["memory"]>): void {
     this.memory = memory;
-    const shape = JSON.stringify([memory.lastLeader?.node, memory.lastLeader?.serverId, memory.members.map((r) => [r.node, r.serverId, r.source, r.role])]);
+    const shape = JSON.stringify([memory.lastLeader?.node, memory.lastLeader?.serverId, memory.members.map((r) => [r.node, r.serverId, r.source, r.role, r.failsafe ?? null])]);
     if (shape === this.memoryShape || !this.d.clusterMemory) return;
     this.memoryShape = shape;
     try {
@@ -426,6 +426,8 @@ export class MysqlHa {
     }
     if (this.d.advertise.httpPort !== undefined) rec.httpPort = this.d.advertise.httpPort;
     if (this.memory) rec.remembers = true;
+    const promised = this.failsafe.promisedTo();
+    if (promised !== undefined) rec.promised = promised;
     if (this.lastCluster) rec.viewLeader = this.lastCluster.leader?.node ?? "";
     if (!local && known) {
       rec.executed = known.executed;
