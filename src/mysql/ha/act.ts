@@ -209,15 +209,26 @@ export class Actions {
   private async promote(o: Observation, handover: SwitchoverRecord | undefined, term: number): Promise<void> {
     const freeSince = this.ha.free?.since ?? o.now;
     const db = this.d.db;
+    // Where a promotion's time goes, in the "promoted" log line (ms per step).
+    const steps: Record<string, number> = {};
+    let mark = this.d.clock.now();
+    const step = (name: string) => {
+      const now = this.d.clock.now();
+      steps[name] = Math.round(now - mark);
+      mark = now;
+    };
     try {
       if (o.local?.replication.configured) {
         await db.stopReceiver();
+        step("stopReceiver");
         if (!this.d.faults?.promotionIgnoresReceived) {
           const after = await db.observe();
           const want = received(this.ha.flavor, { executed: after.executed, received: after.replication.received });
           if (!(await db.waitApplied(want, this.d.settings.promoteTimeout))) throw new Error(`relay log not applied within ${this.d.settings.promoteTimeout} ms`);
+          step("drain");
         }
         await db.resetReplication();
+        step("resetReplication");
       }
       // A node restored from a snapshot that never replicated (elected before any primary came
       // back): its binlog must start with the snapshot's binlog state before it writes, or every
@@ -236,14 +247,18 @@ export class Actions {
         }
         await this.d.store.markInitialized(this.d.node);
       }
+      step("observe");
       if (!(await this.d.store.updateLeader(this.leaderRecord(final)))) throw new Error("leadership lost during promotion");
+      step("updateLeader");
       if (!(await this.ha.confirmLease(this.d.clock.now(), final))) throw new Error("could not confirm the leadership before turning writable");
+      step("confirmLease");
       await this.becomeWritable();
+      step("becomeWritable");
       const ms = this.d.clock.now() - freeSince;
       this.ha.lastFailoverMs = ms;
       this.d.metrics?.failovers.inc();
       this.d.metrics?.lastFailover.set(ms / 1000);
-      this.ha.log.info({ durationMs: ms, gtid: final.executed, term }, "promoted to primary");
+      this.ha.log.info({ durationMs: ms, gtid: final.executed, term, steps }, "promoted to primary");
       if (handover) await this.completeHandover(handover);
     } catch (err) {
       this.ha.log.error({ err: errText(err) }, "promotion failed; giving the leadership back");
