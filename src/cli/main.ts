@@ -67,7 +67,7 @@ Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3
   statepilot lab up --dir DIR [--nodes 3] [--lossless] [--fresh] [--subnet 127.0.10]
                 [--flavor mariadb|mysql]   (mysql: MySQL from Debian sid, scripts/install.sh mysql)
                 [--store consul|etcd]   (etcd: a real etcd beside Consul holds the cluster store)
-                [--store-servers 1|3]   (etcd: a real 3-member cluster; faults store-leader-kill, store-quorum-loss)
+                [--store-servers 1|3]   (a real 3-member etcd, or three Consul servers with a client agent per node; faults store-leader-kill, store-quorum-loss, store-agent-restart)
                 [--netns] [--store-tmpfs-mb 256]   (root: namespaces for partitions, a tmpfs store)
                 [--restore-to T|GTID --from LABDIR]   (a new lab as LABDIR's cluster was at T, from its store)
   statepilot lab status --dir DIR [--json]
@@ -79,7 +79,7 @@ Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3
   statepilot lab fault KIND [NODE] [--for 10s] --dir DIR
       KIND: kill-mysqld, kill-statepilot, kill-node, hang (SIGSTOP/SIGCONT), partition-consul,
       partition-peers (--netns labs), consul-restart, cluster-store-stop, cluster-store-pause,
-      store-leader-kill, store-quorum-loss (--store etcd --store-servers 3 labs), store-down, disk-full (--store-tmpfs-mb labs)
+      store-leader-kill, store-quorum-loss (--store-servers 3 labs), store-agent-restart (--store consul --store-servers 3), store-down, disk-full (--store-tmpfs-mb labs)
 
 Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)

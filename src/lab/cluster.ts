@@ -10,6 +10,7 @@ import { freePorts } from "./ports.js";
 import { onInterrupt } from "./interrupt.js";
 import { ManagedProcess } from "./process.js";
 import { waitFor } from "./wait.js";
+import { type ConsulClusterHost, type ConsulMemberEntry, consulAddress, consulLeader, startConsulClient, startConsulServers } from "./consul-cluster.js";
 import { addNamespace, consulIp, createNetwork, nodeIp, nodeNs, reclaimNetwork, removeNetwork, type LabNetwork } from "./netns.js";
 import { describeProcess, gone, killSync, LAB_DIR_ENV, LAB_NET_ENV, LAB_OWNER_ENV, listenersOn, procCmdline, procEnv, processesWithEnv, processToken, procStat, tokenAlive } from "./procs.js";
 import { execFileSync } from "node:child_process";
@@ -37,6 +38,12 @@ export interface LabFile {
   consulPid: number;
   /** Consul's host and ports, so that a later process can restart it where clients expect it. */
   consulAgent?: { host: string; ports: number[] };
+  /**
+   * A lab on a real Consul cluster (`--store consul --store-servers 3`): its three servers, and
+   * each node's client agent (that node's statepilot talks to it). `consul` then names the first
+   * server's HTTP API (any agent serves the catalog and KV).
+   */
+  consulCluster?: { servers: ConsulMemberEntry[]; clients: Record<string, ConsulMemberEntry> };
   /**
    * The lab's etcd (a lab started with store etcd): every node's cluster store (leader key,
    * members, records); Consul keeps the service registrations. Host and ports, so that a later
@@ -87,7 +94,10 @@ export interface LabUpOptions {
    * single-member etcd started beside Consul, which still holds the service registrations).
    */
   store?: "consul" | "etcd";
-  /** With store etcd: 3 runs a real 3-member etcd cluster (leader election, quorum loss); default 1. */
+  /**
+   * 3: the store runs as a real 3-server cluster (leader election, quorum loss): a 3-member etcd,
+   * or three Consul servers with one client agent per node (not with netns). Default 1.
+   */
   storeServers?: 1 | 3;
   /** Remove what an earlier lab left in DIR. */
   fresh?: boolean;
@@ -307,18 +317,28 @@ export class Lab {
       lab = new Lab(dir, file);
       lab.releaseInterrupt = release;
       lab.save();
-      log(`starting Consul (dev agent${network ? ` in namespace ${network.consulNs}` : ""}) ...`);
-      const consul = await new ConsulAgent({
-        dir: consulDir,
-        persistent: !owned,
-        env: lab.markers(),
-        ...(network ? { host: consulIp(k), netns: network.consulNs, ports: [8500, 8301, 8302, 8300] } : {}),
-      }).start();
       const secret = () => randomBytes(12).toString("base64url");
-      file.consul = consul.address;
-      file.consulPid = consul.pid!;
-      file.consulAgent = { host: consul.host, ports: consul.portList };
-      lab.save();
+      if (opts.store !== "etcd" && opts.storeServers === 3) {
+        if (network) throw new Error("--store consul --store-servers 3 does not run with --netns yet (the servers and the nodes' client agents would need their own namespaces)");
+        log(`starting Consul (${ConsulAgent.version()}: three servers, -bootstrap-expect=3) ...`);
+        const servers = await startConsulServers(lab.consulHost(), 3, undefined);
+        file.consulCluster = { servers, clients: {} };
+        file.consul = consulAddress(servers[0]!);
+        file.consulPid = servers[0]!.pid;
+        lab.save();
+      } else {
+        log(`starting Consul (dev agent${network ? ` in namespace ${network.consulNs}` : ""}) ...`);
+        const consul = await new ConsulAgent({
+          dir: consulDir,
+          persistent: !owned,
+          env: lab.markers(),
+          ...(network ? { host: consulIp(k), netns: network.consulNs, ports: [8500, 8301, 8302, 8300] } : {}),
+        }).start();
+        file.consul = consul.address;
+        file.consulPid = consul.pid!;
+        file.consulAgent = { host: consul.host, ports: consul.portList };
+        lab.save();
+      }
       if (opts.store === "etcd") {
         const members = opts.storeServers ?? 1;
         log(`starting etcd (${EtcdServer.version()}, ${members === 1 ? "one member" : `${members} members`}${network ? ` in namespace ${network.consulNs}` : ""}) for the cluster store ...`);
@@ -327,6 +347,7 @@ export class Lab {
       }
       file.credentials = { user: "app", password: secret(), database: "app", rootPassword: secret(), replUser: "repl", replPassword: secret(), ...restoreFrom?.credentials, ...opts.credentials };
       lab.save();
+      for (let i = 1; i <= opts.nodes; i++) await lab.startNodeAgent(i);
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();
       if (opts.restoreTo && restoreFrom) await restoreLabNodes(file.nodes, restoreFrom, opts.restoreTo.point, log);
@@ -385,7 +406,7 @@ export class Lab {
     const config = {
       extends: imageFiles().config,
       node: name,
-      consul: { address: this.file.consul },
+      consul: { address: this.file.consulCluster?.clients[name] ? consulAddress(this.file.consulCluster.clients[name]) : this.file.consul },
       ...(this.file.etcd ? { store: { type: "etcd", endpoints: this.file.etcd.members?.map((m) => m.endpoint) ?? [this.file.etcd.endpoint] } } : {}),
       control: { socket: join(ndir, "statepilot.sock") },
       telemetry: { port: HTTP_PORT, bind: host, interfaces: `static:${host}`, interval: "2s", ttl: "10s" },
@@ -424,6 +445,7 @@ export class Lab {
   async add(timeoutMs = 180_000): Promise<LabNode> {
     const i = Math.max(0, ...this.file.nodes.map((n) => Number(n.name.split("-")[1]))) + 1;
     if (i > 9) throw new Error("the lab holds at most 9 nodes");
+    await this.startNodeAgent(i);
     const n = this.defineNode(i);
     this.save();
     await this.spawnNode(n);
@@ -441,8 +463,57 @@ export class Lab {
     return n;
   }
 
+  /** What consul-cluster.ts needs to start this lab's agents. */
+  consulHost(): ConsulClusterHost {
+    return { dir: this.dir, persistent: !this.tiedHere, env: this.markers() };
+  }
+
+  /** On a Consul cluster lab: node i's client agent, started (or restarted, data kept) on the node's address. */
+  async startNodeAgent(i: number): Promise<void> {
+    const c = this.file.consulCluster;
+    if (!c) return;
+    const name = `mysql-${i}`;
+    const known = c.clients[name];
+    if (known?.pid && ours(known.pid, this.dir)) return;
+    c.clients[name] = await startConsulClient(this.consulHost(), name, `${this.file.subnet}.${i}`, c.servers, known);
+    this.save();
+  }
+
+  /** On a Consul cluster lab: stops node `name`'s client agent (SIGTERM, SIGKILL after 10 s); its data is kept. */
+  async stopNodeAgent(name: string): Promise<void> {
+    const m = this.file.consulCluster?.clients[name];
+    if (!m) throw new Error(`no Consul client agent for ${JSON.stringify(name)} (a lab started with --store consul --store-servers 3 has one per node)`);
+    if (m.pid && ours(m.pid, this.dir)) await Lab.terminate([m.pid], 10_000);
+    m.pid = 0;
+    this.save();
+  }
+
+  /** On a Consul cluster lab: starts the servers not running (`only`: just these), data kept. */
+  async startConsulServers(only?: readonly string[]): Promise<void> {
+    const c = this.file.consulCluster;
+    if (!c) throw new Error("this lab has no Consul servers (start it with --store consul --store-servers 3)");
+    c.servers = await startConsulServers(this.consulHost(), c.servers.length, c.servers, undefined, only);
+    this.file.consulPid = c.servers[0]!.pid;
+    this.save();
+  }
+
+  /** On a Consul cluster lab: stops one server (SIGTERM, SIGKILL after 10 s); its data is kept. */
+  async stopConsulServer(name: string): Promise<void> {
+    const m = this.file.consulCluster?.servers.find((x) => x.name === name);
+    if (!m) throw new Error(`no Consul server ${JSON.stringify(name)} in this lab (servers: ${this.file.consulCluster?.servers.map((x) => x.name).join(", ") ?? "none: start the lab with --store consul --store-servers 3"})`);
+    if (m.pid && ours(m.pid, this.dir)) await Lab.terminate([m.pid], 10_000);
+    m.pid = 0;
+    this.save();
+  }
+
+  /** The Consul server that is the Raft leader now (undefined without quorum, or without Consul servers). */
+  async consulLeader(): Promise<string | undefined> {
+    return consulLeader(this.file.consulCluster?.servers ?? []);
+  }
+
   /** Stops Consul and starts it again on the same address (a dev agent forgets all its state). */
   async restartConsul(): Promise<void> {
+    if (this.file.consulCluster) throw new Error("consul-restart restarts a lab's dev agent; on a Consul cluster use store-leader-kill, store-quorum-loss or store-agent-restart");
     await this.stopConsul();
     await this.startConsul();
   }
@@ -540,7 +611,10 @@ export class Lab {
   /** Starts the nodes' cluster store again where the nodes expect it. */
   async startClusterStore(): Promise<void> {
     if (this.file.etcd) await this.startEtcd();
-    else await this.startConsul();
+    else if (this.file.consulCluster) {
+      await this.startConsulServers();
+      for (const name of Object.keys(this.file.consulCluster.clients)) await this.startNodeAgent(Number(name.split("-")[1]));
+    } else await this.startConsul();
   }
 
   /** Stops the lab's etcd (SIGTERM, SIGKILL after 10 s): every node loses its cluster store until startEtcd(). */

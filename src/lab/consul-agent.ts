@@ -20,9 +20,15 @@ export interface ConsulAgentOptions {
   ports?: number[];
   /** Added to the agent's environment (the lab marks its processes this way). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Not a dev agent: a server of a cluster of `bootstrapExpect` servers, or (bootstrapExpect
+   * undefined) a client agent; either joins the serf LAN addresses in `join` ("host:port") and
+   * keeps its data in DIR/data across restarts, as a real agent does.
+   */
+  cluster?: { bootstrapExpect?: number; join: string[] };
 }
 
-/** A real `consul agent -dev` on loopback, on free ports, with DNS and gRPC off. */
+/** A real `consul agent` on loopback (`-dev`, or a server or client of a real cluster), on free ports, with DNS and gRPC off. */
 export class ConsulAgent {
   private proc: ManagedProcess | undefined;
   readonly host: string;
@@ -67,8 +73,21 @@ export class ConsulAgent {
     if (this.proc?.running) return this;
     if (!this.ports.length) this.ports = this.opts.ports ?? (await freePorts(4, this.host));
     const [, serfLan, serfWan, server] = this.ports;
+    const c = this.opts.cluster;
+    const mode = c
+      ? [
+          ...(c.bootstrapExpect ? ["-server", `-bootstrap-expect=${c.bootstrapExpect}`] : []),
+          `-data-dir=${join(this.dir, "data")}`,
+          ...c.join.map((j) => `-retry-join=${j}`),
+          "-retry-interval=1s",
+          // As a dev agent: check updates reach the servers at once, Raft at its fastest timings.
+          "-hcl=check_update_interval = \"0s\"",
+          "-hcl=performance { raft_multiplier = 1 }",
+          "-hcl=leave_on_terminate = false",
+        ]
+      : ["-dev"];
     const args = [
-      "agent", "-dev",
+      "agent", ...mode,
       `-node=${this.nodeName}`,
       `-bind=${this.host}`, `-client=${this.host}`,
       `-http-port=${this.httpPort}`, "-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1",
@@ -93,7 +112,7 @@ export class ConsulAgent {
       },
       {
         timeoutMs,
-        what: `consul dev agent on ${this.address} to elect a leader`,
+        what: `consul ${c ? (c.bootstrapExpect ? "server" : "client agent") : "dev agent"} ${this.nodeName} on ${this.address} to see a leader`,
         detail: () => proc.logTail(),
         abortIf: () => (proc.running ? undefined : `consul exited (${JSON.stringify(proc.exitStatus)})`),
       },
@@ -101,7 +120,17 @@ export class ConsulAgent {
     return this;
   }
 
-  /** Stop and start again on the same ports: a dev agent forgets everything, like a real agent restart. */
+  /** The serf LAN address others join ("host:port"). */
+  get serfLan(): string {
+    return `${this.host}:${this.ports[1] ?? 0}`;
+  }
+
+  /** The server RPC address Consul reports as its Raft leader ("host:port"). */
+  get serverAddress(): string {
+    return `${this.host}:${this.ports[3] ?? 0}`;
+  }
+
+  /** Stop and start again on the same ports: a dev agent forgets everything; a cluster agent keeps its data directory. */
   async restart(): Promise<void> {
     await this.stop();
     await this.start();

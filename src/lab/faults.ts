@@ -19,6 +19,7 @@ export const FAULTS = [
   "cluster-store-pause",
   "store-leader-kill",
   "store-quorum-loss",
+  "store-agent-restart",
   "store-down",
   "disk-full",
 ] as const;
@@ -40,6 +41,24 @@ function needNetwork(lab: Lab, kind: FaultKind) {
 function storePath(lab: Lab, kind: FaultKind): string {
   if (!lab.file.storeTmpfsMb) throw new Error(`${kind} needs a lab started with --store-tmpfs-mb (a tmpfs snapshot store)`);
   return join(lab.dir, "snapshots");
+}
+
+/** store-leader-kill or store-quorum-loss on three Consul servers: the Raft leader stopped, or the leader and one more (no quorum); data kept. */
+async function consulServersFault(lab: Lab, kind: "store-leader-kill" | "store-quorum-loss", forMs: number): Promise<FaultResult> {
+  const servers = lab.file.consulCluster?.servers ?? [];
+  const leader = await lab.consulLeader();
+  if (!leader) throw new Error(`${kind}: the lab's Consul servers have no leader now`);
+  const victims = kind === "store-leader-kill" ? [leader] : [leader, servers.find((m) => m.name !== leader)!.name];
+  const start = () => lab.startConsulServers(victims);
+  const release = onInterrupt({ what: `starting the stopped Consul servers ${victims.join(", ")}`, run: () => void start().catch(() => undefined) });
+  try {
+    for (const v of victims) await lab.stopConsulServer(v);
+    await sleep(forMs);
+    await start();
+  } finally {
+    release();
+  }
+  return { kind, node: undefined, description: `Consul ${kind === "store-leader-kill" ? `leader ${leader}` : `servers ${victims.join(" and ")} (the leader and one more: no quorum)`} stopped for ${forMs} ms, then started again (data kept)` };
 }
 
 /** Runs `fault` with `heal` registered to run if this process is interrupted meanwhile (Ctrl-C, SIGTERM). */
@@ -173,8 +192,27 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
       });
       return { kind, node: undefined, description: `cluster store (${store}, pid ${pids.join(", ")}) paused (SIGSTOP) for ${opts.forMs} ms, then SIGCONT` };
     }
+    case "store-agent-restart": {
+      // A Consul cluster lab (--store consul --store-servers 3): the node's own client agent
+      // stopped and started again with its data kept (its checks and sessions go with it meanwhile).
+      if (!lab.file.consulCluster) throw new Error(`${kind} needs a lab started with --store consul --store-servers 3 (one Consul client agent per node)`);
+      const node = opts.node ?? (await lab.primary())?.name;
+      if (!node) throw new Error(`${kind}: name a node (no primary now)`);
+      const i = Number(node.split("-")[1]);
+      const start = () => lab.startNodeAgent(i);
+      const release = onInterrupt({ what: `starting ${node}'s Consul agent`, run: () => void start().catch(() => undefined) });
+      try {
+        await lab.stopNodeAgent(node);
+        await sleep(opts.forMs);
+        await start();
+      } finally {
+        release();
+      }
+      return { kind, node, description: `${node}'s Consul client agent stopped for ${opts.forMs} ms, then started again (data kept)` };
+    }
     case "store-leader-kill":
     case "store-quorum-loss": {
+      if (lab.file.consulCluster) return consulServersFault(lab, kind, opts.forMs);
       // A multi-member etcd (lab up --store etcd --store-servers 3): its Raft leader stopped, or
       // two of three members (the leader and one more: no quorum), then started again, data kept.
       const members = lab.file.etcd?.members;
