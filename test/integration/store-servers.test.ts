@@ -24,9 +24,10 @@ describe.each(STORES)("the lab on a 3-server $store", ({ store, subnet, servers,
   let lab: Lab;
   let sampler: ReadOnlySampler;
   let writer: Writer;
-  const workDir = mkdtempSync(join(tmpdir(), `statepilot-store-servers-${store}-`));
+  let workDir = "";
 
   beforeAll(async () => {
+    workDir = mkdtempSync(join(tmpdir(), `statepilot-store-servers-${store}-`));
     process.on("exit", () => lab?.killAllNow());
     lab = await Lab.up({ dir: join(workDir, "lab"), nodes: 3, subnet, store, storeServers: 3, lossless: true });
     await Writer.prepare(lab.file);
@@ -43,7 +44,7 @@ describe.each(STORES)("the lab on a 3-server $store", ({ store, subnet, servers,
     try {
       await lab?.down({ keep });
     } finally {
-      if (!keep) rmSync(workDir, { recursive: true, force: true });
+      if (!keep && workDir) rmSync(workDir, { recursive: true, force: true });
     }
   });
 
