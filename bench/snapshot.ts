@@ -66,6 +66,14 @@ function hwmMb(pid: number | null): number {
 }
 
 async function main(): Promise<void> {
+  // Found first: the comparison with mc comes after the whole backup.
+  const mc = (() => {
+    try {
+      return findBinary("mc");
+    } catch (err) {
+      throw new Error("bench:snapshot compares with the MinIO client (mc pipe / mc cat): build it with `scripts/install.sh mc`", { cause: err });
+    }
+  })();
   const work = mkdtempSync(join(tmpdir(), "statepilot-bench-snapshot-"));
   const minio = await new MinioServer("bench", join(work, "minio")).start();
   const store = { type: "s3", bucket: "bench", prefix: "bench", region: "us-east-1", endpoint: minio.endpoint, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey };
@@ -94,7 +102,6 @@ async function main(): Promise<void> {
     const takerHwm = hwmMb(n.pids.statepilot);
 
     // What a user would do instead: the same stream piped into mc, into the same MinIO.
-    const mc = findBinary("mc");
     const mcEnv = { ...process.env, MC_CONFIG_DIR: join(work, "mc"), MC_HOST_bench: `http://${minio.accessKeyId}:${minio.secretAccessKey}@${minio.endpoint.replace(/^http:\/\//, "")}` };
     const mcBackupMs = await pipe({ cmd: findBinary("mariabackup"), args: backupArgs, env }, { cmd: mc, args: ["pipe", "bench/bench/mc/backup.xbstream"], env: mcEnv });
     const mcRate = m.rawSize / mcBackupMs;

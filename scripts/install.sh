@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real components statepilot is tested against, idempotently.
 #   scripts/install.sh            everything
-#   scripts/install.sh consul     one part (apt | consul | minio | prometheus | mysql | node)
+#   scripts/install.sh consul     one part (apt | consul | minio | mc | prometheus | mysql | node)
 # Binaries built from the Go module proxy are cached under $STATEPILOT_CACHE/bin.
 # `mysql` is MySQL from Debian sid (9.7 when this was written: no Debian suite reachable here has
 # 8.x), debootstrapped into $STATEPILOT_CACHE/mysql-sid without touching the host's apt sources;
@@ -13,6 +13,8 @@ CONSUL_VERSION="${STATEPILOT_CONSUL_VERSION:-v1.22.0}"
 MINIO_VERSION="${STATEPILOT_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 # Debian's prometheus is built without consul_sd_configs, which discovery through Consul needs.
 PROMETHEUS_VERSION="${STATEPILOT_PROMETHEUS_VERSION:-v0.305.1}"
+# The MinIO client, for what a user would do instead in bench:snapshot (mc pipe / mc cat); no semver tags either.
+MC_VERSION="${STATEPILOT_MC_VERSION:-v0.0.0-20250313080218-cf909e1063a9}"
 CACHE="${STATEPILOT_CACHE:-$HOME/.cache/statepilot}"
 BIN="$CACHE/bin"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -124,6 +126,10 @@ install_minio() {
   install_go_tool minio github.com/minio/minio "$MINIO_VERSION" github.com/minio/minio --version
 }
 
+install_mc() {
+  install_go_tool mc github.com/minio/mc "$MC_VERSION" github.com/minio/mc --version
+}
+
 install_prometheus() {
   install_go_tool prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
     github.com/prometheus/prometheus/cmd/prometheus --version "with Consul service discovery"
@@ -206,10 +212,11 @@ install_node() {
 
 total_start=$(now)
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio prometheus mysql node)
+# mc is for bench:snapshot only (no test needs it): `scripts/install.sh mc`.
 for p in "${parts[@]}"; do
   case "$p" in
-    apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; prometheus) install_prometheus ;; mysql) install_mysql ;; node) install_node ;;
-    *) die "unknown part '$p' (expected apt, consul, minio, prometheus, mysql or node)" ;;
+    apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; mc) install_mc ;; prometheus) install_prometheus ;; mysql) install_mysql ;; node) install_node ;;
+    *) die "unknown part '$p' (expected apt, consul, minio, mc, prometheus, mysql or node)" ;;
   esac
 done
 printf '==> install finished in %ss (cache: %s)\n' "$(elapsed "$total_start")" "$BIN"
