@@ -10,6 +10,7 @@ import { type CommitRecord, CommitWriter, recordSecond } from "../../src/lab/com
 import { MinioServer } from "../../src/lab/minio-server.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { S3Store } from "../../src/snapshot/s3-store.js";
+import { archiveCaughtUp, outageUntilLag, writeRate } from "../support/archive-outage.js";
 import { runCli } from "../support/cli.js";
 
 /**
@@ -177,55 +178,20 @@ describe("point-in-time recovery across a failover", () => {
     const writer = new CommitWriter(source.file, { table: "outage", pauseMs: 2 });
     await writer.prepare();
     writer.start();
-    type ArchiveView = { holder: boolean; lagSeconds: number | null; pendingSegments: number; lastError: string };
-    const holderView = async () => {
-      const views = await Promise.all(source.file.nodes.map((n) => fetch(`${n.http}/status`).then((r) => r.json() as Promise<{ archive?: ArchiveView }>).catch(() => undefined)));
-      return views.find((v) => v?.archive?.holder)?.archive;
-    };
-    const rate = async (ms: number) => {
-      const n0 = writer.acked.length;
-      const t0 = Date.now();
-      await waitFor(async () => Date.now() - t0 >= ms || undefined, { timeoutMs: ms + 5_000, intervalMs: 100, what: "a measurement window" });
-      return ((writer.acked.length - n0) * 1000) / (Date.now() - t0);
-    };
-    const before = await rate(5_000);
-    await minio.kill();
-    // The outage lasts until the holder reports 60 s of lag (state, not a timer): segments pile up
-    // in its spool, the recovery point ages, and the primary's writes go on meanwhile.
-    const n0 = writer.acked.length;
-    const t0 = Date.now();
-    let last: ArchiveView | undefined;
-    let holder: ArchiveView;
-    let during: number;
-    try {
-      holder = await waitFor(
-        async () => {
-          last = await holderView();
-          return last && (last.lagSeconds ?? 0) >= 60 && last.pendingSegments > 1 ? last : undefined;
-        },
-        { timeoutMs: 150_000, intervalMs: 500, what: "the archiver's holder to report 60 s of lag with segments pending", detail: () => `last seen: ${JSON.stringify(last)}` },
-      );
-      during = ((writer.acked.length - n0) * 1000) / (Date.now() - t0);
-    } finally {
-      // The store comes back whatever happened, so the tests after this one have it.
-      await minio.start();
-    }
+    const before = await writeRate(writer, 5_000);
+    // The outage (MinIO SIGKILLed) lasts until the holder reports 60 s of lag: segments pile up in
+    // its spool, the recovery point ages, and the primary's writes go on meanwhile. MinIO comes
+    // back whatever happened, so the tests after this one have it.
+    const { holder, writesPerSecond: during, seconds } = await outageUntilLag(source, writer, { lagSeconds: 60, timeoutMs: 150_000, fail: () => minio.kill(), heal: async () => void (await minio.start()) });
     await writer.stop();
-    console.log(`writes/s before the outage ${before.toFixed(0)}, during its ${((Date.now() - t0) / 1000).toFixed(0)} s ${during.toFixed(0)}; holder during it: ${JSON.stringify(holder)}`);
+    console.log(`writes/s before the outage ${before.toFixed(0)}, during its ${seconds.toFixed(0)} s ${during.toFixed(0)}; holder during it: ${JSON.stringify(holder)}`);
     expect(during).toBeGreaterThan(before * 0.5);
     expect(holder.lastError).toMatch(/upload/);
 
     const primary = (await source.primary())!;
     const ph = source.node(primary.name).mysql.host;
     const pos = parsePos(String((await query(ph, source, "SELECT @@GLOBAL.gtid_binlog_pos AS pos"))[0]?.pos));
-    const check = await waitFor(
-      async () => {
-        const c = checkArchive(await readArchive(s3, "lab"));
-        for (const [d, g] of pos) if ((c.head.get(d)?.seq ?? 0n) < g.seq) return undefined;
-        return c;
-      },
-      { timeoutMs: 60_000, intervalMs: 250, what: "the archive to catch up after the outage" },
-    );
+    const check = await archiveCaughtUp(s3, pos, 60_000);
     expect(check.gaps).toEqual([]);
     // And what was written during the outage restores (to the primary's position, by GTID).
     const restored = await Lab.up({ dir: join(work, "restored-outage"), nodes: 1, subnet: "127.0.94", owned: true, timeoutMs: 240_000, restoreTo: { point: { gtid: pos }, from: source.dir } });
