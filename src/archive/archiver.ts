@@ -103,6 +103,8 @@ export interface ArchiveStatus {
 
 /** Checks in a row that must find the holder ineligible (critical, or neither replica nor primary) before it lets the lock go. */
 const INELIGIBLE_CHECKS = 3;
+/** The longest a pump() call may read before it yields the event loop (ms). */
+const PUMP_BUDGET_MS = 20;
 const BINLOG_FILE = /^[^.].*\.\d{6,}$/;
 /** The binlog dump connection needs a server_id no replica uses (a duplicate would cut that replica off). */
 const DUMP_SERVER_ID_BASE = 4_000_000_000;
@@ -161,6 +163,7 @@ export class BinlogArchiver {
     this.stopped = true;
     clearInterval(this.timer);
     clearInterval(this.tailTimer);
+    if (this.pumpAgain) clearImmediate(this.pumpAgain);
     await this.running;
     if (this.stream) await this.endStream("statepilot is stopping", { drainMs: 5_000 });
     if (this.held) await this.d.clusterStore.releaseArchiver().catch(() => undefined);
@@ -395,12 +398,19 @@ export class BinlogArchiver {
     rmSync(s.dir, { recursive: true, force: true });
   }
 
-  /** Reads what mariadb-binlog wrote since last time; cuts a segment when one is due. */
+  /**
+   * Reads what mariadb-binlog wrote since last time; cuts a segment when one is due. It reads with
+   * synchronous calls on the event loop it shares with the HA loop, so it works at most
+   * PUMP_BUDGET_MS per call and then yields (a stream catching up on a backlog of megabytes would
+   * otherwise hold the loop past fenceAfter and fence a primary that holds the archiver's lock).
+   */
   private pump(): void {
     const s = this.stream;
     if (!s) return;
+    const started = performance.now();
+    let more = false;
     try {
-      for (;;) {
+      outer: for (;;) {
         if (!s.tail) {
           const first = this.files(s)[0];
           if (!first) return;
@@ -420,6 +430,10 @@ export class BinlogArchiver {
           });
           if (trx) this.add(s, trx);
           t.offset += h.size;
+          if (performance.now() - started > PUMP_BUDGET_MS) {
+            more = true;
+            break outer;
+          }
         }
         const later = this.files(s).filter((f) => f > t.name);
         if (later.length && t.offset >= fstatSync(t.fd).size) {
@@ -446,7 +460,15 @@ export class BinlogArchiver {
       this.log.warn({ err: this.lastError }, "reading the binlog stream failed");
     }
     if (s.queue.length) void this.upload();
+    if (more && !this.pumpAgain) {
+      this.pumpAgain = setImmediate(() => {
+        this.pumpAgain = undefined;
+        this.pump();
+      });
+    }
   }
+
+  private pumpAgain: NodeJS.Immediate | undefined;
 
   private files(s: Stream): string[] {
     try {
