@@ -78,6 +78,9 @@ export function requestExpired(r: Pick<SnapshotRequest, "expiresAt">, now: numbe
   return Number.isFinite(at) && now >= at;
 }
 
+/** Due checks in a row without a healthy replica before the primary takes a snapshot itself. */
+const PRIMARY_AFTER_CHECKS = 3;
+
 /** Only this cluster's replicas count: another cluster may register the same service name. */
 export function hasHealthyReplica(instances: ReadonlyArray<Pick<ServiceInstance, "healthy" | "tags" | "meta">>, cluster: string): boolean {
   return instances.some((i) => i.healthy && i.tags.includes("replica") && i.meta.cluster === cluster);
@@ -173,15 +176,23 @@ export class SnapshotScheduler {
     return undefined;
   }
 
-  /** A healthy replica takes snapshots; the primary only when there is none. */
-  private async eligible(): Promise<boolean> {
+  /**
+   * A healthy replica takes snapshots; the primary only when there is none: for an operator's
+   * request at once, for a scheduled one after PRIMARY_AFTER_CHECKS due checks in a row found none
+   * (a replica that lags for a moment on a busy host does not hand the primary a backup's load).
+   */
+  private async eligible(requested: boolean): Promise<boolean> {
     const ha = this.d.ha();
     if (ha.health !== "passing") return false;
     if (ha.role === "replica") return true;
     if (ha.role !== "primary") return false;
     const { instances } = await this.d.coordinator.watchService(this.d.serviceName, { index: 0, wait: "1s" });
-    return !hasHealthyReplica(instances, this.d.cluster);
+    this.withoutReplica = hasHealthyReplica(instances, this.d.cluster) ? 0 : this.withoutReplica + 1;
+    return this.withoutReplica > 0 && (requested || this.withoutReplica >= PRIMARY_AFTER_CHECKS);
   }
+
+  /** Checks in a row (due ones, on the primary) that found no healthy replica. */
+  private withoutReplica = 0;
 
   async tick(): Promise<Manifest | undefined> {
     if (this.stopped) return undefined;
@@ -191,7 +202,7 @@ export class SnapshotScheduler {
     ]);
     if (latest && this.d.metrics) this.d.metrics.latestCreatedAt = Date.parse(latest.createdAt);
     const reason = await this.due(latest, request);
-    if (!reason || !(await this.eligible())) return undefined;
+    if (!reason || !(await this.eligible(request?.state === "requested"))) return undefined;
     if (request?.state !== "requested" && Date.now() < this.retryAfter) return undefined;
     const server = this.d.server();
     if (!this.d.checkId || !server) return undefined;
