@@ -483,9 +483,7 @@ export class Lab {
   async stopNodeAgent(name: string): Promise<void> {
     const m = this.file.consulCluster?.clients[name];
     if (!m) throw new Error(`no Consul client agent for ${JSON.stringify(name)} (a lab started with --store consul --store-servers 3 has one per node)`);
-    if (m.pid && ours(m.pid, this.dir)) await Lab.terminate([m.pid], 10_000);
-    m.pid = 0;
-    this.save();
+    await this.stopMember(m);
   }
 
   /** On a Consul cluster lab: starts the servers not running (`only`: just these), data kept. */
@@ -501,9 +499,7 @@ export class Lab {
   async stopConsulServer(name: string): Promise<void> {
     const m = this.file.consulCluster?.servers.find((x) => x.name === name);
     if (!m) throw new Error(`no Consul server ${JSON.stringify(name)} in this lab (servers: ${this.file.consulCluster?.servers.map((x) => x.name).join(", ") ?? "none: start the lab with --store consul --store-servers 3"})`);
-    if (m.pid && ours(m.pid, this.dir)) await Lab.terminate([m.pid], 10_000);
-    m.pid = 0;
-    this.save();
+    await this.stopMember(m);
   }
 
   /** The Consul server that is the Raft leader now (undefined without quorum, or without Consul servers). */
@@ -582,6 +578,11 @@ export class Lab {
   async stopEtcdMember(name: string): Promise<void> {
     const m = this.file.etcd?.members?.find((x) => x.name === name);
     if (!m) throw new Error(`no etcd member ${JSON.stringify(name)} in this lab (members: ${this.file.etcd?.members?.map((x) => x.name).join(", ") ?? "none: start the lab with --store etcd --store-servers 3"})`);
+    await this.stopMember(m);
+  }
+
+  /** Stops one of this lab's store processes (SIGTERM, SIGKILL after 10 s) and records it stopped; its data is kept. */
+  private async stopMember(m: { pid: number }): Promise<void> {
     if (m.pid && ours(m.pid, this.dir)) await Lab.terminate([m.pid], 10_000);
     m.pid = 0;
     this.save();

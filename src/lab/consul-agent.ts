@@ -120,16 +120,6 @@ export class ConsulAgent {
     return this;
   }
 
-  /** The serf LAN address others join ("host:port"). */
-  get serfLan(): string {
-    return `${this.host}:${this.ports[1] ?? 0}`;
-  }
-
-  /** The server RPC address Consul reports as its Raft leader ("host:port"). */
-  get serverAddress(): string {
-    return `${this.host}:${this.ports[3] ?? 0}`;
-  }
-
   /** Stop and start again on the same ports: a dev agent forgets everything; a cluster agent keeps its data directory. */
   async restart(): Promise<void> {
     await this.stop();

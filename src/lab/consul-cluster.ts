@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ConsulAgent } from "./consul-agent.js";
 import { freePorts } from "./ports.js";
+import { gone } from "./procs.js";
 
 /**
  * A lab on a real Consul cluster (`lab up --store consul --store-servers 3`): three servers
@@ -50,7 +51,7 @@ export async function startConsulServers(host: ConsulClusterHost, size: number, 
         return Array.from({ length: size }, (_, i) => ({ name: `lab-consul-${i + 1}`, host: on, ports: ports.slice(4 * i, 4 * i + 4), pid: 0 }));
       })();
   const join = serverJoin(servers);
-  const starting = servers.filter((m) => (only ? only.includes(m.name) : m.pid === 0 || !isAlive(m.pid)));
+  const starting = servers.filter((m) => (only ? only.includes(m.name) : m.pid === 0 || gone(m.pid)));
   const agents = starting.map(
     (m) => new ConsulAgent({ dir: agentDir(host, m.name), host: m.host, ports: m.ports, nodeName: m.name, persistent: host.persistent, env: host.env, cluster: { bootstrapExpect: servers.length, join: join.filter((j) => j !== `${m.host}:${m.ports[1]}`) } }),
   );
@@ -70,7 +71,7 @@ export async function startConsulClient(host: ConsulClusterHost, node: string, o
 /** The server that is Consul's Raft leader now, asked of the running servers (undefined: no leader). */
 export async function consulLeader(servers: readonly ConsulMemberEntry[]): Promise<string | undefined> {
   for (const m of servers) {
-    if (!m.pid || !isAlive(m.pid)) continue;
+    if (!m.pid || gone(m.pid)) continue;
     try {
       const res = await fetch(`${address(m)}/v1/status/leader`, { signal: AbortSignal.timeout(2_000) });
       const leader = (await res.json()) as string;
@@ -84,12 +85,3 @@ export async function consulLeader(servers: readonly ConsulMemberEntry[]): Promi
 }
 
 export const consulAddress = address;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

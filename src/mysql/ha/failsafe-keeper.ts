@@ -2,7 +2,7 @@ import type { ClusterState } from "../../cluster/store.js";
 import type { MemberRecord, Role } from "../../cluster/records.js";
 import type { Clock } from "../../cluster/clock.js";
 import type { Logger } from "../../log.js";
-import { answerFailsafe, failsafeAskTimeout, failsafeHoldsElection, failsafeList, failsafeMembers, type FailsafeAnswer, type FailsafePeers, type FailsafePromise, type FailsafeRequest } from "./failsafe.js";
+import { answerFailsafe, failsafeAskTimeout, failsafeHoldsElection, failsafeList, failsafeMembers, type FailsafeAnswer, type FailsafePeers, type FailsafePromise, type FailsafeRequest, type RememberedCluster } from "./failsafe.js";
 import type { HaSettings } from "./settings.js";
 
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -102,7 +102,7 @@ export class FailsafeKeeper {
   }
 
   /** Why this node may not run for primary (undefined: it may). */
-  holdsElection(view: ClusterState, freeForMs: number, memory?: { lastLeader?: { node: string } | undefined; members: readonly MemberRecord[] }): string | undefined {
+  holdsElection(view: ClusterState, freeForMs: number, memory?: RememberedCluster): string | undefined {
     const now = this.o.clock.now();
     return failsafeHoldsElection({ now, node: this.o.node, settings: this.o.settings, promise: this.promise, view, freeForMs, runningMs: now - this.startedAt, memory });
   }

@@ -110,6 +110,9 @@ export function answerFailsafe(i: FailsafeAnswerInput): { answer: FailsafeAnswer
  * promised the last primary to wait, or the last primary relied on a list of members that does
  * not include it (it was never asked, so nothing binds the others to tell it the truth).
  */
+/** What a node remembers of its cluster, as the failsafe rules read it. */
+export type RememberedCluster = { lastLeader?: { node: string } | undefined; members: readonly MemberRecord[] };
+
 export function failsafeHoldsElection(i: {
   now: number;
   node: string;
@@ -120,7 +123,7 @@ export function failsafeHoldsElection(i: {
   /** How long this node's statepilot has been running (a restart forgets the promises it made). */
   runningMs: number;
   /** What this node remembers of the cluster (its last leader and members), if anything. */
-  memory?: { lastLeader?: { node: string } | undefined; members: readonly MemberRecord[] } | undefined;
+  memory?: RememberedCluster | undefined;
 }): string | undefined {
   const p = i.promise;
   if (p && p.until > i.now) return `failsafe: promised ${p.leader} (term ${p.term}) not to run for primary for ${Math.round(p.until - i.now)} ms more`;

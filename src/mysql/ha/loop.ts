@@ -150,7 +150,7 @@ export class MysqlHa {
     // fails or has kept it waiting half an interval; the store gets max(interval, fenceAfter/2).
     const s = this.d.settings;
     const failsafePrimary = this.failsafe.enabled && this.role === "primary";
-    const viaFailsafe = failsafePrimary && this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt;
+    const viaFailsafe = failsafePrimary && this.restsOnMembers;
     let asking: Promise<boolean> | undefined;
     const ask = () => {
       const confirmed = this.leaseConfirmedAt !== undefined && this.d.clock.now() - this.leaseConfirmedAt < s.fenceAfter;
@@ -189,7 +189,7 @@ export class MysqlHa {
         failsafe = this.failsafe.lastOutcome;
       }
     }
-    const failsafeHolds = this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt && this.d.clock.now() - this.failsafeConfirmedAt < this.d.settings.fenceAfter;
+    const failsafeHolds = this.restsOnMembers && this.d.clock.now() - this.failsafeConfirmedAt! < this.d.settings.fenceAfter;
     // Free "since" the moment this node saw it so, not since the iteration began: a loop stalled on
     // a frozen mysqld or a slow store must not count its stall as time spent waiting for peers.
     if (cluster && !leader) this.free ??= { version: cluster.version, since: this.d.clock.now() };
@@ -241,6 +241,11 @@ export class MysqlHa {
     });
     load.catch(() => undefined);
     return Promise.race([load, late]).finally(() => cancel?.());
+  }
+
+  /** The last confirmation of the leadership came from the members (failsafe), not from the store. */
+  private get restsOnMembers(): boolean {
+    return this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt;
   }
 
   /** Keeps the memory, and saves it when its shape (last leader, members, their sources and a primary's failsafe list) changed. */
@@ -420,8 +425,7 @@ export class MysqlHa {
     // lossless election knows this replica of the old primary may hold acknowledged writes.
     const known = local ?? this.lastAnswered;
     if (role === "primary") {
-      const viaFailsafe = this.failsafeConfirmedAt !== undefined && this.failsafeConfirmedAt === this.leaseConfirmedAt;
-      const list = this.failsafe.listFor(this.lastCluster, viaFailsafe);
+      const list = this.failsafe.listFor(this.lastCluster, this.restsOnMembers);
       if (list) rec.failsafe = list;
     }
     if (this.d.advertise.httpPort !== undefined) rec.httpPort = this.d.advertise.httpPort;
