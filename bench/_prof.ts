@@ -5,12 +5,12 @@ import { Lab } from "../src/lab/cluster.js";
 import { waitFor } from "../src/lab/wait.js";
 import { Writer } from "../src/lab/workload.js";
 
-const kind = (process.argv[2] ?? "mysqld") as "mysqld" | "switchover";
+const trials = Number(process.argv[2] ?? 3);
 const dir = mkdtempSync(join(tmpdir(), "statepilot-prof-"));
 const lab = await Lab.up({ dir, nodes: 3, subnet: "127.0.39", lossless: true, log: () => undefined });
 try {
   await Writer.prepare(lab.file, "bench");
-  for (let t = 0; t < 3; t++) {
+  for (let t = 0; t < trials; t++) {
     const vs = await lab.waitConverged(120_000);
     const primary = vs.find((v) => v.role === "primary")!.name;
     const writer = new Writer(lab.file, "bench", 2);
@@ -26,6 +26,7 @@ try {
       for (const l of readFileSync(join(n.dir, "statepilot.log"), "utf8").split("\n")) {
         try {
           const j = JSON.parse(l) as { time: number; msg: string; [k: string]: unknown };
+          if (j.job === "mysqld" && !/semi-sync|connected to master|Semi-sync/.test(j.msg)) continue;
           if (j.time >= killedAt - 50 && j.time <= outage.recoveredAt! + 100) lines.push([j.time, `${j.time - killedAt} ${n.name} ${j.msg} ${JSON.stringify({ ...j, time: undefined, msg: undefined, pid: undefined, hostname: undefined, level: undefined })}`.slice(0, 300)]);
         } catch {}
       }

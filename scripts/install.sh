@@ -211,8 +211,8 @@ install_node() {
 }
 
 total_start=$(now)
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio prometheus mysql node)
-# mc is for bench:snapshot only (no test needs it): `scripts/install.sh mc`.
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(apt consul minio mc prometheus mysql node)
+# mc: the MinIO client, for pitr-readonly.test.ts (a user's policy switched by `mc admin`) and bench:snapshot.
 for p in "${parts[@]}"; do
   case "$p" in
     apt) install_apt ;; consul) install_consul ;; minio) install_minio ;; mc) install_mc ;; prometheus) install_prometheus ;; mysql) install_mysql ;; node) install_node ;;

@@ -889,15 +889,25 @@ export class Lab {
 
   /** One writable primary and every other node a passing replica at the primary's GTID position. */
   async waitConverged(timeoutMs: number): Promise<NodeView[]> {
+    let last: NodeView[] = [];
     return waitFor(
       async () => {
         const vs = await this.views();
+        last = vs;
         const primaries = vs.filter((v) => v.role === "primary" && v.readOnly === false);
         if (primaries.length !== 1) return undefined;
         const p = primaries[0]!;
         return vs.every((v) => v === p || (v.role === "replica" && v.health === "passing" && v.executed === p.executed)) ? vs : undefined;
       },
-      { timeoutMs, intervalMs: 200, what: "the cluster to converge (one primary, every replica caught up)" },
+      {
+        timeoutMs,
+        intervalMs: 200,
+        what: "the cluster to converge (one primary, every replica caught up)",
+        detail: () =>
+          last
+            .map((v) => `  ${v.name}: role=${v.role} health=${v.health} read_only=${v.readOnly} primary=${v.primary ?? "-"} lag=${v.lagSeconds} executed=${v.executed} reason=${v.reason}`)
+            .join("\n") + `\n${this.file.nodes.map((n) => `--- ${n.name}\n${this.logTail(n, 6)}`).join("\n")}`,
+      },
     );
   }
 

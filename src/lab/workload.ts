@@ -77,6 +77,10 @@ export class Writer {
       return true;
     } catch (err) {
       this.lastError = `${e.name}: ${(err as Error).message}`;
+      // A read-only server refused the write (1290, or 1792 inside a read-only transaction): the
+      // connection is fine and is kept, as a client's pool would; anything else starts over.
+      const errno = (err as { errno?: number }).errno;
+      if (errno === 1290 || errno === 1792) return false;
       const c = this.conns.get(e.name);
       this.conns.delete(e.name);
       c?.destroy();
@@ -109,7 +113,8 @@ export class Writer {
             if (!outage || outage.recoveredAt !== undefined) this.outages.push({ failedAt: Date.now(), recoveredAt: undefined, node: undefined });
           }
         }
-        await sleep(ok ? this.pauseMs : 20);
+        // Between failed rounds, 5 ms: the writer's own polling is part of every outage it measures.
+        await sleep(ok ? this.pauseMs : 5);
       }
     })();
   }

@@ -85,8 +85,13 @@ export class FenceSwitch {
     while (this.target !== undefined && this.applied !== this.target && !this.closed) {
       const target = this.target;
       await this.cancel();
-      this.sleeper ??= this.watch(await this.connect());
-      this.control ??= this.watch(await this.connect());
+      // Both connections at once: a promotion waits for this switch before it turns writable.
+      const [sl, ct] = await Promise.allSettled([this.sleeper ?? this.connect(), this.control ?? this.connect()]);
+      if (sl.status === "fulfilled" && this.sleeper !== sl.value) this.sleeper = this.watch(sl.value);
+      if (ct.status === "fulfilled" && this.control !== ct.value) this.control = this.watch(ct.value);
+      if (sl.status === "rejected") throw sl.reason;
+      if (ct.status === "rejected") throw ct.reason;
+      if (!this.sleeper || !this.control) throw new Error("the fence switch lost a connection while arming it");
       const seconds = Math.max(0, target - Date.now()) / 1000;
       const variable = this.opts.flavor() === "mysql" ? "super_read_only" : "read_only";
       const sleeper = this.sleeper;

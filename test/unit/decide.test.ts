@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decide, divergence, type Observation } from "../../src/mysql/ha/decide.js";
+import { checkInvariants } from "../../src/mysql/ha/invariants.js";
 import type { LocalState } from "../../src/mysql/ha/database.js";
 import type { ClusterState, Leader } from "../../src/cluster/store.js";
 import type { MemberRecord } from "../../src/cluster/records.js";
@@ -255,5 +256,24 @@ describe("scheduled switchover", () => {
     expect(before.reason).toMatch(/switchover scheduled at/);
     expect(before.nextIn).toBe(400);
     expect(decide(obs({ ...base, now: Date.parse(at) })).action.kind).toBe("start-switchover");
+  });
+});
+
+describe("invariants checked every loop", () => {
+  const kinds = (o: Observation, confirmedAt?: number) => checkInvariants(o, confirmedAt).map((v) => v.invariant);
+  it("a receiver still pointed at a node that does not lead is a violation; an applier finishing its relay log is not", () => {
+    const elsewhere = cluster({ leader: leader("c", { host: "10.0.0.3" }) });
+    expect(kinds(obs({ cluster: elsewhere }))).toEqual(["replicates_from_non_leader"]);
+    expect(kinds(obs({ cluster: elsewhere, local: local({}, { ioRunning: "Connecting" }) }))).toEqual(["replicates_from_non_leader"]);
+    expect(kinds(obs({ cluster: elsewhere, local: local({}, { ioRunning: "No", sqlRunning: true }) }))).toEqual([]);
+    expect(kinds(obs())).toEqual([]);
+  });
+  it("writable needs the leadership, a lease confirmed within fenceAfter and, in lossless mode, semi-sync", () => {
+    const mine = cluster({ leader: leader("b") });
+    const writable = local({ readOnly: false, semiSyncPrimary: true }, { configured: false });
+    expect(kinds(obs({ cluster: mine, local: writable }), 100_000 - 100)).toEqual([]);
+    expect(kinds(obs({ cluster: mine, local: writable }), 100_000 - 3_000)).toEqual(["writable_without_lease"]);
+    expect(kinds(obs({ local: writable }), 100_000 - 100)).toEqual(["writable_without_lease"]);
+    expect(kinds(obs({ cluster: mine, local: { ...writable, semiSyncPrimary: false } }), 100_000 - 100)).toEqual(["writable_without_semisync"]);
   });
 });

@@ -152,9 +152,10 @@ export class Actions {
   private async turnWritable(): Promise<void> {
     const confirmed = this.ha.leaseConfirmedAt;
     if (confirmed === undefined || this.d.clock.now() - confirmed >= this.d.settings.fenceAfter) throw new Error("the leadership is not confirmed recently enough to turn writable");
-    if (this.d.settings.lossless && !this.d.faults?.writableWithoutSemiSync) await this.d.db.semiSyncPrimary(true);
-    // The server fences itself at the watchdog's instant even if this process is frozen with it.
-    await this.ha.armServerFence(confirmed);
+    // Semi-sync on (lossless) and the server's own fence armed, both before read_only goes off; they
+    // use different connections, so they run at once. The server fences itself at the watchdog's
+    // instant even if this process is frozen with it.
+    await Promise.all([this.d.settings.lossless && !this.d.faults?.writableWithoutSemiSync ? this.d.db.semiSyncPrimary(true) : undefined, this.ha.armServerFence(confirmed)]);
     // The awaits above may have taken long (a frozen server): the lease must still be fresh, and
     // the statement carries its deadline, which the server checks when it runs it.
     const left = confirmed + this.d.settings.fenceAfter - this.d.clock.now();
@@ -217,6 +218,10 @@ export class Actions {
       steps[name] = Math.round(now - mark);
       mark = now;
     };
+    // Warms the server's fence switch (its connections and statement) while the promotion runs:
+    // turning writable re-arms it on the confirmed lease, and waits for that. Early, it can only
+    // ever make this still read-only server read-only; a failure here is the later arm's to report.
+    this.ha.armServerFence(this.d.clock.now()).catch((err: unknown) => this.ha.log.debug({ err: errText(err) }, "warming the fence switch failed (turning writable arms it again, and fails loudly)"));
     try {
       if (o.local?.replication.configured) {
         await db.stopReceiver();

@@ -381,7 +381,9 @@ function decideFree(o: Observation, local: LocalState, c: ClusterState): Decisio
     switchoverTarget: handover?.to,
     lossless: o.settings.lossless,
   });
-  if (!race.race) return wait(`no primary; not running: ${race.reason}`, race.wait ? 100 : 250);
+  // Waiting for peers to publish: they do within a loop or two of seeing the leadership free, so a
+  // young election looks again soon (every ms here is writes unavailable); an old one, gently.
+  if (!race.race) return wait(`no primary; not running: ${race.reason}`, race.wait ? (freeFor < o.settings.peerWaitMs ? 20 : 100) : 250);
   // A leadership lost without a release is refused by the store until lock-delay has passed since
   // it was freed (which is before this node saw it free): look again as lock-delay ends, and
   // shortly after, rather than a whole interval later. The store alone decides; this only paces.

@@ -28,7 +28,10 @@ export function checkInvariants(o: Observation, leaseConfirmedAt: number | undef
     if (o.settings.lossless && !local.semiSyncPrimary) out.push({ invariant: "writable_without_semisync", detail: "read_only is off in lossless mode with semi-sync off" });
   }
   const rep = local.replication;
-  if (leader && leader.node !== o.node && rep.configured && (rep.ioRunning !== "No" || rep.sqlRunning)) {
+  // Receiving is what counts (a receiver acknowledges what it gets, in semi-sync): an applier still
+  // working through a relay log received from the old primary, with its receiver stopped, is how
+  // every failover looks for a moment, not a violation.
+  if (leader && leader.node !== o.node && rep.configured && rep.ioRunning !== "No") {
     if (rep.sourceHost !== leader.record.host || rep.sourcePort !== leader.record.port) {
       out.push({ invariant: "replicates_from_non_leader", detail: `replicating from ${rep.sourceHost}:${rep.sourcePort} while ${leader.node} (${leader.record.host}:${leader.record.port}) leads` });
     }

@@ -265,9 +265,11 @@ export class MysqlHa {
   async confirmLease(t0: number, local: LocalState | undefined = this.lastLocal): Promise<boolean> {
     try {
       const rec = this.record(local, "primary");
-      await this.d.store.touchMember(rec, { status: "passing", output: "primary, lock held" });
+      // Both requests leave at once (each is a round trip to the store); the confirmation is as of
+      // t0, before either was sent, and holds only if both succeeded.
+      const [, renewed] = await Promise.all([this.d.store.touchMember(rec, { status: "passing", output: "primary, lock held" }), this.d.store.renewLeader()]);
       this.failsafe.publishedList(rec.failsafe);
-      if (!(await this.d.store.renewLeader())) return false;
+      if (!renewed) return false;
     } catch (err) {
       this.log.warn({ err: errText(err) }, "could not confirm the leadership");
       return false;
