@@ -58,11 +58,16 @@ export class Actions {
       case "replicate": {
         const pid = this.d.process.pid();
         if (a.seedState) await this.d.db.seedBinlogState(a.seedState);
+        await this.ha.publishSource({ node: a.leader.node, host: a.leader.record.host, port: a.leader.record.port });
         await this.d.db.replicateFrom({ host: a.leader.record.host, port: a.leader.record.port }, a.slavePos);
         this.ha.replicationStartedOnPid = pid;
         this.ha.receiverStoppedByUs = false;
         if (this.d.restored.pending()) this.d.restored.applied();
         if (o.local?.semiSyncPrimary) await this.d.db.semiSyncPrimary(false);
+        // The loop publishes its record after this action: from what the server says now (it
+        // replicates from the leader), not from the look before it, which would take back the
+        // source published above.
+        this.ha.observed(await this.d.db.observe());
         return;
       }
       case "start-replica": {

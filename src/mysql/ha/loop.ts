@@ -421,6 +421,9 @@ export class MysqlHa {
     this.d.hooks?.roleChanged?.(role);
   }
 
+  /** The source published before replication was started (see publishSource). */
+  private sourceIntent: { node: string; host: string; port: number } | undefined;
+
   record(local: LocalState | undefined, role: Role = this.role) {
     const rec = memberRecordFor({ node: this.d.node, serverId: this.d.serverId, role, local, settings: this.d.settings, blocked: this.blocked, maintenance: this.d.inMaintenance(), now: this.d.clock.now() }, this.d.advertise);
     // Server down: the record still says what it last held and where from (up: false), so that a
@@ -446,7 +449,25 @@ export class MysqlHa {
     // A store that lost its data names no last leader: the node's memory of the cluster does.
     const from = c?.leader ? { node: c.leader.node, host: c.leader.record.host, port: c.leader.record.port } : (c?.lastLeader ?? (c?.initialized === false ? this.memory?.lastLeader : undefined));
     if (rep?.configured && from && rep.sourceHost === from.host && rep.sourcePort === from.port) rec.source = from.node;
+    // Published before replication started (publishSource) and not yet seen configured (the look
+    // after starting it failed, say): the source stands until a look shows the server's own.
+    if (rep?.configured) this.sourceIntent = undefined;
+    else if (this.sourceIntent && from && this.sourceIntent.node === from.node && this.sourceIntent.host === from.host && this.sourceIntent.port === from.port) rec.source = from.node;
     return rec;
+  }
+
+  /**
+   * Publishes that this node replicates from `leader` before its receiver connects: in lossless
+   * mode, from the first write it acknowledges, an election must count it among the replicas that
+   * may hold the leader's acknowledged writes (found by the simulation, seed 88722: a node that
+   * crashed right after it started replicating had acknowledged a write its record never tied to
+   * that primary, and a node without the write was elected). Throws if the store did not take it.
+   */
+  async publishSource(leader: { node: string; host: string; port: number }): Promise<void> {
+    this.sourceIntent = { node: leader.node, host: leader.host, port: leader.port };
+    const rec = this.record(this.lastLocal);
+    rec.source = leader.node;
+    await this.d.store.touchMember(rec, this.lastDecision?.health ?? { status: "warning", output: `replication from ${leader.node} starting` });
   }
 
   // ---- status and shutdown --------------------------------------------------------------------
