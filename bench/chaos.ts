@@ -6,9 +6,11 @@
  * for the cluster to converge (one primary, every other node a replica with the same GTIDs) and
  * checks that every acknowledged row is on the primary.
  *   npm run bench:chaos -- --rounds 30 --seed 42 [--store consul|etcd]
- * With --store etcd the nodes' cluster store is a real 3-member etcd beside Consul (which keeps the
- * service registrations); the cluster-store faults stop or pause whichever store the nodes use, and
- * on etcd store-leader-kill and store-quorum-loss join the mix.
+ * The nodes' cluster store is a real 3-server cluster in the store's namespace: Consul servers with
+ * a client agent in each node's namespace (the default), or with --store etcd a 3-member etcd beside
+ * a Consul dev agent (which keeps the service registrations). The cluster-store faults stop or
+ * pause whichever store the nodes use; store-leader-kill and store-quorum-loss join the mix, and on
+ * Consul store-agent-restart (a node's own agent) takes the place of the dev agent's restart.
  * Last line: chaos: rounds=N seed=N store=S acked=N lost=N split_brain_samples=N unconverged=N
  * Needs root (network namespaces, tmpfs).
  * Interrupted (Ctrl-C, SIGTERM, `timeout`, or its npm parent killed), it stops the lab and removes
@@ -69,11 +71,21 @@ const PLANS: Plan[] = [
   { kind: "store-down", target: "none", forMs: [5_000, 12_000] },
   { kind: "disk-full", target: "none", forMs: [5_000, 12_000] },
 ];
-/** On etcd the lab runs a real 3-member cluster, and its own faults join the mix. */
+/** The lab runs the cluster store as a real 3-server cluster, and its own faults join the mix. */
 const STORE_PLANS: Plan[] = [
   { kind: "store-leader-kill", target: "none", forMs: [2_000, 10_000] },
   { kind: "store-quorum-loss", target: "none", forMs: [2_000, 12_000] },
 ];
+/**
+ * On Consul: three servers and one client agent per node. A node's own agent restarted (data
+ * kept) joins the mix; the dev agent's restart, which forgets everything, has no place there.
+ */
+const CONSUL_PLANS: Plan[] = [
+  { kind: "store-agent-restart", target: "primary", forMs: [1_000, 6_000] },
+  { kind: "store-agent-restart", target: "replica", forMs: [1_000, 6_000] },
+];
+const plansFor = (store: "consul" | "etcd"): Plan[] =>
+  store === "etcd" ? [...PLANS, ...STORE_PLANS] : [...PLANS.filter((p) => p.kind !== "consul-restart"), ...STORE_PLANS, ...CONSUL_PLANS];
 
 interface RoundResult {
   label: string;
@@ -99,7 +111,7 @@ async function main(): Promise<void> {
     netns: true,
     lossless: true,
     store: STORE,
-    ...(STORE === "etcd" ? { storeServers: 3 as const } : {}),
+    storeServers: 3,
     storeTmpfsMb: 256,
     // The lab lives and dies with this process, whatever ends it.
     owned: true,
@@ -113,7 +125,7 @@ async function main(): Promise<void> {
     await Writer.prepare(lab.file, "chaos");
     sampler.start();
     for (let round = 1; round <= ROUNDS; round++) {
-      const plans = STORE === "etcd" ? [...PLANS, ...STORE_PLANS] : PLANS;
+      const plans = plansFor(STORE);
       const plan = plans[Math.floor(r() * plans.length)]!;
       const forMs = Math.round(plan.forMs[0] + r() * (plan.forMs[1] - plan.forMs[0]));
       const vs = await lab.views();

@@ -11,7 +11,7 @@ import { onInterrupt } from "./interrupt.js";
 import { ManagedProcess } from "./process.js";
 import { waitFor } from "./wait.js";
 import { type ConsulClusterHost, type ConsulMemberEntry, consulAddress, consulLeader, startConsulClient, startConsulServers } from "./consul-cluster.js";
-import { addNamespace, consulIp, createNetwork, nodeIp, nodeNs, reclaimNetwork, removeNetwork, type LabNetwork } from "./netns.js";
+import { addNamespace, consulIp, createNetwork, ensureNamespace, nodeIp, nodeNs, reclaimNetwork, removeNetwork, type LabNetwork } from "./netns.js";
 import { describeProcess, gone, killSync, LAB_DIR_ENV, LAB_NET_ENV, LAB_OWNER_ENV, listenersOn, procCmdline, procEnv, processesWithEnv, processToken, procStat, tokenAlive } from "./procs.js";
 import { execFileSync } from "node:child_process";
 import { findBinary } from "../binaries.js";
@@ -319,9 +319,8 @@ export class Lab {
       lab.save();
       const secret = () => randomBytes(12).toString("base64url");
       if (opts.store !== "etcd" && opts.storeServers === 3) {
-        if (network) throw new Error("--store consul --store-servers 3 does not run with --netns yet (the servers and the nodes' client agents would need their own namespaces)");
-        log(`starting Consul (${ConsulAgent.version()}: three servers, -bootstrap-expect=3) ...`);
-        const servers = await startConsulServers(lab.consulHost(), 3, undefined);
+        log(`starting Consul (${ConsulAgent.version()}: three servers, -bootstrap-expect=3${network ? ` in namespace ${network.consulNs}; each node's client agent in the node's namespace` : ""}) ...`);
+        const servers = await startConsulServers(lab.consulHost(), 3, undefined, network ? consulIp(k) : undefined, undefined, network?.consulNs);
         file.consulCluster = { servers, clients: {} };
         file.consul = consulAddress(servers[0]!);
         file.consulPid = servers[0]!.pid;
@@ -436,7 +435,8 @@ export class Lab {
     writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
     const socket = typeof config.mysql.socket === "string" ? config.mysql.socket : join(ndir, "mysqld.sock");
     const node: LabNode = { name, mysql: { host, port: 3306 }, http: `http://${host}:${HTTP_PORT}`, pids: { statepilot: null, mysqld: null }, config: configPath, dir: ndir, socket, ...(net ? { ns: nodeNs(net.k, i) } : {}) };
-    if (net) addNamespace(net, node.ns!, host);
+    // A node's Consul client agent may already run in its namespace (a Consul cluster lab): kept.
+    if (net) (this.file.consulCluster?.clients[name] ? ensureNamespace : addNamespace)(net, node.ns!, host);
     this.file.nodes = [...this.file.nodes.filter((n) => n.name !== name), node];
     return node;
   }
@@ -475,7 +475,10 @@ export class Lab {
     const name = `mysql-${i}`;
     const known = c.clients[name];
     if (known?.pid && ours(known.pid, this.dir)) return;
-    c.clients[name] = await startConsulClient(this.consulHost(), name, `${this.file.subnet}.${i}`, c.servers, known);
+    const net = this.file.network;
+    // With --netns the agent lives in the node's namespace, made here if the node is not defined yet.
+    if (net) ensureNamespace(net, nodeNs(net.k, i), nodeIp(net.k, i));
+    c.clients[name] = await startConsulClient(this.consulHost(), name, net ? nodeIp(net.k, i) : `${this.file.subnet}.${i}`, c.servers, known, net ? nodeNs(net.k, i) : undefined);
     this.save();
   }
 
@@ -557,7 +560,9 @@ export class Lab {
   async startEtcdMembers(size: number, host = "127.0.0.1", only?: readonly string[]): Promise<void> {
     const known = this.file.etcd?.members;
     const h = this.file.etcd?.host ?? host;
-    const ports = known ? known.flatMap((m) => m.ports) : await freePorts(2 * size, h);
+    // In the lab's store namespace (--netns) every port is free, and the host cannot probe the
+    // namespace's address: fixed ports there (client 2379, 2381, ...; peer 2380, 2382, ...).
+    const ports = known ? known.flatMap((m) => m.ports) : this.file.network ? Array.from({ length: 2 * size }, (_, i) => 2379 + i) : await freePorts(2 * size, h);
     const names = known ? known.map((m) => m.name) : Array.from({ length: size }, (_, i) => `lab-etcd-${i + 1}`);
     const initialCluster = names.map((n, i) => `${n}=http://${h}:${ports[2 * i + 1]}`).join(",");
     const members: EtcdMemberEntry[] = known ? known.map((m) => ({ ...m })) : names.map((name, i) => ({ name, endpoint: `http://${h}:${ports[2 * i]}`, pid: 0, ports: [ports[2 * i]!, ports[2 * i + 1]!] }));

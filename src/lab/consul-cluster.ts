@@ -18,6 +18,8 @@ export interface ConsulMemberEntry {
   ports: number[];
   /** 0 while stopped. */
   pid: number;
+  /** The network namespace it runs in (a lab with --netns). */
+  netns?: string;
 }
 
 /** What these functions need from the lab. */
@@ -43,27 +45,51 @@ export const serverJoin = (servers: readonly ConsulMemberEntry[]): string[] => s
  * Starts the servers not running (all of them together the first time: none elects a leader
  * alone), on free ports of `host` the first time and where `known` says later. `only`: just these.
  */
-export async function startConsulServers(host: ConsulClusterHost, size: number, known: ConsulMemberEntry[] | undefined, on = "127.0.0.1", only?: readonly string[]): Promise<ConsulMemberEntry[]> {
+export async function startConsulServers(host: ConsulClusterHost, size: number, known: ConsulMemberEntry[] | undefined, on = "127.0.0.1", only?: readonly string[], netns?: string): Promise<ConsulMemberEntry[]> {
   const servers: ConsulMemberEntry[] = known
     ? known.map((m) => ({ ...m }))
     : await (async () => {
-        const ports = await freePorts(4 * size, on);
-        return Array.from({ length: size }, (_, i) => ({ name: `lab-consul-${i + 1}`, host: on, ports: ports.slice(4 * i, 4 * i + 4), pid: 0 }));
+        // In the lab's store namespace every port is free (and the host cannot probe its address):
+        // server i on http 8500+i, serf LAN 8310+i, serf WAN 8320+i, server RPC 8330+i.
+        const ports = netns ? Array.from({ length: size }, (_, i) => [8500 + i, 8310 + i, 8320 + i, 8330 + i]).flat() : await freePorts(4 * size, on);
+        return Array.from({ length: size }, (_, i) => ({ name: `lab-consul-${i + 1}`, host: on, ports: ports.slice(4 * i, 4 * i + 4), pid: 0, ...(netns ? { netns } : {}) }));
       })();
   const join = serverJoin(servers);
   const starting = servers.filter((m) => (only ? only.includes(m.name) : m.pid === 0 || gone(m.pid)));
   const agents = starting.map(
-    (m) => new ConsulAgent({ dir: agentDir(host, m.name), host: m.host, ports: m.ports, nodeName: m.name, persistent: host.persistent, env: host.env, cluster: { bootstrapExpect: servers.length, join: join.filter((j) => j !== `${m.host}:${m.ports[1]}`) } }),
+    (m) =>
+      new ConsulAgent({
+        dir: agentDir(host, m.name),
+        host: m.host,
+        ports: m.ports,
+        nodeName: m.name,
+        persistent: host.persistent,
+        env: host.env,
+        ...(m.netns ? { netns: m.netns } : {}),
+        cluster: { bootstrapExpect: servers.length, join: join.filter((j) => j !== `${m.host}:${m.ports[1]}`) },
+      }),
   );
   await Promise.all(agents.map((a) => a.start()));
   for (const [i, a] of agents.entries()) starting[i]!.pid = a.pid!;
   return servers;
 }
 
-/** Starts (or restarts, data kept) the client agent of one node, on free ports of the node's address the first time. */
-export async function startConsulClient(host: ConsulClusterHost, node: string, on: string, servers: readonly ConsulMemberEntry[], known?: ConsulMemberEntry): Promise<ConsulMemberEntry> {
-  const entry: ConsulMemberEntry = known ? { ...known } : { name: `${node}-agent`, host: on, ports: await freePorts(4, on), pid: 0 };
-  const agent = await new ConsulAgent({ dir: agentDir(host, entry.name), host: entry.host, ports: entry.ports, nodeName: entry.name, persistent: host.persistent, env: host.env, cluster: { join: serverJoin(servers) } }).start();
+/**
+ * Starts (or restarts, data kept) the client agent of one node, on free ports of the node's address
+ * the first time, or in the node's own namespace (`netns`) on Consul's usual ports.
+ */
+export async function startConsulClient(host: ConsulClusterHost, node: string, on: string, servers: readonly ConsulMemberEntry[], known?: ConsulMemberEntry, netns?: string): Promise<ConsulMemberEntry> {
+  const entry: ConsulMemberEntry = known ? { ...known } : { name: `${node}-agent`, host: on, ports: netns ? [8500, 8301, 8302, 8300] : await freePorts(4, on), pid: 0, ...(netns ? { netns } : {}) };
+  const agent = await new ConsulAgent({
+    dir: agentDir(host, entry.name),
+    host: entry.host,
+    ports: entry.ports,
+    nodeName: entry.name,
+    persistent: host.persistent,
+    env: host.env,
+    ...(entry.netns ? { netns: entry.netns } : {}),
+    cluster: { join: serverJoin(servers) },
+  }).start();
   entry.pid = agent.pid!;
   return entry;
 }

@@ -139,6 +139,11 @@ export function addNamespace(net: LabNetwork, ns: string, address: string): void
   ip("-n", ns, "link", "set", "lo", "up");
 }
 
+/** Adds namespace `ns` (see addNamespace) unless it is there already, with whatever runs in it. */
+export function ensureNamespace(net: LabNetwork, ns: string, address: string): void {
+  if (!namespaces().includes(ns)) addNamespace(net, ns, address);
+}
+
 /** Packets from `ns` to `target` are dropped (on) or flow again (off). */
 export function blackhole(ns: string, target: string, on: boolean): void {
   if (on) ip("-n", ns, "route", "replace", "blackhole", `${target}/32`);
