@@ -259,11 +259,21 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
     }
     case "disk-full": {
       const path = storePath(lab, kind);
-      const avail = Number(execFileSync("df", ["-B1", "--output=avail", path], { encoding: "utf8" }).trim().split("\n").pop());
+      const avail = () => Number(execFileSync("df", ["-B1", "--output=avail", path], { encoding: "utf8" }).trim().split("\n").pop());
       const filler = join(path, ".chaos-filler");
       const heal = () => rmSync(filler, { force: true });
       await healing("the full snapshot store", heal, async () => {
-        execFileSync("fallocate", ["-l", String(Math.max(4096, avail)), filler]);
+        // A snapshot being written takes space between the look and the fill: look again and
+        // fill what is left then (a few times), so the store ends up full either way.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            execFileSync("fallocate", ["-l", String(Math.max(4096, avail())), filler], { stdio: ["ignore", "ignore", "pipe"] });
+            break;
+          } catch (err) {
+            rmSync(filler, { force: true });
+            if (attempt >= 5 || !/No space left/.test(String((err as { stderr?: Buffer }).stderr ?? ""))) throw err;
+          }
+        }
         try {
           await sleep(opts.forMs);
         } finally {
