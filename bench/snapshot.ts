@@ -93,6 +93,12 @@ async function main(): Promise<void> {
     const backupArgs = ["--backup", "--stream=xbstream", "--user=root", `--socket=${socket}`, `--datadir=${datadir}`, `--target-dir=${datadir}`];
     const rawBackupMs = await run(findBinary("mariabackup"), backupArgs, { stdout: "/dev/null", env });
 
+    // Where the snapshotting node's memory stands before it snapshots (its own baseline: runtime,
+    // SDK, HA loop), so that the peak below says what the snapshot itself adds.
+    const rssBefore = (() => {
+      const st = readFileSync(`/proc/${n.pids.statepilot}/status`, "utf8");
+      return { rss: Number(/VmRSS:\s+(\d+) kB/.exec(st)?.[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+) kB/.exec(st)?.[1]) / 1024 };
+    })();
     const coordinator = new ConsulCoordinator({ address: lab.file.consul });
     const m = await requestSnapshot(coordinator, lab.file.cluster, 600_000);
     coordinator.close();
@@ -131,7 +137,7 @@ async function main(): Promise<void> {
     const restoreMs = Number((JSON.parse(log) as { durationMs: number }).durationMs);
     const restorerHwm = hwmMb(added.pids.statepilot);
     console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; statepilot from MinIO (download, sha256, extract, prepare) ${(restoreMs / 1000).toFixed(2)} s`);
-    console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB, restoring node ${restorerHwm.toFixed(1)} MB`);
+    console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB (before the snapshot: ${rssBefore.rss.toFixed(1)} MB resident, peak so far ${rssBefore.hwm.toFixed(1)} MB), restoring node ${restorerHwm.toFixed(1)} MB`);
     console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${Math.max(takerHwm, restorerHwm).toFixed(1)} backup_vs_mc=${(ourRate / mcRate).toFixed(2)} restore_vs_mc=${(mcRestoreMs / restoreMs).toFixed(2)}`);
   } finally {
     await lab.down();
