@@ -192,6 +192,12 @@ export const EtcdStore = z
       .optional()
       .describe("TLS to etcd: required with https:// endpoints, not allowed with http:// ones."),
     timeout: Timeout.prefault("5s").describe("Deadline of every call to etcd."),
+    registrations: z
+      .enum(["consul", "etcd"])
+      .default("consul")
+      .describe(
+        "Where jobs register their services and `watches` read them: consul (the default: Prometheus's and consul-template's discovery read it there), or etcd, under statepilot/services/<service>/<node> on a lease with the health check's ttl, for confd-style readers (the MySQL autopilot's own instances are published there by the cluster store either way).",
+      ),
   })
   .superRefine((e, ctx) => {
     const https = e.endpoints.filter((u) => u.startsWith("https://")).length;
@@ -204,7 +210,7 @@ export const EtcdStore = z
 export const ClusterStoreSettings = z
   .discriminatedUnion("type", [z.strictObject({ type: z.literal("consul") }), EtcdStore], { error: 'expected a store with type "consul" or "etcd"' })
   .default({ type: "consul" })
-  .describe("Where the MySQL autopilot keeps its leader lock, members and cluster records: the Consul agent of `consul` (default), or an etcd v3 cluster (leases for the leader key and liveness). Service registration stays in Consul either way.");
+  .describe("Where the MySQL autopilot keeps its leader lock, members and cluster records: the Consul agent of `consul` (default), or an etcd v3 cluster (leases for the leader key and liveness). Jobs' service registrations stay in Consul unless the etcd store's `registrations` says etcd.");
 
 export const Logging = z
   .strictObject({
@@ -504,6 +510,8 @@ export type ServiceConfig = z.output<typeof Service>;
 export type HookConfig = z.output<typeof Hook>;
 export type MysqlConfig = z.output<typeof Mysql>;
 export type ClusterStoreConfig = z.output<typeof ClusterStoreSettings>;
+/** A cluster store as a connection needs it (where jobs register is the supervisor's concern). */
+export type ClusterStoreConnection = ClusterStoreConfig extends infer T ? (T extends { type: "etcd" } ? Omit<T, "registrations"> : T) : never;
 export type SnapshotsConfig = z.output<typeof Snapshots>;
 export type StoreConfig = SnapshotsConfig["store"];
 export type ArchiveConfig = z.output<typeof Archive>;

@@ -1,4 +1,4 @@
-import type { ClusterStoreConfig, MysqlConfig } from "../config/schema.js";
+import type { ClusterStoreConnection, MysqlConfig } from "../config/schema.js";
 import type { ClusterStore } from "../cluster/store.js";
 import type { Coordinator } from "./coordination.js";
 import { ConsulCoordinator } from "./consul/coordinator.js";
@@ -18,7 +18,7 @@ export function createClusterStore(o: {
   node: string;
   cfg: Pick<MysqlConfig, "cluster" | "serviceName" | "checkTtl" | "sessionTtl" | "lockDelay">;
   health: Pick<ServiceHealth, "checkId" | "report">;
-  store?: ClusterStoreConfig | undefined;
+  store?: ClusterStoreConnection | undefined;
   env?: NodeJS.ProcessEnv;
 }): ClusterStore {
   if (o.store?.type === "etcd") {
@@ -42,7 +42,7 @@ export function createClusterStore(o: {
  * A handle for commands that read the cluster and write requests (status, switchover, remove):
  * it is no member, so it never touches a liveness and never leads.
  */
-export function clusterClient(coordinator: Coordinator, cfg: Pick<MysqlConfig, "cluster" | "serviceName">, store?: ClusterStoreConfig, env?: NodeJS.ProcessEnv): ClusterStore {
+export function clusterClient(coordinator: Coordinator, cfg: Pick<MysqlConfig, "cluster" | "serviceName">, store?: ClusterStoreConnection, env?: NodeJS.ProcessEnv): ClusterStore {
   if (store?.type === "etcd") {
     const conn = resolveEtcdConnection(store, env);
     // A client never leads: its timing is never used.

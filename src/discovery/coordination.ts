@@ -47,7 +47,13 @@ export interface LockEntry {
   modifyIndex: number;
 }
 
-export interface Coordinator {
+/**
+ * Where jobs register their services and watches read them: Consul (the Coordinator below), or
+ * etcd keys for confd-style readers (etcd/registry.ts).
+ */
+export interface ServiceRegistry {
+  /** Where registrations go, for the log ("Consul", "etcd at ..."). */
+  readonly where: string;
   registerService(spec: ServiceSpec): Promise<void>;
   deregisterService(id: string): Promise<void>;
   /** Reports a TTL check; throws when the store does not know the check (re-register then). */
@@ -55,6 +61,10 @@ export interface Coordinator {
   setMaintenance(serviceId: string, enable: boolean, reason: string): Promise<void>;
   /** Blocks until the instance list may have changed (index), or `wait` elapses. */
   watchService(name: string, opts: { index: number; wait: string; tag?: string; datacenter?: string; signal?: AbortSignal }): Promise<{ instances: ServiceInstance[]; index: number }>;
+  close(): void;
+}
+
+export interface Coordinator extends ServiceRegistry {
   createSession(opts: { name: string; checkIds: string[]; ttl?: string; lockDelay: string }): Promise<string>;
   renewSession(id: string): Promise<"ok" | "gone">;
   destroySession(id: string): Promise<void>;

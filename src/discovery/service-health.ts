@@ -4,7 +4,7 @@ import { formatDuration } from "../config/duration.js";
 import type { Logger } from "../log.js";
 import { RunningProcess } from "../process/runner.js";
 import { toArgv } from "../process/argv.js";
-import type { CheckStatus, Coordinator, ServiceSpec } from "./coordination.js";
+import type { CheckStatus, ServiceRegistry, ServiceSpec } from "./coordination.js";
 import { resolveAddress } from "./address.js";
 
 export interface HealthResult {
@@ -21,7 +21,8 @@ export interface ServiceHealthOptions {
   /** An in-process check instead of a command (e.g. the telemetry endpoint's own liveness). */
   probe?: () => Promise<HealthResult>;
   service: ServiceConfig | undefined;
-  coordinator: Coordinator | undefined;
+  /** Where the service is registered (Consul, or etcd keys); undefined: health only. */
+  coordinator: ServiceRegistry | undefined;
   bus: EventBus;
   logger: Logger;
   env: () => NodeJS.ProcessEnv;
@@ -96,7 +97,7 @@ export class ServiceHealth {
     try {
       await this.opts.coordinator.registerService(spec);
       if (this.inMaintenance) await this.opts.coordinator.setMaintenance(spec.id, true, "statepilot maintenance");
-      if (!this.registered) this.log.info({ serviceId: spec.id, address: spec.address, port: spec.port }, "registered in Consul");
+      if (!this.registered) this.log.info({ serviceId: spec.id, address: spec.address, port: spec.port }, `registered in ${this.opts.coordinator.where}`);
       this.registered = true;
       return true;
     } catch (err) {

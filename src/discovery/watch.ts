@@ -2,7 +2,7 @@ import type { EventBus } from "../events/bus.js";
 import type { WatchConfig } from "../config/schema.js";
 import { formatDuration } from "../config/duration.js";
 import type { Logger } from "../log.js";
-import type { Coordinator, ServiceInstance } from "./coordination.js";
+import type { ServiceInstance, ServiceRegistry } from "./coordination.js";
 
 export interface WatchStatus {
   name: string;
@@ -32,7 +32,7 @@ export class ServiceWatch {
 
   constructor(
     readonly config: WatchConfig,
-    private readonly coordinator: Coordinator,
+    private readonly coordinator: ServiceRegistry,
     private readonly bus: EventBus,
     logger: Logger,
   ) {

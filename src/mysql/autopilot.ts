@@ -128,7 +128,8 @@ export class MysqlAutopilot {
         node: supervisor.node,
         health: { interval: cfg.interval, ttl: cfg.checkTtl, timeout: cfg.interval },
         service: { name, port: cfg.port, interfaces: cfg.interfaces, tags, meta: { cluster: cfg.cluster, "server-id": String(nodeState.serverId) }, enableTagOverride: false, initialStatus: "critical", deregisterCriticalServiceAfter: undefined },
-        coordinator: supervisor.coordination(),
+        // With registrations in etcd the cluster store publishes these instances itself (same keys).
+        coordinator: supervisor.registersInEtcd() ? undefined : supervisor.coordination(),
         bus: supervisor.bus,
         logger: opts.logger,
         env: () => supervisor.env(),

@@ -4,7 +4,9 @@ import { formatDuration } from "../config/duration.js";
 import { ConfigError } from "../config/load.js";
 import { EventBus } from "../events/bus.js";
 import type { Logger } from "../log.js";
-import type { Coordinator } from "../discovery/coordination.js";
+import type { Coordinator, ServiceRegistry } from "../discovery/coordination.js";
+import { EtcdServiceRegistry } from "../discovery/etcd/registry.js";
+import { createEtcdClient, describeEndpoints, resolveEtcdConnection } from "../discovery/etcd/connection.js";
 import { ConsulCoordinator } from "../discovery/consul/coordinator.js";
 import { ServiceHealth, type HealthResult } from "../discovery/service-health.js";
 import { ServiceWatch, type WatchStatus } from "../discovery/watch.js";
@@ -116,6 +118,25 @@ export class Supervisor {
     return this.coordinator;
   }
 
+  private etcdRegistry: EtcdServiceRegistry | undefined;
+
+  /** Whether services are registered in etcd (the etcd store's `registrations: etcd`), not Consul. */
+  registersInEtcd(): boolean {
+    const store = this.config.store;
+    return store?.type === "etcd" && store.registrations === "etcd";
+  }
+
+  /** Where jobs (and the telemetry endpoint) register their services and watches read them. */
+  registry(): ServiceRegistry {
+    const store = this.config.store;
+    if (store?.type !== "etcd" || store.registrations !== "etcd") return this.coordination();
+    if (!this.etcdRegistry) {
+      const conn = resolveEtcdConnection(store, process.env);
+      this.etcdRegistry = new EtcdServiceRegistry(createEtcdClient(conn), { endpoints: describeEndpoints(conn), ownsClient: true, timeoutMs: conn.timeoutMs });
+    }
+    return this.etcdRegistry;
+  }
+
   env(): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const [k, v] of this.runtimeEnv) {
@@ -147,7 +168,7 @@ export class Supervisor {
         node: this.node,
         health: cfg.health,
         service: cfg.service,
-        coordinator: cfg.service ? this.coordination() : undefined,
+        coordinator: cfg.service ? this.registry() : undefined,
         bus: this.bus,
         logger: this.logger,
         env: () => this.env(),
@@ -161,7 +182,7 @@ export class Supervisor {
   }
 
   private createWatch(cfg: WatchConfig): void {
-    const w = new ServiceWatch(cfg, this.coordination(), this.bus, this.logger);
+    const w = new ServiceWatch(cfg, this.registry(), this.bus, this.logger);
     w.onChange = (list) => this.observer.watchChanged?.(cfg.name, list.length, list.filter((i) => i.healthy).length);
     w.onError = () => this.observer.consulError?.("watch");
     this.watches.set(cfg.name, w);
@@ -344,6 +365,7 @@ export class Supervisor {
     clearTimeout(deadline);
     await this.bus.drain();
     this.coordinator?.close();
+    this.etcdRegistry?.close();
     const code = this.mainExitCode ?? 0;
     this.logger.info({ code, durationMs: Math.round(performance.now() - started) }, "statepilot stopped");
     this.resolveExited(code);

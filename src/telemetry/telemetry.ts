@@ -56,7 +56,7 @@ export class Telemetry {
           initialStatus: "passing",
           deregisterCriticalServiceAfter: undefined,
         },
-        coordinator: this.supervisor.coordination(),
+        coordinator: this.supervisor.registry(),
         bus: this.supervisor.bus,
         logger: this.logger,
         env: () => this.supervisor.env(),

@@ -5,7 +5,7 @@ import type { Liquid } from "liquidjs";
 import type { TemplateConfig } from "../config/templates-schema.js";
 import { formatDuration } from "../config/duration.js";
 import type { ClusterStore } from "../cluster/store.js";
-import type { ClusterStoreConfig } from "../config/schema.js";
+import type { ClusterStoreConnection } from "../config/schema.js";
 import { clusterClient } from "../discovery/cluster-store-factory.js";
 import type { Coordinator } from "../discovery/coordination.js";
 import type { EventBus } from "../events/bus.js";
@@ -31,7 +31,7 @@ export interface TemplatesOptions {
   /** The coordination store, created on first use (a template reading only env needs none). */
   coordinator: () => Coordinator;
   /** The cluster store the config names (Consul when absent): templates read it, never as a member. */
-  store?: ClusterStoreConfig | undefined;
+  store?: ClusterStoreConnection | undefined;
   /** Replaces the read-only cluster store handle (tests). */
   clusterStore?: (cluster: string, serviceName: string) => ClusterStore;
   /** The cluster `mysql` means when a template names none. */

@@ -25,7 +25,14 @@ describe("the store section of the config", () => {
   it("takes etcd endpoints, auth and TLS", () => {
     const c = Config.parse({ store: { type: "etcd", endpoints: ["https://10.0.0.1:2379", "https://etcd-2:2379"], username: "statepilot", passwordFile: "/run/secrets/etcd", tls: { caFile: "/ca.pem", certFile: "/c.pem", keyFile: "/k.pem" } } });
     expect(c.store).toMatchObject({ type: "etcd", endpoints: ["https://10.0.0.1:2379", "https://etcd-2:2379"], timeout: 5_000 });
-    expect(Config.parse({ store: { type: "etcd", endpoints: ["127.0.0.1:2379"], timeout: "2s" } }).store).toEqual({ type: "etcd", endpoints: ["127.0.0.1:2379"], timeout: 2_000 });
+    expect(Config.parse({ store: { type: "etcd", endpoints: ["127.0.0.1:2379"], timeout: "2s" } }).store).toEqual({ type: "etcd", endpoints: ["127.0.0.1:2379"], timeout: 2_000, registrations: "consul" });
+  });
+
+  it("registers jobs' services in Consul unless registrations says etcd", () => {
+    expect(Config.parse({ store: { type: "etcd", endpoints: ["etcd:2379"], registrations: "etcd" } }).store).toMatchObject({ registrations: "etcd" });
+    expect(problems({ store: { type: "etcd", endpoints: ["etcd:2379"], registrations: "zookeeper" } })[0]).toMatch(/^store\.registrations: .*"consul".*"etcd"/);
+    // Consul has nothing to choose: registrations belong to the etcd store.
+    expect(problems({ store: { type: "consul", registrations: "etcd" } })[0]).toMatch(/^store: .*registrations/);
   });
 
   it("names what is wrong", () => {

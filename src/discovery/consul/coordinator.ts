@@ -4,6 +4,7 @@ import { ConsulClient, type ConsulConnection } from "./client.js";
 /** The Coordinator on Consul: TTL checks, sessions linked to them, KV locks, blocking queries. */
 export class ConsulCoordinator implements Coordinator {
   readonly client: ConsulClient;
+  readonly where = "Consul";
 
   constructor(connection: ConsulConnection | ConsulClient) {
     this.client = connection instanceof ConsulClient ? connection : new ConsulClient(connection);

@@ -12,6 +12,7 @@ import {
 } from "../../cluster/store.js";
 import { explainEtcdError } from "./connection.js";
 import { decodeRecord, encodeLastLeader, etcdKeys, lastLeaderMeta, serviceKey, type EtcdKeys } from "./keys.js";
+import { keepAliveOnce } from "./lease.js";
 
 export interface EtcdClusterStoreOptions {
   client: Etcd3;
@@ -366,28 +367,8 @@ export class EtcdClusterStore implements ClusterStore {
   }
 
   /** One keep-alive of `lease` on a stream of its own: the lease's remaining TTL (0: gone). */
-  private async keepAliveOnce(lease: string): Promise<number> {
-    const stream = await this.client.leaseClient.leaseKeepAlive();
-    try {
-      return await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error("lease keep-alive timed out")), this.keepAliveTimeoutMs());
-        stream.on("data", (res) => {
-          clearTimeout(timer);
-          resolve(Number(res.TTL));
-        });
-        stream.on("error", (err) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-        stream.on("end", () => {
-          clearTimeout(timer);
-          reject(new Error("lease keep-alive stream ended without an answer"));
-        });
-        stream.write({ ID: lease });
-      });
-    } finally {
-      stream.cancel();
-    }
+  private keepAliveOnce(lease: string): Promise<number> {
+    return keepAliveOnce(this.client, lease, this.keepAliveTimeoutMs());
   }
 
   private keepAliveTimeoutMs(): number {

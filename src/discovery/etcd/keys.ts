@@ -28,6 +28,10 @@ import type { InvalidRecord } from "../../cluster/store.js";
  *
  * e.g. confd: `{{range gets "/statepilot/services/mysql/*"}}{{$i := json .Value}}server {{$i.node}} {{$i.address}}:{{$i.port}}{{end}}`.
  *
+ * With the store's `registrations: etcd`, jobs' services live there too (registry.ts), one key per
+ * instance on a lease of its own (the health check's ttl): `{node, id, address, port, tags, meta,
+ * status, output, maintenance?}`.
+ *
  * The leadership is the `primary` key: it exists only while the holder's lease lives, its
  * `create_revision` is the term (a new holder creates the key again, at a higher revision), its
  * `mod_revision` the leader version. `last-primary` keeps the latest holder's record after the key is
