@@ -11,7 +11,7 @@ export interface FenceSwitchOptions {
   onEvent?: (e: FenceSwitchEvent) => void;
 }
 
-/** MySQL error numbers of a statement ended by KILL QUERY, and of SET ... = NULL (the cancelled branch). */
+/** MySQL error numbers of a statement ended by KILL QUERY, and of SET ... = 'cancelled' (the cancelled branch). */
 const ER_QUERY_INTERRUPTED = 1317;
 const ER_WRONG_VALUE_FOR_VAR = 1231;
 
@@ -20,10 +20,12 @@ const ER_WRONG_VALUE_FOR_VAR = 1231;
  * the server read-only when its time is up, unless statepilot cancels it (KILL QUERY) and arms a new
  * one first, on every lease confirmation:
  *
- *   SET GLOBAL read_only = IF(SLEEP(s) = 0, 1, NULL)
+ *   SET GLOBAL read_only = IF(SLEEP(s) = 0, 'ON', 'cancelled')
  *
- * SLEEP returns 1 when killed, so a cancelled statement assigns NULL, which the server refuses:
- * it can only ever turn the server read-only, never writable. The point is a node frozen whole
+ * SLEEP returns 1 when killed, so a cancelled statement assigns 'cancelled', which the server
+ * refuses (error 1231): it can only ever turn the server read-only, never writable. (NULL in that
+ * place, as this switch first had it, is refused by MariaDB but taken as OFF by MySQL 9.7: every
+ * cancelled arm turned super_read_only off and was reported as fired.) The point is a node frozen whole
  * (docker pause, SIGSTOP of the container, a VM stall): statepilot's watchdog runs only when the
  * container runs again, at the same instant as mysqld; the sleeping statement's deadline has passed
  * by then, so the server's own thread turns it read-only as it wakes, before a client could connect,
@@ -95,7 +97,7 @@ export class FenceSwitch {
       const seconds = Math.max(0, target - Date.now()) / 1000;
       const variable = this.opts.flavor() === "mysql" ? "super_read_only" : "read_only";
       const sleeper = this.sleeper;
-      this.pending = sleeper.query(`SET GLOBAL ${variable} = IF(SLEEP(?) = 0, 1, NULL)`, [seconds]).then(
+      this.pending = sleeper.query(`SET GLOBAL ${variable} = IF(SLEEP(?) = 0, 'ON', 'cancelled')`, [seconds]).then(
         () => this.opts.onEvent?.({ kind: "fired" }),
         (err: unknown) => {
           const errno = (err as { errno?: number }).errno;
