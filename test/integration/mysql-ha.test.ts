@@ -254,6 +254,11 @@ afterAll(async () => {
     // The server starts with skip-slave-start; statepilot must not mistake that for an operator's STOP SLAVE.
     const replica = (await lab.views()).find((v) => v.role === "replica")!;
     await lab.kill(replica.name, { only: "mysqld" });
+    // On state, not on the views from before the kill (they converged at once): a new mysqld first.
+    await waitFor(async () => {
+      const v = (await lab.views()).find((x) => x.name === replica.name);
+      return v?.pids.mysqld != null && v.pids.mysqld !== replica.pids.mysqld;
+    }, { timeoutMs: 60_000, what: `${replica.name}'s mysqld to be restarted` });
     const vs = await converged();
     expect(vs.find((v) => v.name === replica.name)?.reason).toMatch(/replicating from/);
   });
