@@ -168,8 +168,8 @@ export class MysqlHa {
     } finally {
       stopEarly?.();
     }
-    this.lastLocal = local;
-    if (local) this.lastAnswered = local;
+    if (local) this.observed(local);
+    else this.lastLocal = undefined;
     this.lastCluster = cluster ?? this.lastCluster;
     // Remember the cluster while the store is initialised; a store that comes back uninitialised
     // lost its data, and the memory then stands in for it (see decideFree).
@@ -410,6 +410,8 @@ export class MysqlHa {
   observed(local: LocalState): void {
     this.lastLocal = local;
     this.lastAnswered = local;
+    // A look that shows replication configured names the source itself (see record()).
+    if (local.replication.configured) this.sourceIntent = undefined;
   }
 
   setRole(role: Role): void {
@@ -451,8 +453,8 @@ export class MysqlHa {
     if (rep?.configured && from && rep.sourceHost === from.host && rep.sourcePort === from.port) rec.source = from.node;
     // Published before replication started (publishSource) and not yet seen configured (the look
     // after starting it failed, say): the source stands until a look shows the server's own.
-    if (rep?.configured) this.sourceIntent = undefined;
-    else if (this.sourceIntent && from && this.sourceIntent.node === from.node && this.sourceIntent.host === from.host && this.sourceIntent.port === from.port) rec.source = from.node;
+    const intent = this.sourceIntent;
+    if (!rec.source && intent && from && intent.node === from.node && intent.host === from.host && intent.port === from.port) rec.source = from.node;
     return rec;
   }
 
