@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { answerFailsafe, failsafeHoldsElection, failsafeList, failsafeMembers, type FailsafeAnswerInput } from "../../src/mysql/ha/failsafe.js";
+import pino from "pino";
+import { answerFailsafe, failsafeHoldsElection, failsafeList, failsafeMembers, type FailsafeAnswerInput, type FailsafeRequest } from "../../src/mysql/ha/failsafe.js";
+import { FailsafeKeeper } from "../../src/mysql/ha/failsafe-keeper.js";
+import { systemClock } from "../../src/cluster/clock.js";
 import { decide, type Observation } from "../../src/mysql/ha/decide.js";
 import type { ClusterState, Leader, Member } from "../../src/cluster/store.js";
 import type { MemberRecord } from "../../src/cluster/records.js";
@@ -119,5 +122,44 @@ describe("failsafe in decide", () => {
     const d = decide(obs({ node: "b", role: "replica", local: { ...local, readOnly: true }, cluster: free, storeError: "", failsafeHold: "failsafe: promised a (term 4) not to run for primary for 900 ms more", free: { version: 9, since: 0 } }));
     expect(d.action.kind).toBe("none");
     expect(d.reason).toMatch(/promised a/);
+  });
+});
+
+describe("failsafe: what a primary asks for", () => {
+  const asked: FailsafeRequest[] = [];
+  const keeper = () => {
+    asked.length = 0;
+    const peers = { ask: async (_to: MemberRecord, r: FailsafeRequest) => (asked.push(r), { accept: true, reason: "ok" }) };
+    return new FailsafeKeeper({ node: "a", cluster: "t", settings, clock: systemClock, log: pino({ level: "silent" }), peers });
+  };
+
+  it("asks for its own term while the store names it", async () => {
+    const k = keeper();
+    k.noteView(view());
+    expect(await k.confirm(view())).toBe(true);
+    expect(asked.map((r) => r.term)).toEqual([4, 4]);
+  });
+
+  it("back in a store where nobody leads and it led last (its lease ended there), it keeps asking for its term until it takes the leadership back", async () => {
+    const k = keeper();
+    k.noteView(view());
+    const free = view({ leader: undefined });
+    k.noteView(free);
+    expect(await k.confirm(free)).toBe(true);
+    expect(asked.map((r) => r.term)).toEqual([4, 4]);
+  });
+
+  it("asks nothing when another node leads or led last, or it never led", async () => {
+    const k = keeper();
+    k.noteView(view());
+    expect(await k.confirm(view({ leader: leader("b", 5) }))).toBe(false);
+    expect(await k.confirm(view({ leader: undefined, lastLeader: leader("b", 5).record }))).toBe(false);
+    const k2 = keeper();
+    k2.noteView(view({ leader: undefined }));
+    expect(await k2.confirm(view({ leader: undefined }))).toBe(false);
+    // Another node led since: the old term is forgotten even if the store shows this node as last again.
+    k.noteView(view({ leader: leader("b", 5) }));
+    expect(await k.confirm(view({ leader: undefined }))).toBe(false);
+    expect(asked).toEqual([]);
   });
 });

@@ -16,6 +16,8 @@ export class FailsafeKeeper {
   promise: FailsafePromise | undefined;
   /** Highest leadership term seen in the store. */
   private maxTermSeen = 0;
+  /** The term of the last leadership the store showed this node holding. */
+  private ownTerm: number | undefined;
   /** Requests of a term below this are refused: this node ran for primary after it. */
   private minTerm = 0;
   /** The failsafe list the store last accepted in this node's record (candidates read that one). */
@@ -45,6 +47,19 @@ export class FailsafeKeeper {
   /** Every view read from the store: the terms seen. */
   noteView(view: ClusterState): void {
     if (view.leader && view.leader.term > this.maxTermSeen) this.maxTermSeen = view.leader.term;
+    if (view.leader) this.ownTerm = view.leader.node === this.o.node ? view.leader.term : undefined;
+  }
+
+  /**
+   * The term a request asks the members to accept: this node's, while the store names it, or
+   * while the store is back from an outage with nobody leading and this node its last leader
+   * (its lease ended there, e.g. etcd's on the first touch after the outage): until it takes the
+   * leadership back (lock-delay and a new lease), it rests on the members' promises as it did
+   * while the store was away, rather than fence at fenceAfter with every member bound not to run.
+   */
+  private requestTerm(view: ClusterState): number | undefined {
+    if (view.leader) return view.leader.node === this.o.node ? view.leader.term : undefined;
+    return view.lastLeader?.node === this.o.node ? this.ownTerm : undefined;
   }
 
   /** The list a primary's member record carries (undefined: failsafe off); `viaFailsafe`: its writes rest on the members' confirmation now. */
@@ -65,8 +80,8 @@ export class FailsafeKeeper {
    */
   async confirm(view: ClusterState | undefined): Promise<boolean> {
     const peers = this.o.peers;
-    const leader = view?.leader;
-    if (!peers || !view || leader?.node !== this.o.node) return false;
+    const term = view ? this.requestTerm(view) : undefined;
+    if (!peers || !view || term === undefined) return false;
     const known = new Map<string, MemberRecord>(failsafeMembers(view, this.o.node).map((r) => [r.node, r]));
     for (const name of this.published) {
       if (known.has(name)) continue;
@@ -75,7 +90,7 @@ export class FailsafeKeeper {
       known.set(name, rec);
     }
     if (known.size === 0) return this.outcome(false, "failsafe: no other member to confirm this primary");
-    const request: FailsafeRequest = { cluster: this.o.settings.cluster, leader: this.o.node, term: leader.term };
+    const request: FailsafeRequest = { cluster: this.o.settings.cluster, leader: this.o.node, term };
     const timeoutMs = failsafeAskTimeout(this.o.settings);
     const answers = await Promise.all(
       [...known.values()].map((rec) => peers.ask(rec, request, timeoutMs).catch((err: unknown): FailsafeAnswer => ({ accept: false, reason: `${rec.node} did not answer: ${errText(err)}` }))),
