@@ -79,6 +79,13 @@ export class MysqlHa {
     this.wake.abort("wake");
   }
 
+  /** What the loop is doing now and since when: a watchdog that fences says where the time went. */
+  private phase = { name: "starting", since: 0 };
+
+  private enter(name: string): void {
+    this.phase = { name, since: this.d.clock.now() };
+  }
+
   private async loop(): Promise<void> {
     while (this.running) {
       let delay = this.d.settings.interval;
@@ -88,6 +95,7 @@ export class MysqlHa {
         this.log.error({ err: errText(err) }, "HA loop iteration failed");
       }
       if (!this.running) break;
+      this.enter("waiting for the next look");
       await this.waitForChange(delay);
     }
   }
@@ -142,7 +150,9 @@ export class MysqlHa {
   /** Everything `decide` needs, gathered with as few calls as the situation allows. */
   private async observe(t0: number): Promise<Observation> {
     this.loops++;
+    this.enter("reading the local server");
     const { local, error } = await this.observeLocal();
+    this.enter("reading the cluster store");
     let cluster: ClusterState | undefined;
     let storeError = "";
     // Failsafe mode: a primary does not wait on the store past what its confirmation can spare.
@@ -179,10 +189,23 @@ export class MysqlHa {
     const leader = cluster?.leader;
     const mine = leader?.node === this.d.node;
     let leaseConfirmed = false;
-    if (mine && local) leaseConfirmed = await this.confirmLease(t0, local);
+    if (mine && local) {
+      this.enter("renewing the leadership");
+      const renewal = await this.renewLease(t0, local);
+      leaseConfirmed = renewal.confirmed;
+      // Failsafe: the store answered the read and then stopped answering (it went down between
+      // the two): as unreachable as a failed read, so the members are asked, and the decision
+      // sees an unreachable store rather than a lease it could not renew.
+      if (renewal.unavailable !== undefined && failsafePrimary) {
+        storeError = renewal.unavailable;
+        cluster = undefined;
+        ask();
+      }
+    }
     // Every member accepted: a confirmation as of t0 (before any request was sent).
     let failsafe: string | undefined;
     if (asking) {
+      this.enter("asking the members (failsafe)");
       if (await asking) {
         this.confirmed(t0);
         this.failsafeConfirmedAt = t0;
@@ -196,6 +219,7 @@ export class MysqlHa {
     else if (leader) this.free = undefined;
     const failsafeHold = cluster && !leader && !this.d.faults?.failsafeBreaksPromise ? this.failsafe.holdsElection(cluster, this.free ? this.d.clock.now() - this.free.since : 0, this.memory) : undefined;
     const base = { role: this.role, local, loops: this.loops, settings: this.d.settings, blocked: this.blocked, receiverStoppedByUs: this.receiverStoppedByUs };
+    this.enter("reading peers' GTID state");
     const primaryState = leader && !mine && local && needsDivergenceCheck(base, leader) ? await this.remote(leader.record.host, leader.record.port) : undefined;
     const target = this.handover?.record.to ? cluster?.members.find((m) => m.node === this.handover?.record.to) : undefined;
     const targetState = target ? await this.remote(target.record.host, target.record.port) : undefined;
@@ -263,19 +287,27 @@ export class MysqlHa {
 
   /** Touch (liveness), then renew: only then is the leadership confirmed as of `t0`. */
   async confirmLease(t0: number, local: LocalState | undefined = this.lastLocal): Promise<boolean> {
+    return (await this.renewLease(t0, local)).confirmed;
+  }
+
+  /**
+   * Renews the leadership and this node's liveness in the store. `unavailable`: the store did not
+   * answer (as opposed to answering that the lease is gone), with the error's text.
+   */
+  private async renewLease(t0: number, local: LocalState | undefined): Promise<{ confirmed: boolean; unavailable?: string }> {
     try {
       const rec = this.record(local, "primary");
       // Both requests leave at once (each is a round trip to the store); the confirmation is as of
       // t0, before either was sent, and holds only if both succeeded.
       const [, renewed] = await Promise.all([this.d.store.touchMember(rec, { status: "passing", output: "primary, lock held" }), this.d.store.renewLeader()]);
       this.failsafe.publishedList(rec.failsafe);
-      if (!renewed) return false;
+      if (!renewed) return { confirmed: false };
     } catch (err) {
       this.log.warn({ err: errText(err) }, "could not confirm the leadership");
-      return false;
+      return { confirmed: false, ...(err instanceof StoreUnavailable ? { unavailable: errText(err) } : {}) };
     }
     this.confirmed(t0);
-    return true;
+    return { confirmed: true };
   }
 
   /** The leadership is confirmed as of `t0` (by the store, or in failsafe mode by every member): watchdog and switch move on. */
@@ -321,7 +353,12 @@ export class MysqlHa {
         this.d.process.kill();
         return;
       }
-      if (this.role === "primary") void this.act.fence(`could not confirm the leadership for ${age} ms (fenceAfter ${this.d.settings.fenceAfter} ms)`, "lease_expired", this.d.settings.fenceBy);
+      if (this.role === "primary") {
+        // Where the time went: the loop's step now, and how late this timer ran (a starved process).
+        const now = this.d.clock.now();
+        const where = `the loop has been ${this.phase.name} for ${Math.round(now - this.phase.since)} ms; this timer ran ${Math.round(age - this.d.settings.fenceAfter)} ms late`;
+        void this.act.fence(`could not confirm the leadership for ${age} ms (fenceAfter ${this.d.settings.fenceAfter} ms; ${where})`, "lease_expired", this.d.settings.fenceBy);
+      }
     });
   }
 
@@ -345,12 +382,14 @@ export class MysqlHa {
     }
     this.lastDecision = decision;
     if (decision.action.kind !== "acquire") this.setRole(decision.role);
+    this.enter(`acting (${decision.action.kind})`);
     try {
       await this.act.run(decision, o);
     } catch (err) {
       this.log.error({ err: errText(err), action: decision.action.kind }, "action failed");
     }
     if (!(o.cluster?.leader?.node === this.d.node && o.leaseConfirmed && this.role === "primary")) {
+      this.enter("publishing the member record");
       try {
         await this.d.store.touchMember(this.record(this.lastLocal), decision.health);
       } catch (err) {
