@@ -20,6 +20,24 @@ describe("real Consul dev agent", () => {
     }
   }, 60_000);
 
+  it("a blocking read of a missing key blocks on the index its 404 carries, and wakes when the key appears", async () => {
+    await consul.kvPut("ground/other", "x");
+    const first = await consul.kvGet("ground/missing");
+    expect(first.value).toBeUndefined();
+    // The KV table's index, not 0 or 1: a caller looping on 0 got an instant answer every time (it span).
+    const other = await consul.kvGet("ground/other");
+    expect(first.index).toBeGreaterThanOrEqual(other.value!.modifyIndex);
+    const waiting = consul.kvGet("ground/missing", { index: first.index, wait: "60s" });
+    let answered = false;
+    void waiting.then(() => (answered = true));
+    // Still waiting after another read went round (a 404 at index 0 would have answered already).
+    await consul.kvGet("ground/other");
+    expect(answered).toBe(false);
+    await consul.kvPut("ground/missing", "here");
+    const woke = await waiting;
+    expect(woke.value?.value).toBe("here");
+  });
+
   it("releases a session lock when the linked TTL check fails", async () => {
     await consul.registerService({
       id: "ground-1",

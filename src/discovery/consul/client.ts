@@ -90,10 +90,17 @@ export class ConsulHttpError extends Error {
     readonly endpoint: string,
     readonly statusCode: number,
     readonly body: string,
+    /** The response's X-Consul-Index (a 404 of a blocking read carries the index to block on next), when it had one. */
+    readonly index?: number,
   ) {
     super(`consul ${endpoint}: HTTP ${statusCode}${body ? `: ${body.slice(0, 300)}` : ""}`);
     this.name = "ConsulHttpError";
   }
+}
+
+/** The index a 404 of a blocking read says to block on next: its X-Consul-Index, at least 1 (0 would never block). */
+function blockOn(err: ConsulHttpError, asked: number | undefined): number {
+  return Math.max(1, err.index ?? asked ?? 1);
 }
 
 /** The parts of papi's transport (the `consul` package's base class) that we call for endpoints the package lacks. */
@@ -199,7 +206,8 @@ export class ConsulClient {
       const e = err as PapiError;
       if (e.isResponse && e.response) {
         const body = e.response.body;
-        throw new ConsulHttpError(endpoint, e.response.statusCode, typeof body === "string" ? body : body instanceof Buffer ? body.toString("utf8") : JSON.stringify(body ?? ""));
+        const index = e.response.headers ? ConsulClient.index(e.response) : undefined;
+        throw new ConsulHttpError(endpoint, e.response.statusCode, typeof body === "string" ? body : body instanceof Buffer ? body.toString("utf8") : JSON.stringify(body ?? ""), index);
       }
       throw err;
     } finally {
@@ -357,10 +365,9 @@ export class ConsulClient {
       const arr = res.body as Array<Record<string, unknown>> | undefined;
       return { value: arr?.[0] ? toKvEntry(arr[0]) : undefined, index: ConsulClient.index(res) };
     } catch (err) {
-      if (err instanceof ConsulHttpError && err.statusCode === 404) {
-        // papi loses the headers of an error response; a missing key has no data to block on anyway.
-        return { value: undefined, index: opts.index ?? 1 };
-      }
+      // A missing key still has an index (the KV table's) to block on next: a caller that looped
+      // on index 0 instead got an instant answer every time, and span (40 % of a core per node, idle).
+      if (err instanceof ConsulHttpError && err.statusCode === 404) return { value: undefined, index: blockOn(err, opts.index) };
       throw err;
     }
   }
@@ -375,7 +382,7 @@ export class ConsulClient {
       const arr = (res.body as Array<Record<string, unknown>> | undefined) ?? [];
       return { value: arr.map(toKvEntry), index: ConsulClient.index(res) };
     } catch (err) {
-      if (err instanceof ConsulHttpError && err.statusCode === 404) return { value: [], index: opts.index ?? 1 };
+      if (err instanceof ConsulHttpError && err.statusCode === 404) return { value: [], index: blockOn(err, opts.index) };
       throw err;
     }
   }
