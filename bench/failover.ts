@@ -7,7 +7,7 @@
  * client would wait without failover).
  * Last line: failover: kill_mysqld_p50_ms=N kill_mysqld_max_ms=N kill_node_p50_ms=N kill_node_max_ms=N switchover_unavailable_ms=N
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
@@ -73,11 +73,45 @@ async function settle(lab: Lab): Promise<string> {
   return vs.find((v) => v.role === "primary")!.name;
 }
 
+const cpuTicks = (pid: number | null | undefined): number => {
+  if (!pid) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+};
+
+/** Mean CPU (% of one core, clock ticks of 10 ms) over `seconds` of an idle lab: per statepilot, per mysqld, and the store's servers. */
+async function idleCpu(lab: Lab, seconds: number): Promise<{ seconds: number; statepilot: number; mysqld: number; store: number }> {
+  const read = () => {
+    const f = lab.file;
+    return {
+      statepilot: f.nodes.reduce((a, n) => a + cpuTicks(n.pids.statepilot), 0),
+      mysqld: f.nodes.reduce((a, n) => a + cpuTicks(n.pids.mysqld), 0),
+      store: cpuTicks(f.consulPid) + (f.etcd?.members ? f.etcd.members.reduce((a, m) => a + cpuTicks(m.pid), 0) : cpuTicks(f.etcd?.pid)),
+    };
+  };
+  const a = read();
+  const t0 = Date.now();
+  await waitFor(async () => Date.now() - t0 >= seconds * 1000 || undefined, { timeoutMs: seconds * 1000 + 5_000, intervalMs: 200, what: "the idle window" });
+  const b = read();
+  const wall = (Date.now() - t0) / 1000;
+  const pct = (ticks: number, n: number) => ticks / wall / n;
+  const nodes = lab.file.nodes.length;
+  return { seconds, statepilot: pct(b.statepilot - a.statepilot, nodes), mysqld: pct(b.mysqld - a.mysqld, nodes), store: pct(b.store - a.store, 1) };
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "statepilot-bench-failover-"));
   const lab = await Lab.up({ dir, nodes: 3, subnet: store === "etcd" ? "127.0.35" : "127.0.31", flavor, store, lossless, log: (l) => console.log(l) });
   const sampler = new ReadOnlySampler(lab.file, 100);
   try {
+    // What the autopilot costs an idle node, against what its mysqld costs (the baseline the node runs anyway).
+    const idle = await idleCpu(lab, Number(process.env.BENCH_IDLE_SECONDS ?? 20));
+    console.log(`idle ${idle.seconds} s: statepilot ${idle.statepilot.toFixed(1)} % of a core per node, its mysqld ${idle.mysqld.toFixed(1)} %, the store (${store}) ${idle.store.toFixed(1)} %; statepilot/mysqld = ${(idle.statepilot / Math.max(idle.mysqld, 0.1)).toFixed(2)}x`);
     await Writer.prepare(lab.file, "bench");
     sampler.start();
     const killMysqld: number[] = [];
@@ -141,7 +175,7 @@ async function main(): Promise<void> {
     console.log(`store ${store}${lab.file.etcd ? ` (etcd at ${lab.file.etcd.endpoint})` : ""}; flavor ${flavor}; former primaries rebuilt after keeping an unacknowledged tail: ${rebuilds}`);
     console.log(`mode ${lossless ? "lossless" : "async"}; acknowledged writes lost: ${lost}; read_only samples: ${sampler.rounds}, rounds with two writable nodes: ${sampler.violations.length}`);
     console.log(
-      `failover: kill_mysqld_p50_ms=${median(killMysqld)} kill_mysqld_max_ms=${max(killMysqld)} kill_node_p50_ms=${median(killNode)} kill_node_max_ms=${max(killNode)} switchover_unavailable_ms=${median(switchovers)}`,
+      `failover: idle_cpu_pct_per_node=${idle.statepilot.toFixed(1)} kill_mysqld_p50_ms=${median(killMysqld)} kill_mysqld_max_ms=${max(killMysqld)} kill_node_p50_ms=${median(killNode)} kill_node_max_ms=${max(killNode)} switchover_unavailable_ms=${median(switchovers)}`,
     );
   } catch (err) {
     // What each node says explains a failover that did not happen; the lab goes right after.
