@@ -909,9 +909,7 @@ export class Lab {
         intervalMs: 200,
         what: "the cluster to converge (one primary, every replica caught up)",
         detail: () =>
-          last
-            .map((v) => `  ${v.name}: role=${v.role} health=${v.health} read_only=${v.readOnly} primary=${v.primary ?? "-"} lag=${v.lagSeconds} executed=${v.executed} reason=${v.reason}`)
-            .join("\n") + `\n${this.file.nodes.map((n) => `--- ${n.name}\n${this.logTail(n, 6)}`).join("\n")}`,
+          `${last.map((v) => `  ${v.name}: role=${v.role} health=${v.health} read_only=${v.readOnly} primary=${v.primary ?? "-"} lag=${v.lagSeconds} executed=${v.executed} reason=${v.reason}`).join("\n")}\n${this.file.nodes.map((n) => `--- ${n.name}\n${this.logTail(n, 6)}`).join("\n")}`,
       },
     );
   }

@@ -129,7 +129,12 @@ describe("failsafe: what a primary asks for", () => {
   const asked: FailsafeRequest[] = [];
   const keeper = () => {
     asked.length = 0;
-    const peers = { ask: async (_to: MemberRecord, r: FailsafeRequest) => (asked.push(r), { accept: true, reason: "ok" }) };
+    const peers = {
+      ask: async (_to: MemberRecord, r: FailsafeRequest) => {
+        asked.push(r);
+        return { accept: true, reason: "ok" };
+      },
+    };
     return new FailsafeKeeper({ node: "a", cluster: "t", settings, clock: systemClock, log: pino({ level: "silent" }), peers });
   };
 
