@@ -75,6 +75,7 @@ const PLANS: Plan[] = [
 const STORE_PLANS: Plan[] = [
   { kind: "store-leader-kill", target: "none", forMs: [2_000, 10_000] },
   { kind: "store-quorum-loss", target: "none", forMs: [2_000, 12_000] },
+  { kind: "store-slow", target: "none", forMs: [4_000, 12_000] },
 ];
 /**
  * On Consul: three servers and one client agent per node. A node's own agent restarted (data

@@ -79,7 +79,7 @@ Local lab (real Consul + N statepilot/mariadbd or mysqld nodes on 127.0.10.<i>:3
   statepilot lab fault KIND [NODE] [--for 10s] --dir DIR
       KIND: kill-mysqld, kill-statepilot, kill-node, hang (SIGSTOP/SIGCONT), partition-consul,
       partition-peers (--netns labs), consul-restart, cluster-store-stop, cluster-store-pause,
-      store-leader-kill, store-quorum-loss (--store-servers 3 labs), store-agent-restart (--store consul --store-servers 3), store-down, disk-full (--store-tmpfs-mb labs)
+      store-leader-kill, store-quorum-loss, store-slow (the leader frozen 150 ms of every 400 ms; --store-servers 3 labs, else the one store process), store-agent-restart (--store consul --store-servers 3), store-down, disk-full (--store-tmpfs-mb labs)
 
 Options:
   --config FILE   JSON5 config file (default: $STATEPILOT_CONFIG)

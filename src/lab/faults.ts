@@ -20,6 +20,7 @@ export const FAULTS = [
   "store-leader-kill",
   "store-quorum-loss",
   "store-agent-restart",
+  "store-slow",
   "store-down",
   "disk-full",
 ] as const;
@@ -59,6 +60,30 @@ async function consulServersFault(lab: Lab, kind: "store-leader-kill" | "store-q
     release();
   }
   return { kind, node: undefined, description: `Consul ${kind === "store-leader-kill" ? `leader ${leader}` : `servers ${victims.join(" and ")} (the leader and one more: no quorum)`} stopped for ${forMs} ms, then started again (data kept)` };
+}
+
+/** How store-slow slows a server: frozen for STALL_MS out of every PERIOD_MS (up to STALL_MS added to whatever it handles then). */
+export const STORE_SLOW = { stallMs: 150, periodMs: 400 } as const;
+
+/**
+ * The store server store-slow slows: the Raft leader of a 3-server store (every write and, on
+ * etcd, every linearizable read goes through it), else the lab's only store process.
+ */
+async function slowStoreTarget(lab: Lab): Promise<{ name: string; pid: number }> {
+  const clusters = [
+    { label: "etcd member", servers: lab.file.etcd?.members, leader: () => lab.etcdLeader() },
+    { label: "Consul server", servers: lab.file.consulCluster?.servers, leader: () => lab.consulLeader() },
+  ];
+  for (const c of clusters) {
+    if (!c.servers || c.servers.length < 2) continue;
+    const leader = await c.leader();
+    const m = c.servers.find((x) => x.name === leader);
+    if (!m?.pid || !alive(m.pid)) throw new Error(`store-slow: the lab's ${c.label}s have no leader now`);
+    return { name: `${c.label} ${m.name} (the leader)`, pid: m.pid };
+  }
+  const pid = lab.clusterStorePids().find((p) => alive(p));
+  if (!pid) throw new Error("store-slow: the lab's cluster store is not running");
+  return { name: lab.file.etcd ? "etcd" : "the Consul agent", pid };
 }
 
 /** Runs `fault` with `heal` registered to run if this process is interrupted meanwhile (Ctrl-C, SIGTERM). */
@@ -230,6 +255,32 @@ export async function applyFault(lab: Lab, kind: FaultKind, opts: { node?: strin
         release();
       }
       return { kind, node: undefined, description: `etcd ${kind === "store-leader-kill" ? `leader ${leader}` : `members ${victims.join(" and ")} (the leader and one more: no quorum)`} stopped for ${opts.forMs} ms, then started again (data kept)` };
+    }
+    case "store-slow": {
+      // Latency on one store server. The kernel here has no netem qdisc (`tc qdisc add ... netem`
+      // fails: "Specified qdisc kind is unknown"), so the server itself is made slow: frozen for
+      // STORE_SLOW.stallMs of every STORE_SLOW.periodMs, as a server starved of CPU or stalled on
+      // its disk would be. Its connections stay open; what it handles waits up to stallMs.
+      const target = await slowStoreTarget(lab);
+      const thaw = () => {
+        if (alive(target.pid)) process.kill(target.pid, "SIGCONT");
+      };
+      let stalls = 0;
+      await healing(`the slowed ${target.name}`, thaw, async () => {
+        const until = Date.now() + opts.forMs;
+        try {
+          while (Date.now() < until && alive(target.pid)) {
+            process.kill(target.pid, "SIGSTOP");
+            stalls++;
+            await sleep(Math.min(STORE_SLOW.stallMs, Math.max(0, until - Date.now())));
+            thaw();
+            await sleep(Math.min(STORE_SLOW.periodMs - STORE_SLOW.stallMs, Math.max(0, until - Date.now())));
+          }
+        } finally {
+          thaw();
+        }
+      });
+      return { kind, node: undefined, description: `${target.name} (pid ${target.pid}) slowed for ${opts.forMs} ms: frozen ${STORE_SLOW.stallMs} ms of every ${STORE_SLOW.periodMs} ms (${stalls} stalls)` };
     }
     case "store-down": {
       const path = storePath(lab, kind);

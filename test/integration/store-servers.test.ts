@@ -11,8 +11,8 @@ import { ReadOnlySampler, Writer } from "../../src/lab/workload.js";
  * Issue 16: the lab on a real 3-server store (`lab up --store etcd|consul --store-servers 3`: a
  * 3-member etcd, or three Consul servers with one client agent per node), 3 lossless MariaDB nodes
  * under a writer. The store's leader is killed (the other two elect a new one), then two of three
- * servers are stopped (no quorum) and started again; on Consul the primary's own agent restarts
- * too. Every time the cluster ends with one writable primary, no acknowledged write is missing,
+ * servers are stopped (no quorum) and started again; the leader is made slow (store-slow); on
+ * Consul the primary's own agent restarts too. Every time the cluster ends with one writable primary, no acknowledged write is missing,
  * and no two nodes are writable at once. The same tests on both stores.
  */
 const STORES = [
@@ -81,6 +81,18 @@ describe.each(STORES)("the lab on a 3-server $store", ({ store, subnet, servers,
     expect(await leader(lab)).toBeDefined();
     const gaps = writer.outages.map((o) => (o.recoveredAt ?? Date.now()) - o.failedAt);
     console.log(`${store}: after the store leader's death: write gaps ${JSON.stringify(gaps)} ms`);
+  });
+
+  it("rides out a slow store leader (frozen 150 ms of every 400 ms for 6 s)", { timeout: 180_000 }, async () => {
+    const before = writer.acked.length;
+    const r = await applyFault(lab, "store-slow", { forMs: 6_000 });
+    console.log(r.description);
+    expect(r.description).toMatch(/\(the leader\).*\(([5-9]|[1-9][0-9]) stalls\)/);
+    const during = writer.acked.length - before;
+    await writesResume("the slow store leader");
+    await settled("the slow store leader");
+    const gaps = writer.outages.map((o) => (o.recoveredAt ?? Date.now()) - o.failedAt);
+    console.log(`${store}: ${during} writes acknowledged while the store leader was slow; write gaps so far ${JSON.stringify(gaps)} ms`);
   });
 
   it.runIf(store === "consul")("rides out a restart of the primary's own Consul agent (data kept)", { timeout: 180_000 }, async () => {
