@@ -10,6 +10,7 @@
  *   restore: `mc cat | mbstream -x` + `mariabackup --prepare`
  * Last line: snapshot: backup_ratio=N restore_ratio=N peak_rss_mb=N backup_vs_mc=N restore_vs_mc=N
  * (the *_vs_mc ratios are statepilot's rate over the pipeline's: >= 1 is as fast or faster).
+ * --part-mb N sets the multipart part size (mysql.snapshots.partSize) instead of the default.
  */
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
@@ -26,6 +27,10 @@ import { runMain } from "./run-main.js";
 const argv = process.argv.slice(2);
 const gbArg = argv.indexOf("--gb");
 const GB = gbArg >= 0 ? Number(argv[gbArg + 1]) : 1;
+// --part-mb N: the multipart part size (default: chosen from the datadir's size, 5 MiB up to 45 GB).
+const partArg = argv.indexOf("--part-mb");
+const partMb = partArg >= 0 ? Number(argv[partArg + 1]) : undefined;
+if (partMb !== undefined && !(Number.isInteger(partMb) && partMb >= 5 && partMb <= 512)) throw new Error(`--part-mb: expected a whole number of MiB from 5 to 512, got ${argv[partArg + 1]}`);
 if (!(GB > 0 && GB <= 20)) throw new Error(`--gb: expected a number of gigabytes between 0 and 20, got ${argv[gbArg + 1]}`);
 
 async function run(cmd: string, args: string[], io: { stdin?: string; stdout?: string; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
@@ -77,7 +82,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "statepilot-bench-snapshot-"));
   const minio = await new MinioServer("bench", join(work, "minio")).start();
   const store = { type: "s3", bucket: "bench", prefix: "bench", region: "us-east-1", endpoint: minio.endpoint, forcePathStyle: true, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey };
-  const lab = await Lab.up({ dir: join(work, "lab"), nodes: 1, subnet: "127.0.32", owned: true, mysql: { snapshots: { store, checkEvery: "1s" } }, log: (l) => console.log(l) });
+  const lab = await Lab.up({ dir: join(work, "lab"), nodes: 1, subnet: "127.0.32", owned: true, mysql: { snapshots: { store, checkEvery: "1s", ...(partMb ? { partSize: partMb * 1024 * 1024 } : {}) } }, log: (l) => console.log(l) });
   try {
     const n = lab.file.nodes[0]!;
     const socket = join(n.dir, "mysqld.sock");
