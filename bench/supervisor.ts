@@ -16,6 +16,7 @@ import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
 import { ServiceWatch } from "../src/discovery/watch.js";
 import { EventBus } from "../src/events/bus.js";
 import { waitFor } from "../src/lab/wait.js";
+import { procStat } from "../src/lab/procs.js";
 import { runMain } from "./run-main.js";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 60);
@@ -24,9 +25,7 @@ const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const CLK_TCK = 100;
 
 function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
+  return procStat(pid)?.cpuTicks ?? 0;
 }
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

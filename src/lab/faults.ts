@@ -63,7 +63,7 @@ async function consulServersFault(lab: Lab, kind: "store-leader-kill" | "store-q
 }
 
 /** How store-slow slows a server: frozen for STALL_MS out of every PERIOD_MS (up to STALL_MS added to whatever it handles then). */
-export const STORE_SLOW = { stallMs: 150, periodMs: 400 } as const;
+const STORE_SLOW = { stallMs: 150, periodMs: 400 } as const;
 
 /**
  * The store server store-slow slows: the Raft leader of a 3-server store (every write and, on

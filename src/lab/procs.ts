@@ -22,6 +22,8 @@ export interface ProcStat {
   comm: string;
   /** Start time in clock ticks since boot: with the PID, it names one process for good. */
   start: number;
+  /** CPU time used so far (user + system), in clock ticks (10 ms). */
+  cpuTicks: number;
 }
 
 export function procStat(pid: number): ProcStat | undefined {
@@ -30,7 +32,7 @@ export function procStat(pid: number): ProcStat | undefined {
     // comm is in parentheses and may itself hold spaces and parentheses.
     const close = s.lastIndexOf(")");
     const rest = s.slice(close + 2).split(" ");
-    return { pid, comm: s.slice(s.indexOf("(") + 1, close), state: rest[0]!, ppid: Number(rest[1]), start: Number(rest[19]) };
+    return { pid, comm: s.slice(s.indexOf("(") + 1, close), state: rest[0]!, ppid: Number(rest[1]), start: Number(rest[19]), cpuTicks: Number(rest[11]) + Number(rest[12]) };
   } catch {
     return undefined;
   }

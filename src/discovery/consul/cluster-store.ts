@@ -173,7 +173,8 @@ export class ConsulClusterStore implements ClusterStore {
         throw unavailable("watch", err);
       }
       if (!r.value) {
-        // No leader key: Consul answers 404, whose index the client cannot see; do not spin on it.
+        // No leader key: every member's publication moves the KV index past leaderVersion, so
+        // blocking on the missing key would answer at once each time; look again after a pause.
         await sleep(Math.min(left, 250), abort);
         return;
       }
