@@ -12,8 +12,8 @@
  * (the *_vs_mc ratios are statepilot's rate over the pipeline's: >= 1 is as fast or faster).
  * --part-mb N sets the multipart part size (mysql.snapshots.partSize) instead of the default.
  */
-import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
@@ -50,20 +50,52 @@ async function run(cmd: string, args: string[], io: { stdin?: string; stdout?: s
   return performance.now() - started;
 }
 
+/** The largest resident size of one process of the last `pipe`, in MB. */
+let pipePeakMb = 0;
+
 /** `a | b`: two processes, a's stdout into b's stdin; resolves with the elapsed ms once both succeeded. */
 async function pipe(a: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }, b: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }): Promise<number> {
   const started = performance.now();
+  pipePeakMb = 0;
   const left = spawn(a.cmd, a.args, { stdio: ["ignore", "pipe", "pipe"], env: a.env ?? process.env });
   const right = spawn(b.cmd, b.args, { stdio: [left.stdout!, "ignore", "pipe"], env: b.env ?? process.env });
   // The right side has the pipe now; this process's end would keep the left one from closing.
   left.stdout!.destroy();
   const errs = ["", ""];
+  // The pipeline's own memory, sampled (a process's peak is gone once it exits).
+  const sample = setInterval(() => {
+    for (const c of [left, right]) {
+      try {
+        const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${c.pid}/status`, "utf8"))?.[1]) / 1024;
+        if (rss > pipePeakMb) pipePeakMb = rss;
+      } catch {
+        // exited between samples
+      }
+    }
+  }, 100);
   left.stderr!.on("data", (d: Buffer) => (errs[0] = (errs[0] + d.toString()).slice(-4000)));
   right.stderr!.on("data", (d: Buffer) => (errs[1] = (errs[1] + d.toString()).slice(-4000)));
   const [ca, cb] = await Promise.all([new Promise<number | null>((r) => left.once("exit", r)), new Promise<number | null>((r) => right.once("exit", r))]);
+  clearInterval(sample);
   if (ca !== 0 || cb !== 0) throw new Error(`${a.cmd} | ${b.cmd} failed (${ca}, ${cb}):\n${errs.join("\n")}`);
   return performance.now() - started;
 }
+
+/**
+ * Every timed phase starts from a cold page cache, so that no side reads what another phase left
+ * in memory (at 10 GB the phases' 50 GB of I/O evict each other, in an order that favours the
+ * last writer). Needs root; otherwise says so, and the ratios carry that caveat.
+ */
+function coldCache(): void {
+  try {
+    execFileSync("sync");
+    writeFileSync("/proc/sys/vm/drop_caches", "3\n");
+  } catch (err) {
+    if (!warnedCache) console.log(`page cache not dropped between phases (${err instanceof Error ? err.message : String(err)}): the ratios also measure what each side found cached`);
+    warnedCache = true;
+  }
+}
+let warnedCache = false;
 
 function hwmMb(pid: number | null): number {
   if (!pid) return Number.NaN;
@@ -96,6 +128,7 @@ async function main(): Promise<void> {
 
     const env = { ...process.env, MYSQL_PWD: lab.file.credentials.rootPassword };
     const backupArgs = ["--backup", "--stream=xbstream", "--user=root", `--socket=${socket}`, `--datadir=${datadir}`, `--target-dir=${datadir}`];
+    coldCache();
     const rawBackupMs = await run(findBinary("mariabackup"), backupArgs, { stdout: "/dev/null", env });
 
     // Where the snapshotting node's memory stands before it snapshots (its own baseline: runtime,
@@ -104,6 +137,7 @@ async function main(): Promise<void> {
       const st = readFileSync(`/proc/${n.pids.statepilot}/status`, "utf8");
       return { rss: Number(/VmRSS:\s+(\d+) kB/.exec(st)?.[1]) / 1024, hwm: Number(/VmHWM:\s+(\d+) kB/.exec(st)?.[1]) / 1024 };
     })();
+    coldCache();
     const coordinator = new ConsulCoordinator({ address: lab.file.consul });
     const m = await requestSnapshot(coordinator, lab.file.cluster, 600_000);
     coordinator.close();
@@ -114,11 +148,13 @@ async function main(): Promise<void> {
 
     // What a user would do instead: the same stream piped into mc, into the same MinIO.
     const mcEnv = { ...process.env, MC_CONFIG_DIR: join(work, "mc"), MC_HOST_bench: `http://${minio.accessKeyId}:${minio.secretAccessKey}@${minio.endpoint.replace(/^http:\/\//, "")}` };
+    coldCache();
     const mcBackupMs = await pipe({ cmd: findBinary("mariabackup"), args: backupArgs, env }, { cmd: mc, args: ["pipe", "bench/bench/mc/backup.xbstream"], env: mcEnv });
     const mcRate = m.rawSize / mcBackupMs;
-    console.log(`backup: mariabackup | mc pipe ${(mcBackupMs / 1000).toFixed(2)} s (${(mcRate / 1048.576).toFixed(0)} MiB/s)`);
+    console.log(`backup: mariabackup | mc pipe ${(mcBackupMs / 1000).toFixed(2)} s (${(mcRate / 1048.576).toFixed(0)} MiB/s), largest process ${pipePeakMb.toFixed(0)} MB resident`);
     const mcDir = join(work, "mc-extract");
     mkdirSync(mcDir);
+    coldCache();
     const mcExtractMs = await pipe({ cmd: mc, args: ["cat", "bench/bench/mc/backup.xbstream"], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
     const mcPrepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
     rmSync(mcDir, { recursive: true, force: true });
@@ -130,12 +166,14 @@ async function main(): Promise<void> {
     await run(findBinary("mariabackup"), backupArgs, { stdout: file, env });
     const rawDir = join(work, "raw-extract");
     mkdirSync(rawDir);
+    coldCache();
     const extractMs = await run(findBinary("mbstream"), ["-x", "-C", rawDir], { stdin: file });
     const prepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${rawDir}`]);
     rmSync(rawDir, { recursive: true, force: true });
     rmSync(file, { force: true });
     const rawRestoreMs = extractMs + prepareMs;
 
+    coldCache();
     const added = await lab.add(600_000);
     const log = readFileSync(join(added.dir, "statepilot.log"), "utf8").split("\n").find((l) => l.includes('"msg":"restore done"'));
     if (!log) throw new Error(`${added.name} did not restore from the snapshot`);

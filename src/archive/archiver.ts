@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { Readable } from "node:stream";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { findBinary } from "../binaries.js";
 import type { Leader, ClusterStore } from "../cluster/store.js";
 import type { ArchiveConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { listSnapshots } from "../snapshot/snapshot.js";
+import { bufferSource } from "../snapshot/byte-source.js";
 import type { SnapshotStore } from "../snapshot/store.js";
 import { formatGtid, formatPos, type GtidPos, HEADER_LEN, parseHeader, parsePos, posMin, type Transaction, TransactionCutter } from "./binlog.js";
 import { checkArchive, type EpochRecord, epochId, epochKey, pruneArchive, readArchive, segmentKey } from "./layout.js";
@@ -529,7 +529,7 @@ export class BinlogArchiver {
             closeSync(fd);
           }
           key = segmentKey(this.d.cluster, s.record.epoch, seg);
-          await this.d.store.upload(key, Readable.from([body]), { partSize: Math.max(5 * 1024 * 1024, body.length + 1) });
+          await this.d.store.upload(key, bufferSource(body), { partSize: Math.max(5 * 1024 * 1024, body.length + 1) });
           s.queue.shift();
           this.uploadFailures = 0;
           this.uploadedHead = { pos: formatPos(seg.last), time: seg.t1 };

@@ -1,7 +1,8 @@
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { open } from "node:fs/promises";
+import { readFull, type ByteSource } from "./byte-source.js";
 import type { SnapshotStore, StoredObject } from "./store.js";
 
 /**
@@ -24,14 +25,25 @@ export class LocalStore implements SnapshotStore {
     return join(this.root, key);
   }
 
-  async upload(key: string, body: Readable, opts: { signal?: AbortSignal }): Promise<void> {
+  async upload(key: string, body: ByteSource, opts: { partSize: number; signal?: AbortSignal }): Promise<void> {
     const target = this.path(key);
     mkdirSync(dirname(target), { recursive: true, mode: PRIVATE_DIR });
     const partial = `${target}.partial`;
+    const file = await open(partial, "w", PRIVATE_FILE);
     try {
-      await pipeline(body, createWriteStream(partial, { mode: PRIVATE_FILE }), opts.signal ? { signal: opts.signal } : {});
+      // One buffer, filled and written in turn: the disk is local, nothing to overlap.
+      const buf = Buffer.allocUnsafe(Math.min(opts.partSize, 8 << 20));
+      for (;;) {
+        const n = await readFull(body, buf);
+        opts.signal?.throwIfAborted();
+        if (n === 0) break;
+        await file.write(buf, 0, n);
+        if (n < buf.length) break;
+      }
+      await file.close();
       renameSync(partial, target);
     } catch (err) {
+      await file.close().catch(() => undefined);
       rmSync(partial, { force: true });
       throw err;
     }

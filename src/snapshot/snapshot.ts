@@ -3,6 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { pipeline, Transform, type Readable } from "node:stream";
+import { Fifo, readableSource, tapSource, type ByteSource } from "./byte-source.js";
 import { createGunzip, createGzip } from "node:zlib";
 import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
@@ -40,8 +41,9 @@ export class SnapshotError extends Error {
   constructor(
     readonly stage: "backup" | "upload" | "manifest" | "download" | "extract" | "checksum" | "prepare" | "prune",
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -77,6 +79,20 @@ export function choosePartSize(expectedBytes: number, configured?: number): numb
 
 function tools(flavor: Flavor): { backup: string; extract: string } {
   return flavor === "mariadb" ? { backup: findBinary("mariabackup"), extract: findBinary("mbstream") } : { backup: findBinary("xtrabackup"), extract: findBinary("xbstream") };
+}
+
+/** `source` through gzip (level 1: the backup is mostly pages), counting the bytes that go in. */
+function compressed(source: Readable, counted: (n: number) => void): Readable {
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      counted(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  const gzip = createGzip({ level: 1 });
+  // Its failure reaches the reader through the gzip stream; nothing else listens.
+  pipeline(source, counter, gzip, () => undefined);
+  return gzip;
 }
 
 /** The last `max` bytes of a stream's text, for error messages. */
@@ -124,58 +140,62 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
   // Scratch space, if the tool needs any, stays in the datadir (not /tmp); a directory there
   // would be taken for a database, so the datadir itself is used.
   const args = ["--backup", "--stream=xbstream", `--user=${o.user}`, `--socket=${o.socket}`, `--datadir=${o.datadir}`, `--target-dir=${o.datadir}`, `--tmpdir=${o.datadir}`];
-  const child = spawn(backup, args, { env: { ...process.env, MYSQL_PWD: o.password, TMPDIR: o.datadir }, stdio: ["ignore", "pipe", "pipe"] });
-  const stderr = tail(child.stderr, 1 << 16);
+  const env = { ...process.env, MYSQL_PWD: o.password, TMPDIR: o.datadir };
+  // Uncompressed, the backup writes into a named pipe read straight into the upload's part
+  // buffers; gzip needs a stream, so the child's stdout pipe feeds zlib.
+  const fifo = o.compression === "none" ? new Fifo() : undefined;
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn(backup, args, { env, stdio: ["ignore", fifo ? fifo.childEnd : "pipe", "pipe"] });
+    fifo?.handedOver();
+  } catch (err) {
+    fifo?.close();
+    throw new SnapshotError("backup", `cannot start ${backup}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  const stderr = tail(child.stderr!, 1 << 16);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
-  child.once("error", (err) => child.stdout.destroy(err));
+  let spawnError: Error | undefined;
+  child.once("error", (err) => {
+    spawnError = err;
+    child.stdout?.destroy(err);
+  });
   const hash = createHash("sha256");
   let rawSize = 0;
   let storedSize = 0;
-  // Counting in transforms, not 'data' listeners, keeps backpressure (and memory) intact.
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      rawSize += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  const hasher = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      storedSize += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  // The outcome is reported through the promises below; an 'error' emitted on the body after the
-  // store gave up on it (or before it started reading) must not become an uncaught exception.
-  hasher.on("error", () => undefined);
-  const stages: NodeJS.ReadWriteStream[] = o.compression === "gzip" ? [counter, createGzip({ level: 1 }), hasher] : [counter, hasher];
-  const body = pipeline([child.stdout, ...stages] as unknown as [Readable, Transform], (err) => {
-    if (err) hasher.destroy(err);
-  }) as unknown as Readable;
-  const partSize = choosePartSize(directorySize(o.datadir), o.partSize);
   let backupError: SnapshotError | undefined;
-  const backupDone = exited.then((st) => {
-    if (st.code !== 0) {
-      backupError = new SnapshotError("backup", `${backup} failed (exit ${st.code ?? st.signal}):\n${lastLines(stderr())}`);
-      // Fail the upload before its last part is completed.
-      hasher.destroy(backupError);
-      throw backupError;
-    }
+  /** The end of the backup's output is the end only if the tool succeeded; otherwise its failure. */
+  const checkedEnd: ByteSource = (() => {
+    const raw = fifo ? tapSource(fifo.source(), (b) => (rawSize += b.length)) : readableSource(compressed(child.stdout!, (n) => (rawSize += n)));
+    return {
+      read: async (into) => {
+        const n = await raw.read(into);
+        if (n > 0) return n;
+        const st = await exited;
+        if (spawnError || st.code !== 0) {
+          backupError = new SnapshotError("backup", `${backup} failed (${spawnError ? spawnError.message : `exit ${st.code ?? st.signal}`}):\n${lastLines(stderr())}`);
+          throw backupError;
+        }
+        return 0;
+      },
+    };
+  })();
+  const body = tapSource(checkedEnd, (b) => {
+    hash.update(b);
+    storedSize += b.length;
   });
-  const upload = o.store.upload(key, body, { partSize, ...(o.signal ? { signal: o.signal } : {}) }).catch((err: unknown) => {
-    throw new SnapshotError("upload", `upload to ${o.store.description} failed: ${err instanceof Error ? err.message : String(err)}`);
-  });
-  backupDone.catch(() => undefined);
-  upload.catch(() => undefined);
+  const partSize = choosePartSize(directorySize(o.datadir), o.partSize);
   try {
-    await Promise.all([upload, backupDone]);
+    await o.store.upload(key, body, { partSize, ...(o.signal ? { signal: o.signal } : {}) }).catch((err: unknown) => {
+      throw backupError ?? new SnapshotError("upload", `upload to ${o.store.description} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
+    // The store has every byte and the tool's exit was seen at the end of its output.
   } catch (err) {
-    const killedByUs = child.exitCode === null && child.signalCode === null;
-    child.kill("SIGKILL");
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     await exited;
     await o.store.delete(key).catch(() => undefined);
-    // When the backup itself died, that is the cause, not the upload it broke.
-    throw !killedByUs && backupError ? backupError : err;
+    throw err;
+  } finally {
+    fifo?.close();
   }
   const gtid = /GTID of the last change '([^']*)'/.exec(stderr())?.[1] ?? "";
   const binlogFile = /filename '([^']*)'/.exec(stderr())?.[1] ?? "";

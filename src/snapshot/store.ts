@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import type { StoreConfig } from "../config/schema.js";
+import type { ByteSource } from "./byte-source.js";
 
 export interface StoredObject {
   key: string;
@@ -11,11 +12,11 @@ export interface StoredObject {
 export interface SnapshotStore {
   readonly description: string;
   /**
-   * Streams `body` to `key`, reading it only as fast as the store takes it (never attach a 'data'
-   * listener: that would switch the stream to flowing mode and defeat backpressure). Nothing is
-   * visible under `key` unless the whole stream arrived.
+   * Copies `body` to `key`, reading it only as fast as the store takes it, into buffers the store
+   * owns (memory is about partSize × 3). Nothing is visible under `key` unless every byte arrived:
+   * a source that rejects fails the upload.
    */
-  upload(key: string, body: Readable, opts: { partSize: number; signal?: AbortSignal }): Promise<void>;
+  upload(key: string, body: ByteSource, opts: { partSize: number; signal?: AbortSignal }): Promise<void>;
   download(key: string): Promise<Readable>;
   putText(key: string, text: string): Promise<void>;
   getText(key: string): Promise<string | undefined>;

@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
+import { bufferSource } from "../../src/snapshot/byte-source.js";
 import { LocalStore } from "../../src/snapshot/local-store.js";
 
 describe("local snapshot store", () => {
@@ -14,7 +14,7 @@ describe("local snapshot store", () => {
     const old = process.umask(0o022);
     try {
       const store = new LocalStore(join(dir, "root"));
-      await store.upload("c1/s1/backup.xbstream", Readable.from([Buffer.from("data")]), {});
+      await store.upload("c1/s1/backup.xbstream", bufferSource(Buffer.from("data")), { partSize: 5 << 20 });
       await store.putText("c1/s1/manifest.json", "{}");
       expect(statSync(join(dir, "root", "c1", "s1", "backup.xbstream")).mode & 0o777).toBe(0o600);
       expect(statSync(join(dir, "root", "c1", "s1", "manifest.json")).mode & 0o777).toBe(0o600);

@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
+import { bufferSource } from "../../src/snapshot/byte-source.js";
 import { LocalStore } from "../../src/snapshot/local-store.js";
 import { choosePartSize, listSnapshots, manifestKey, pruneSnapshots, type Manifest } from "../../src/snapshot/snapshot.js";
 
@@ -14,7 +14,7 @@ async function seed(store: LocalStore, ages: number[], now: number): Promise<str
   for (const [i, days] of ages.entries()) {
     const id = `snap-${i}`;
     const m: Manifest = { id, cluster: "c", createdAt: new Date(now - days * 86_400_000).toISOString(), node: "n", flavor: "mariadb", version: "10.11", gtid: `0-1-${i}`, key: `c/${id}/backup.xbstream`, compression: "none", size: 3, rawSize: 3, sha256: "x", durationMs: 1, binlogFile: "" };
-    await store.upload(m.key, Readable.from([Buffer.from("abc")]), {});
+    await store.upload(m.key, bufferSource(Buffer.from("abc")), { partSize: 5 << 20 });
     await store.putText(manifestKey("c", id), JSON.stringify(m));
     ids.push(id);
   }
