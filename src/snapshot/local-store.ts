@@ -55,6 +55,24 @@ export class LocalStore implements SnapshotStore {
     return createReadStream(p, { highWaterMark: 1 << 20 });
   }
 
+  async *readObject(key: string, size: number, opts: { signal?: AbortSignal } = {}): AsyncIterable<Buffer> {
+    const file = await open(this.path(key), "r").catch((err: unknown) => {
+      throw new Error(`${this.description}: cannot read ${key}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(Math.max(size, 1), 8 << 20));
+      for (let at = 0; at < size; ) {
+        opts.signal?.throwIfAborted();
+        const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, size - at), at);
+        if (bytesRead === 0) throw new Error(`${this.description}: ${key} ends after ${at} bytes, shorter than the ${size} bytes its manifest records`);
+        at += bytesRead;
+        yield buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await file.close();
+    }
+  }
+
   async putText(key: string, text: string): Promise<void> {
     const p = this.path(key);
     mkdirSync(dirname(p), { recursive: true, mode: PRIVATE_DIR });

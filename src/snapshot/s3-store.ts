@@ -3,6 +3,7 @@ import type { Readable } from "node:stream";
 import type { StoreConfig } from "../config/schema.js";
 import type { ByteSource } from "./byte-source.js";
 import { uploadMultipart } from "./multipart.js";
+import { rangedRead } from "./ranged-read.js";
 import type { SnapshotStore, StoredObject } from "./store.js";
 
 /**
@@ -10,6 +11,8 @@ import type { SnapshotStore, StoredObject } from "./store.js";
  * MinIO on two cores: more parts, or larger ones, cost the server more CPU than they gained).
  */
 const PARTS_IN_FLIGHT = 2;
+/** A restore reads ranges of this size, PARTS_IN_FLIGHT of them ahead of the extractor. */
+const RANGE_SIZE = 16 * 1024 * 1024;
 
 type S3Config = Extract<StoreConfig, { type: "s3" }>;
 
@@ -55,6 +58,10 @@ export class S3Store implements SnapshotStore {
 
   async upload(key: string, body: ByteSource, opts: { partSize: number; signal?: AbortSignal }): Promise<void> {
     await uploadMultipart({ client: this.client, bucket: this.cfg.bucket, key: this.key(key), source: body, partSize: opts.partSize, concurrency: PARTS_IN_FLIGHT, extra: this.encryption(), signal: opts.signal });
+  }
+
+  readObject(key: string, size: number, opts: { signal?: AbortSignal } = {}): AsyncIterable<Buffer> {
+    return rangedRead({ client: this.client, bucket: this.cfg.bucket, key: this.key(key), size, rangeSize: RANGE_SIZE, concurrency: PARTS_IN_FLIGHT, signal: opts.signal });
   }
 
   async download(key: string): Promise<Readable> {

@@ -173,6 +173,7 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
         const n = await raw.read(into);
         if (n > 0) return n;
         const st = await exited;
+        o.signal?.throwIfAborted();
         if (spawnError || st.code !== 0) {
           backupError = new SnapshotError("backup", `${backup} failed (${spawnError ? spawnError.message : `exit ${st.code ?? st.signal}`}):\n${lastLines(stderr())}`);
           throw backupError;
@@ -186,6 +187,9 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
     storedSize += b.length;
   });
   const partSize = choosePartSize(directorySize(o.datadir), o.partSize);
+  // A read waits on the tool's output: stopping the tool is what ends a read when cancelled.
+  const stopTool = () => child.kill("SIGKILL");
+  o.signal?.addEventListener("abort", stopTool, { once: true });
   try {
     await o.store.upload(key, body, { partSize, ...(o.signal ? { signal: o.signal } : {}) }).catch((err: unknown) => {
       throw backupError ?? new SnapshotError("upload", `upload to ${o.store.description} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -197,6 +201,7 @@ export async function takeSnapshot(o: TakeOptions): Promise<Manifest> {
     await o.store.delete(key).catch(() => undefined);
     throw err;
   } finally {
+    o.signal?.removeEventListener("abort", stopTool);
     fifo?.close();
   }
   const gtid = /GTID of the last change '([^']*)'/.exec(stderr())?.[1] ?? "";
@@ -258,21 +263,6 @@ export async function pruneSnapshots(store: SnapshotStore, cluster: string, keep
   return deleted;
 }
 
-/** Resolves when `sink` drains or either stream fails; leaves no listener behind. */
-function drained(sink: NodeJS.WritableStream, other: NodeJS.WritableStream): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      sink.off("drain", done);
-      sink.off("error", done);
-      other.off("error", done);
-      resolve();
-    };
-    sink.on("drain", done);
-    sink.on("error", done);
-    other.on("error", done);
-  });
-}
-
 export interface RestoreResult {
   gtid: string;
   bytes: number;
@@ -301,12 +291,6 @@ export async function restoreSnapshot(o: {
   const wipe = () => {
     for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
   };
-  let source: Readable;
-  try {
-    source = await o.store.download(m.key);
-  } catch (err) {
-    throw new SnapshotError("download", `cannot read ${m.key} from ${o.store.description}: ${err instanceof Error ? err.message : String(err)}`);
-  }
   const hash = createHash("sha256");
   let bytes = 0;
   const child = spawn(extract, ["-x", "-C", o.datadir], { stdio: ["pipe", "ignore", "pipe"] });
@@ -314,26 +298,32 @@ export async function restoreSnapshot(o: {
   const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   // What the extractor reads: straight from the download, or through gunzip.
   const gunzip = m.compression === "gzip" ? createGunzip() : undefined;
-  const sink: NodeJS.WritableStream & { destroyed?: boolean } = gunzip ?? child.stdin;
+  const sink: NodeJS.WritableStream = gunzip ?? child.stdin;
   let sinkError: Error | undefined;
   if (gunzip) pipeline(gunzip, child.stdin, (err) => (sinkError ??= err ?? undefined));
   sink.on("error", (err: Error) => (sinkError ??= err));
   child.stdin.on("error", (err: Error) => (sinkError ??= err));
   try {
     // Every byte is hashed even after the extractor gave up, so a corrupt snapshot is reported
-    // as a checksum mismatch rather than as whatever the extractor tripped on.
-    for await (const chunk of source as AsyncIterable<Buffer>) {
+    // as a checksum mismatch rather than as whatever the extractor tripped on. The store reuses
+    // each buffer once the next is asked for: a write is awaited until the sink has taken it.
+    for await (const chunk of o.store.readObject(m.key, m.size)) {
       hash.update(chunk);
       bytes += chunk.length;
       o.onProgress?.({ stage: "download", bytes, total: m.size });
       if (sinkError) continue;
-      if (!sink.write(chunk)) await drained(sink, child.stdin);
+      await new Promise<void>((resolve) =>
+        sink.write(chunk, (err) => {
+          if (err) sinkError ??= err;
+          resolve();
+        }),
+      );
     }
   } catch (err) {
     child.kill("SIGKILL");
     await exited;
     wipe();
-    throw new SnapshotError("download", `reading ${m.key} from ${o.store.description} failed after ${bytes} bytes: ${err instanceof Error ? err.message : String(err)}`);
+    throw new SnapshotError("download", `reading ${m.key} from ${o.store.description} failed after ${bytes} bytes: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   if (!sinkError) sink.end();
   else child.stdin.destroy();

@@ -18,6 +18,11 @@ export interface SnapshotStore {
    */
   upload(key: string, body: ByteSource, opts: { partSize: number; signal?: AbortSignal }): Promise<void>;
   download(key: string): Promise<Readable>;
+  /**
+   * The object's first `size` bytes in order, read ahead into a few buffers the store reuses:
+   * each yielded buffer is valid only until the next is asked for. Fails if the object is shorter.
+   */
+  readObject(key: string, size: number, opts?: { signal?: AbortSignal }): AsyncIterable<Buffer>;
   putText(key: string, text: string): Promise<void>;
   getText(key: string): Promise<string | undefined>;
   list(prefix: string): Promise<StoredObject[]>;

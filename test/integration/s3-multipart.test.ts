@@ -46,6 +46,28 @@ describe("S3Store.upload against a real MinIO (pooled multipart, unsigned parts)
     expect(await openUploads()).toBe(0);
   });
 
+  it("readObject reads exactly the object's bytes across ranges read ahead, and says when the object is shorter than asked", async () => {
+    const data = randomBytes(40 * MiB + 17);
+    await store.upload("ranged", bufferSource(data), { partSize: 16 * MiB });
+    const hash = createHash("sha256");
+    let n = 0;
+    for await (const chunk of store.readObject("ranged", data.length)) {
+      hash.update(chunk);
+      n += chunk.length;
+    }
+    expect(n).toBe(data.length);
+    expect(hash.digest("hex")).toBe(sha(data));
+    let empty = 0;
+    for await (const chunk of store.readObject("o-0", 0)) empty += chunk.length;
+    expect(empty).toBe(0);
+    const short = async () => {
+      for await (const _ of store.readObject("ranged", data.length + 1000)) {
+        // read to the end
+      }
+    };
+    await expect(short()).rejects.toThrow(`shorter than the ${data.length + 1000} bytes its manifest records`);
+  });
+
   it("a source that fails after some parts leaves no object and no open multipart upload", async () => {
     const data = randomBytes(11 * MiB);
     const inner = bufferSource(data);

@@ -145,6 +145,9 @@ describe("snapshot engine against real mariadbd, MinIO and a local store", () =>
       download: async () => {
         throw new Error("unused");
       },
+      readObject: () => {
+        throw new Error("unused");
+      },
       putText: async () => undefined,
       getText: async () => undefined,
       list: async () => [],
@@ -160,6 +163,35 @@ describe("snapshot engine against real mariadbd, MinIO and a local store", () =>
     // and fail the run (Vitest reports those even after the test ended).
     await waitFor(async () => !childrenOf(process.pid).some((p) => /mariabackup|mariadb-backup|xtrabackup/.test(procStat(p)?.comm ?? "")), { timeoutMs: 30_000, what: "the killed backup tool to exit" });
     for (let i = 0; i < 20; i++) await nextTurn();
+  });
+
+  it("a snapshot cancelled mid-stream stops the backup tool, fails with the reason and stores nothing", async () => {
+    const local = new LocalStore(join(dir, "local-cancelled"));
+    const ac = new AbortController();
+    // A store that cancels the snapshot once the backup's first bytes arrived, then keeps reading
+    // as a real upload would: the read in progress must end (the tool is stopped), not hang.
+    const cancelling: SnapshotStore = {
+      description: local.description,
+      download: (key) => local.download(key),
+      readObject: (key, size) => local.readObject(key, size),
+      putText: (key, text) => local.putText(key, text),
+      getText: (key) => local.getText(key),
+      abortIncomplete: (prefix) => local.abortIncomplete(prefix),
+      close: () => local.close(),
+      upload: async (key, body, opts) => {
+        const buf = Buffer.alloc(64 * 1024);
+        expect(await body.read(buf)).toBeGreaterThan(0);
+        ac.abort(new Error("statepilot is shutting down"));
+        while ((await body.read(buf)) > 0);
+        return local.upload(key, body, opts);
+      },
+      delete: (key) => local.delete(key),
+      list: (prefix) => local.list(prefix),
+    };
+    const err = await take(cancelling, { signal: ac.signal }).catch((e: unknown) => e);
+    expect(String(err)).toContain("statepilot is shutting down");
+    expect(await local.list("")).toEqual([]);
+    await waitFor(async () => !childrenOf(process.pid).some((p) => /mariabackup|mariadb-backup|xtrabackup/.test(procStat(p)?.comm ?? "")), { timeoutMs: 30_000, what: "the stopped backup tool to exit" });
   });
 
   it("statepilot snapshot list and restore work from the command line, and refuse bad input by name", async () => {

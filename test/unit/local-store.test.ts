@@ -24,4 +24,21 @@ describe("local snapshot store", () => {
       process.umask(old);
     }
   });
+
+  it("readObject yields the object's bytes in order and fails by name when it is shorter than asked", async () => {
+    dir = mkdtempSync(join(tmpdir(), "statepilot-store-"));
+    const store = new LocalStore(join(dir, "root"));
+    const data = Buffer.alloc(9 * 1024 * 1024 + 5, 3);
+    data[data.length - 1] = 9;
+    await store.upload("c1/s2/backup.xbstream", bufferSource(data), { partSize: 5 << 20 });
+    const parts: Buffer[] = [];
+    for await (const chunk of store.readObject("c1/s2/backup.xbstream", data.length)) parts.push(Buffer.from(chunk));
+    expect(Buffer.concat(parts).equals(data)).toBe(true);
+    const short = async () => {
+      for await (const _ of store.readObject("c1/s2/backup.xbstream", data.length + 1)) {
+        // to the end
+      }
+    };
+    await expect(short()).rejects.toThrow(`ends after ${data.length} bytes, shorter than the ${data.length + 1} bytes its manifest records`);
+  });
 });
