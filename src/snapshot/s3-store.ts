@@ -11,8 +11,12 @@ import type { SnapshotStore, StoredObject } from "./store.js";
  * MinIO on two cores: more parts, or larger ones, cost the server more CPU than they gained).
  */
 const PARTS_IN_FLIGHT = 2;
-/** A restore reads ranges of this size, PARTS_IN_FLIGHT of them ahead of the extractor. */
-const RANGE_SIZE = 16 * 1024 * 1024;
+/**
+ * A restore reads ranges of 8 MiB, three on the wire ahead of the extractor (32 MB in all): as fast
+ * as two of 16 MiB against MinIO, with 16 MB less held.
+ */
+const RANGE_SIZE = 8 * 1024 * 1024;
+const RANGES_IN_FLIGHT = 3;
 
 type S3Config = Extract<StoreConfig, { type: "s3" }>;
 
@@ -61,7 +65,7 @@ export class S3Store implements SnapshotStore {
   }
 
   readObject(key: string, size: number, opts: { signal?: AbortSignal } = {}): AsyncIterable<Buffer> {
-    return rangedRead({ client: this.client, bucket: this.cfg.bucket, key: this.key(key), size, rangeSize: RANGE_SIZE, concurrency: PARTS_IN_FLIGHT, signal: opts.signal });
+    return rangedRead({ client: this.client, bucket: this.cfg.bucket, key: this.key(key), size, rangeSize: RANGE_SIZE, concurrency: RANGES_IN_FLIGHT, signal: opts.signal });
   }
 
   async download(key: string): Promise<Readable> {
