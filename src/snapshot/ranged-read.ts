@@ -1,4 +1,4 @@
-import type { Readable } from "node:stream";
+import { addAbortSignal, type Readable } from "node:stream";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 
 export interface RangedReadOptions {
@@ -30,9 +30,9 @@ export async function* rangedRead(o: RangedReadOptions): AsyncGenerator<Buffer> 
     const len = Math.min(o.rangeSize, o.size - start);
     const buf = pool.pop() ?? Buffer.allocUnsafe(o.rangeSize);
     const res = await o.client.send(new GetObjectCommand({ Bucket: o.bucket, Key: o.key, Range: `bytes=${start}-${start + len - 1}` }), { abortSignal: signal });
-    // 'data' events rather than an async iterator: two promises fewer per 64 KiB chunk.
-    const body = res.Body as Readable;
-    let onAbort: () => void = () => undefined;
+    // 'data' events rather than an async iterator: two promises fewer per 64 KiB chunk. The
+    // signal destroys the body (stream.addAbortSignal), which rejects the wait below.
+    const body = addAbortSignal(signal, res.Body as Readable);
     const got = await new Promise<number>((resolve, reject) => {
       let n = 0;
       body.on("data", (chunk: Buffer) => {
@@ -42,9 +42,7 @@ export async function* rangedRead(o: RangedReadOptions): AsyncGenerator<Buffer> 
       });
       body.once("end", () => resolve(n));
       body.once("error", reject);
-      onAbort = () => body.destroy(signal.reason instanceof Error ? signal.reason : new Error("the download was stopped"));
-      signal.addEventListener("abort", onAbort, { once: true });
-    }).finally(() => signal.removeEventListener("abort", onAbort));
+    });
     if (got !== len) throw new Error(`${o.key}: the store sent ${got} of the ${len} bytes at offset ${start}: the object is shorter than the ${o.size} bytes its manifest records`);
     return { buf, len };
   };
