@@ -177,9 +177,12 @@ async function main(): Promise<void> {
     const added = await lab.add(600_000);
     const log = readFileSync(join(added.dir, "statepilot.log"), "utf8").split("\n").find((l) => l.includes('"msg":"restore done"'));
     if (!log) throw new Error(`${added.name} did not restore from the snapshot`);
-    const restoreMs = Number((JSON.parse(log) as { durationMs: number }).durationMs);
+    const done = JSON.parse(log) as { durationMs: number; stagesMs?: { download: number; prepare: number; ownership: number } };
+    const restoreMs = Number(done.durationMs);
     const restorerHwm = hwmMb(added.pids.statepilot);
-    console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; statepilot from MinIO (download, sha256, extract, prepare) ${(restoreMs / 1000).toFixed(2)} s`);
+    const st = done.stagesMs;
+    const stages = st ? ` (download+extract ${(st.download / 1000).toFixed(2)} s, prepare ${(st.prepare / 1000).toFixed(2)} s, ownership ${(st.ownership / 1000).toFixed(2)} s)` : "";
+    console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; statepilot from MinIO (download, sha256, extract, prepare) ${(restoreMs / 1000).toFixed(2)} s${stages}`);
     console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB (before the snapshot: ${rssBefore.rss.toFixed(1)} MB resident, peak so far ${rssBefore.hwm.toFixed(1)} MB), restoring node ${restorerHwm.toFixed(1)} MB`);
     console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${Math.max(takerHwm, restorerHwm).toFixed(1)} backup_vs_mc=${(ourRate / mcRate).toFixed(2)} restore_vs_mc=${(mcRestoreMs / restoreMs).toFixed(2)}`);
   } finally {

@@ -431,7 +431,7 @@ async function restore(o: { cfg: MysqlConfig; store: SnapshotStore; manifest: Ma
     const r = await restoreSnapshot({ store: o.store, manifest, datadir: o.cfg.datadir, logger: o.logger, runAs: process.getuid?.() === 0 ? (o.cfg.runAs ?? "mysql") : undefined });
     o.metrics?.restores.inc();
     o.metrics?.throughput.set({ operation: "restore" }, manifest.rawSize / Math.max(0.001, r.durationMs / 1000));
-    o.logger.info({ id: manifest.id, gtid: r.gtid, bytes: r.bytes, durationMs: r.durationMs, mbPerSecond: +(manifest.rawSize / 1048576 / Math.max(0.001, r.durationMs / 1000)).toFixed(1) }, "restore done");
+    o.logger.info({ id: manifest.id, gtid: r.gtid, bytes: r.bytes, durationMs: r.durationMs, stagesMs: r.stagesMs, mbPerSecond: +(manifest.rawSize / 1048576 / Math.max(0.001, r.durationMs / 1000)).toFixed(1) }, "restore done");
     // The manifest's state is as of its GTID; a restore that found another position has none.
     return { id: manifest.id, gtid: r.gtid, binlogState: r.gtid === manifest.gtid ? manifest.binlogState : undefined };
   } catch (err) {

@@ -267,6 +267,8 @@ export interface RestoreResult {
   gtid: string;
   bytes: number;
   durationMs: number;
+  /** Where the time went: download and extraction (one stream), prepare, and giving the files to `runAs`. */
+  stagesMs: { download: number; prepare: number; ownership: number };
 }
 
 /**
@@ -307,17 +309,24 @@ export async function restoreSnapshot(o: {
     // Every byte is hashed even after the extractor gave up, so a corrupt snapshot is reported
     // as a checksum mismatch rather than as whatever the extractor tripped on. The store reuses
     // each buffer once the next is asked for: a write is awaited until the sink has taken it.
-    for await (const chunk of o.store.readObject(m.key, m.size)) {
-      hash.update(chunk);
+    const onRetry = (err: Error, attempt: number, offset: number) => o.logger.warn({ id: m.id, attempt, offset, reason: err.message }, "snapshot download broke off; resuming from the next byte");
+    for await (const chunk of o.store.readObject(m.key, m.size, { onRetry })) {
       bytes += chunk.length;
       o.onProgress?.({ stage: "download", bytes, total: m.size });
-      if (sinkError) continue;
-      await new Promise<void>((resolve) =>
+      if (sinkError) {
+        hash.update(chunk);
+        continue;
+      }
+      // Handed to the extractor first, hashed while it drains: the pipe between us holds a few
+      // hundred KiB, so hashing first would leave the extractor idle for every chunk's hash.
+      const written = new Promise<void>((resolve) =>
         sink.write(chunk, (err) => {
           if (err) sinkError ??= err;
           resolve();
         }),
       );
+      hash.update(chunk);
+      await written;
     }
   } catch (err) {
     child.kill("SIGKILL");
@@ -338,6 +347,7 @@ export async function restoreSnapshot(o: {
     throw new SnapshotError("extract", `${extract} failed (exit ${code}${sinkError ? `, ${sinkError.message}` : ""}):\n${lastLines(stderr())}`);
   }
   o.onProgress?.({ stage: "prepare", bytes, total: m.size });
+  const downloaded = performance.now();
   const prep = spawn(backup, ["--prepare", `--target-dir=${o.datadir}`], { stdio: ["ignore", "ignore", "pipe"] });
   const prepErr = tail(prep.stderr);
   const prepCode = await new Promise<number | null>((resolve) => prep.once("close", resolve));
@@ -355,6 +365,8 @@ export async function restoreSnapshot(o: {
   }
   // The source node's identity is not ours.
   rmSync(join(o.datadir, "statepilot-node.json"), { force: true });
+  const prepared = performance.now();
   if (process.getuid?.() === 0 && o.runAs && o.runAs !== "root") execFileSync("chown", ["-R", `${o.runAs}:${o.runAs}`, o.datadir]);
-  return { gtid, bytes, durationMs: Math.round(performance.now() - started) };
+  const done = performance.now();
+  return { gtid, bytes, durationMs: Math.round(done - started), stagesMs: { download: Math.round(downloaded - started), prepare: Math.round(prepared - downloaded), ownership: Math.round(done - prepared) } };
 }

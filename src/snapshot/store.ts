@@ -22,7 +22,7 @@ export interface SnapshotStore {
    * The object's first `size` bytes in order, read ahead into a few buffers the store reuses:
    * each yielded buffer is valid only until the next is asked for. Fails if the object is shorter.
    */
-  readObject(key: string, size: number, opts?: { signal?: AbortSignal }): AsyncIterable<Buffer>;
+  readObject(key: string, size: number, opts?: { signal?: AbortSignal | undefined; onRetry?: ((err: Error, attempt: number, offset: number) => void) | undefined }): AsyncIterable<Buffer>;
   putText(key: string, text: string): Promise<void>;
   getText(key: string): Promise<string | undefined>;
   list(prefix: string): Promise<StoredObject[]>;
