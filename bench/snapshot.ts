@@ -10,6 +10,8 @@
  *   restore: `mc cat | mbstream -x` + `mariabackup --prepare`
  * Last line: snapshot: backup_ratio=N restore_ratio=N peak_rss_mb=N backup_vs_mc=N restore_vs_mc=N
  * (the *_vs_mc ratios are statepilot's rate over the pipeline's: >= 1 is as fast or faster).
+ * --repeat N (default 3): the two restores alternate N times, each from a cold cache; the ratio is of
+ * the medians (one run's disk varies by a sixth from the next).
  * --part-mb N sets the multipart part size (mysql.snapshots.partSize) instead of the default.
  */
 import { execFileSync, spawn } from "node:child_process";
@@ -17,7 +19,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
-import { Lab } from "../src/lab/cluster.js";
+import { imageFiles, Lab, repoRoot } from "../src/lab/cluster.js";
 import { findBinary } from "../src/binaries.js";
 import { MinioServer } from "../src/lab/minio-server.js";
 import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
@@ -28,6 +30,9 @@ const argv = process.argv.slice(2);
 const gbArg = argv.indexOf("--gb");
 const GB = gbArg >= 0 ? Number(argv[gbArg + 1]) : 1;
 // --part-mb N: the multipart part size (default: chosen from the datadir's size, 5 MiB up to 45 GB).
+const repeatArg = argv.indexOf("--repeat");
+const repeat = repeatArg >= 0 ? Number(argv[repeatArg + 1]) : 3;
+if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 9)) throw new Error(`--repeat: expected a whole number of restores of each kind from 1 to 9, got ${argv[repeatArg + 1]}`);
 const partArg = argv.indexOf("--part-mb");
 const partMb = partArg >= 0 ? Number(argv[partArg + 1]) : undefined;
 if (partMb !== undefined && !(Number.isInteger(partMb) && partMb >= 5 && partMb <= 512)) throw new Error(`--part-mb: expected a whole number of MiB from 5 to 512, got ${argv[partArg + 1]}`);
@@ -97,6 +102,33 @@ function coldCache(): void {
 }
 let warnedCache = false;
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** `statepilot snapshot restore` of the newest snapshot into `dir`, run as the images run it: its duration and peak memory. */
+async function cliRestore(config: string, dir: string): Promise<{ ms: number; peakMb: number }> {
+  const child = spawn("/bin/sh", [imageFiles().entrypoint, "snapshot", "restore", "--config", config, "--datadir", dir, "--json"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE: process.execPath, STATEPILOT_HOME: repoRoot() } });
+  let out = "";
+  let err = "";
+  let peakMb = 0;
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+  const sample = setInterval(() => {
+    try {
+      peakMb = Math.max(peakMb, Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
+    } catch {
+      // exited between samples
+    }
+  }, 100);
+  const code = await new Promise<number | null>((r) => child.once("close", r));
+  clearInterval(sample);
+  if (code !== 0) throw new Error(`statepilot snapshot restore failed (${code}):\n${err}`);
+  return { ms: Number((JSON.parse(out) as { durationMs: number }).durationMs), peakMb };
+}
+
 function hwmMb(pid: number | null): number {
   if (!pid) return Number.NaN;
   return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
@@ -152,15 +184,6 @@ async function main(): Promise<void> {
     const mcBackupMs = await pipe({ cmd: findBinary("mariabackup"), args: backupArgs, env }, { cmd: mc, args: ["pipe", "bench/bench/mc/backup.xbstream"], env: mcEnv });
     const mcRate = m.rawSize / mcBackupMs;
     console.log(`backup: mariabackup | mc pipe ${(mcBackupMs / 1000).toFixed(2)} s (${(mcRate / 1048.576).toFixed(0)} MiB/s), largest process ${pipePeakMb.toFixed(0)} MB resident`);
-    const mcDir = join(work, "mc-extract");
-    mkdirSync(mcDir);
-    coldCache();
-    const mcExtractMs = await pipe({ cmd: mc, args: ["cat", "bench/bench/mc/backup.xbstream"], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
-    const mcPrepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
-    rmSync(mcDir, { recursive: true, force: true });
-    const mcRestoreMs = mcExtractMs + mcPrepareMs;
-    console.log(`restore: mc cat | mbstream -x ${(mcExtractMs / 1000).toFixed(2)} s + prepare ${(mcPrepareMs / 1000).toFixed(2)} s`);
-
     // Raw restore: the same stream from a local file, extracted, then prepared.
     const file = join(work, "raw.xbstream");
     await run(findBinary("mariabackup"), backupArgs, { stdout: file, env });
@@ -173,18 +196,42 @@ async function main(): Promise<void> {
     rmSync(file, { force: true });
     const rawRestoreMs = extractMs + prepareMs;
 
+    // The restores, alternating: what a user would do instead (`mc cat | mbstream -x`, then
+    // prepare) and statepilot's own (`statepilot snapshot restore`, run as the images run it),
+    // each from a cold cache into a new directory, --repeat times. The disk under MinIO varies by
+    // a sixth from one identical run to the next, so the ratio is of the medians.
+    const mcSamples: number[] = [];
+    const spSamples: Array<{ ms: number; peakMb: number }> = [];
+    for (let i = 0; i < repeat; i++) {
+      const mcDir = join(work, "mc-extract");
+      mkdirSync(mcDir);
+      coldCache();
+      const mcExtractMs = await pipe({ cmd: mc, args: ["cat", "bench/bench/mc/backup.xbstream"], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
+      const mcPrepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
+      rmSync(mcDir, { recursive: true, force: true });
+      mcSamples.push(mcExtractMs + mcPrepareMs);
+      const spDir = join(work, "sp-restore");
+      coldCache();
+      spSamples.push(await cliRestore(n.config, spDir));
+      rmSync(spDir, { recursive: true, force: true });
+      console.log(`restore ${i + 1}/${repeat}: mc cat | mbstream -x ${(mcExtractMs / 1000).toFixed(2)} s + prepare ${(mcPrepareMs / 1000).toFixed(2)} s; statepilot snapshot restore ${(spSamples[i]!.ms / 1000).toFixed(2)} s (${spSamples[i]!.peakMb.toFixed(0)} MB resident at most)`);
+    }
+    const mcRestoreMs = median(mcSamples);
+    const restoreMs = median(spSamples.map((x) => x.ms));
+
+    // And end to end: a new node joins the lab, finds its datadir empty and restores before mysqld starts.
     coldCache();
     const added = await lab.add(600_000);
     const log = readFileSync(join(added.dir, "statepilot.log"), "utf8").split("\n").find((l) => l.includes('"msg":"restore done"'));
     if (!log) throw new Error(`${added.name} did not restore from the snapshot`);
     const done = JSON.parse(log) as { durationMs: number; stagesMs?: { download: number; prepare: number; ownership: number } };
-    const restoreMs = Number(done.durationMs);
     const restorerHwm = hwmMb(added.pids.statepilot);
     const st = done.stagesMs;
     const stages = st ? ` (download+extract ${(st.download / 1000).toFixed(2)} s, prepare ${(st.prepare / 1000).toFixed(2)} s, ownership ${(st.ownership / 1000).toFixed(2)} s)` : "";
-    console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; statepilot from MinIO (download, sha256, extract, prepare) ${(restoreMs / 1000).toFixed(2)} s${stages}`);
+    console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; medians of ${repeat}: mc ${(mcRestoreMs / 1000).toFixed(2)} s, statepilot ${(restoreMs / 1000).toFixed(2)} s; a joining node restored in ${(done.durationMs / 1000).toFixed(2)} s${stages}`);
     console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB (before the snapshot: ${rssBefore.rss.toFixed(1)} MB resident, peak so far ${rssBefore.hwm.toFixed(1)} MB), restoring node ${restorerHwm.toFixed(1)} MB`);
-    console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${Math.max(takerHwm, restorerHwm).toFixed(1)} backup_vs_mc=${(ourRate / mcRate).toFixed(2)} restore_vs_mc=${(mcRestoreMs / restoreMs).toFixed(2)}`);
+    const peak = Math.max(takerHwm, restorerHwm, ...spSamples.map((x) => x.peakMb));
+    console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${peak.toFixed(1)} backup_vs_mc=${(ourRate / mcRate).toFixed(2)} restore_vs_mc=${(mcRestoreMs / restoreMs).toFixed(2)}`);
   } finally {
     await lab.down();
     await minio.destroy();

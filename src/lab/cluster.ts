@@ -138,7 +138,7 @@ export interface NodeView {
 
 const HTTP_PORT = 9090;
 
-function repoRoot(): string {
+export function repoRoot(): string {
   let d = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(d, "package.json"))) {
     const up = dirname(d);

@@ -3,7 +3,7 @@ import { dirname, join, relative } from "node:path";
 import type { Readable } from "node:stream";
 import { open } from "node:fs/promises";
 import { readFull, type ByteSource } from "./byte-source.js";
-import type { SnapshotStore, StoredObject } from "./store.js";
+import type { ReadObjectOptions, SnapshotStore, StoredObject } from "./store.js";
 
 /**
  * A snapshot holds every table, the account tables (password hashes) included: only the owner
@@ -55,18 +55,22 @@ export class LocalStore implements SnapshotStore {
     return createReadStream(p, { highWaterMark: 1 << 20 });
   }
 
-  async *readObject(key: string, size: number, opts: { signal?: AbortSignal } = {}): AsyncIterable<Buffer> {
+  async *readObject(key: string, size: number, opts: ReadObjectOptions = {}): AsyncIterable<Buffer> {
     const file = await open(this.path(key), "r").catch((err: unknown) => {
       throw new Error(`${this.description}: cannot read ${key}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     });
     try {
-      const buf = Buffer.allocUnsafe(Math.min(Math.max(size, 1), 8 << 20));
+      // Shared memory: a restore hashes each chunk on another thread without copying it.
+      const buf = Buffer.from(new SharedArrayBuffer(Math.min(Math.max(size, 1), 8 << 20)));
       for (let at = 0; at < size; ) {
         opts.signal?.throwIfAborted();
         const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, size - at), at);
         if (bytesRead === 0) throw new Error(`${this.description}: ${key} ends after ${at} bytes, shorter than the ${size} bytes its manifest records`);
         at += bytesRead;
-        yield buf.subarray(0, bytesRead);
+        const chunk = buf.subarray(0, bytesRead);
+        const hashed = opts.hash?.update(chunk);
+        yield chunk;
+        await hashed;
       }
     } finally {
       await file.close();

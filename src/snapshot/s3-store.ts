@@ -5,7 +5,7 @@ import type { StoreConfig } from "../config/schema.js";
 import type { ByteSource } from "./byte-source.js";
 import { uploadMultipart } from "./multipart.js";
 import { streamGet } from "./stream-get.js";
-import type { SnapshotStore, StoredObject } from "./store.js";
+import type { ReadObjectOptions, SnapshotStore, StoredObject } from "./store.js";
 
 /**
  * Parts on the wire at once. Two keep the link busy while the next part fills (measured against
@@ -72,7 +72,7 @@ export class S3Store implements SnapshotStore {
     await uploadMultipart({ client: this.client, bucket: this.cfg.bucket, key: this.key(key), source: body, partSize: opts.partSize, concurrency: PARTS_IN_FLIGHT, extra: this.encryption(), signal: opts.signal });
   }
 
-  readObject(key: string, size: number, opts: { signal?: AbortSignal; onRetry?: (err: Error, attempt: number, offset: number) => void } = {}): AsyncIterable<Buffer> {
+  readObject(key: string, size: number, opts: ReadObjectOptions = {}): AsyncIterable<Buffer> {
     const full = this.key(key);
     return streamGet({
       sign: async () => new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.cfg.bucket, Key: full }), { expiresIn: SIGNED_URL_SECONDS })),
@@ -84,6 +84,7 @@ export class S3Store implements SnapshotStore {
       idleTimeoutMs: READ_IDLE_TIMEOUT_MS,
       signal: opts.signal,
       onRetry: opts.onRetry,
+      hash: opts.hash,
     });
   }
 

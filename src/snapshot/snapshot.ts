@@ -9,6 +9,7 @@ import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
 import { mariaStateAt, type Flavor } from "../mysql/gtid.js";
 import type { SnapshotStore } from "./store.js";
+import { ParallelHash } from "./parallel-hash.js";
 
 /** Stored next to each snapshot as manifest.json. */
 export interface Manifest {
@@ -293,7 +294,8 @@ export async function restoreSnapshot(o: {
   const wipe = () => {
     for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
   };
-  const hash = createHash("sha256");
+  // On its own thread: the thread feeding the extractor must not stop for it (see parallel-hash.ts).
+  const hash = new ParallelHash();
   let bytes = 0;
   const child = spawn(extract, ["-x", "-C", o.datadir], { stdio: ["pipe", "ignore", "pipe"] });
   const stderr = tail(child.stderr);
@@ -310,34 +312,29 @@ export async function restoreSnapshot(o: {
     // as a checksum mismatch rather than as whatever the extractor tripped on. The store reuses
     // each buffer once the next is asked for: a write is awaited until the sink has taken it.
     const onRetry = (err: Error, attempt: number, offset: number) => o.logger.warn({ id: m.id, attempt, offset, reason: err.message }, "snapshot download broke off; resuming from the next byte");
-    for await (const chunk of o.store.readObject(m.key, m.size, { onRetry })) {
+    // The store feeds the hash itself, beside this loop, so that waiting on one never holds up the other.
+    for await (const chunk of o.store.readObject(m.key, m.size, { onRetry, hash })) {
       bytes += chunk.length;
       o.onProgress?.({ stage: "download", bytes, total: m.size });
-      if (sinkError) {
-        hash.update(chunk);
-        continue;
-      }
-      // Handed to the extractor first, hashed while it drains: the pipe between us holds a few
-      // hundred KiB, so hashing first would leave the extractor idle for every chunk's hash.
-      const written = new Promise<void>((resolve) =>
+      if (sinkError) continue;
+      await new Promise<void>((resolve) =>
         sink.write(chunk, (err) => {
           if (err) sinkError ??= err;
           resolve();
         }),
       );
-      hash.update(chunk);
-      await written;
     }
   } catch (err) {
     child.kill("SIGKILL");
     await exited;
+    await hash.close();
     wipe();
     throw new SnapshotError("download", `reading ${m.key} from ${o.store.description} failed after ${bytes} bytes: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   if (!sinkError) sink.end();
   else child.stdin.destroy();
   const code = await exited;
-  const digest = hash.digest("hex");
+  const digest = await hash.digest().finally(() => hash.close());
   if (digest !== m.sha256) {
     wipe();
     throw new SnapshotError("checksum", `snapshot ${m.id} is corrupt: sha256 ${digest} of the ${bytes} bytes read does not match the manifest's ${m.sha256} (${m.size} bytes); the datadir was emptied again`);

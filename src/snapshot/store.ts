@@ -8,6 +8,17 @@ export interface StoredObject {
   modified: Date;
 }
 
+export interface ReadObjectOptions {
+  signal?: AbortSignal | undefined;
+  /** A broken connection is being resumed from `offset`. */
+  onRetry?: ((err: Error, attempt: number, offset: number) => void) | undefined;
+  /**
+   * Fed every byte read, in order, beside the reader (a hash on another thread): the store reuses
+   * a buffer only once both are done with it.
+   */
+  hash?: { update(chunk: Uint8Array): Promise<void> } | undefined;
+}
+
 /** Where snapshots live. Keys are relative ("<cluster>/<id>/manifest.json"). */
 export interface SnapshotStore {
   readonly description: string;
@@ -22,7 +33,7 @@ export interface SnapshotStore {
    * The object's first `size` bytes in order, read ahead into a few buffers the store reuses:
    * each yielded buffer is valid only until the next is asked for. Fails if the object is shorter.
    */
-  readObject(key: string, size: number, opts?: { signal?: AbortSignal | undefined; onRetry?: ((err: Error, attempt: number, offset: number) => void) | undefined }): AsyncIterable<Buffer>;
+  readObject(key: string, size: number, opts?: ReadObjectOptions): AsyncIterable<Buffer>;
   putText(key: string, text: string): Promise<void>;
   getText(key: string): Promise<string | undefined>;
   list(prefix: string): Promise<StoredObject[]>;

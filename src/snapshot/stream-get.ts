@@ -1,4 +1,5 @@
 import { connect as netConnect, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 
 /**
@@ -30,6 +31,11 @@ export interface StreamGetOptions {
   /** An attempt that receives nothing for this long fails (and is retried). */
   idleTimeoutMs: number;
   signal?: AbortSignal | undefined;
+  /**
+   * Sees every byte in order, off the reader's path: its `update` may finish later (on another
+   * thread, reading the ring's shared memory), and the slot waits for it before it is reused.
+   */
+  hash?: { update(chunk: Uint8Array): Promise<void> } | undefined;
   /** Called before a retry, with what failed. */
   onRetry?: (err: Error, attempt: number, offset: number) => void;
 }
@@ -63,7 +69,8 @@ interface Chunk {
 export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
   if (o.slots < 2 || o.slotSize < MIN_READ * 2) throw new Error(`streamGet needs at least 2 slots of ${MIN_READ * 2} bytes`);
   if (o.size === 0) return;
-  const ring = Array.from({ length: o.slots }, () => Buffer.allocUnsafe(o.slotSize));
+  // Shared memory, so that the hashing thread reads the chunks where they landed (parallel-hash.ts).
+  const ring = Array.from({ length: o.slots }, () => Buffer.from(new SharedArrayBuffer(o.slotSize)));
   const outstanding = new Array<number>(o.slots).fill(0);
   const queue: Chunk[] = [];
   let received = 0;
@@ -82,8 +89,12 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
   let socket: Socket | undefined;
 
   let slotFreed: (() => void) | undefined;
-  const release = (c: Chunk) => {
-    outstanding[c.slot] = outstanding[c.slot]! - 1;
+  // Ours and the caller's: the reader giving up stops the transfer too (no retry, no socket left).
+  const stop = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
+  // A slot is reused once the reader let go of its chunks and the hash (if any) has seen them.
+  const release = (at: number) => {
+    outstanding[at] = outstanding[at]! - 1;
     if (paused && outstanding[slot] === 0) {
       paused = false;
       socket?.resume();
@@ -105,14 +116,14 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
       const done = (err?: Error): false => {
         if (!settled) {
           settled = true;
-          o.signal?.removeEventListener("abort", onAbort);
+          signal.removeEventListener("abort", onAbort);
           sock.destroy();
           if (err) reject(err);
           else resolve();
         }
         return false;
       };
-      const onAbort = () => done(o.signal?.reason instanceof Error ? o.signal.reason : new Error("the download was stopped"));
+      const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new Error("the download was stopped"));
       // Body bytes, in place in the ring, queued for the reader.
       const take = (body: Buffer) => {
         const room = expected - (received - start);
@@ -120,6 +131,18 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
         if (part.length) {
           queue.push({ buf: part, slot });
           outstanding[slot] = outstanding[slot]! + 1;
+          if (o.hash) {
+            const at = slot;
+            outstanding[at] = outstanding[at]! + 1;
+            o.hash.update(part).then(
+              () => release(at),
+              (err: unknown) => {
+                failure ??= err instanceof Error ? err : new Error(String(err));
+                stop.abort(failure);
+                notify();
+              },
+            );
+          }
           received += part.length;
           notify();
         }
@@ -182,8 +205,8 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
         if (errorBody) done(statusError(o.key, o.size, status, Buffer.concat(errorBody).toString("utf8")));
         else done(new StreamGetError(`${o.key}: the store closed the connection at byte ${received} of ${o.size}`, true));
       });
-      if (o.signal?.aborted) return onAbort();
-      o.signal?.addEventListener("abort", onAbort, { once: true });
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
       sock.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nRange: bytes=${start}-${o.size - 1}\r\nUser-Agent: statepilot\r\nConnection: close\r\n\r\n`);
     });
 
@@ -198,9 +221,9 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
         await attempt(u);
       } catch (err) {
         const e = err instanceof Error ? err : new Error(String(err));
-        if (o.signal?.aborted || !(e instanceof StreamGetError) || !e.retriable || tries >= o.attempts) throw e;
+        if (signal.aborted || !(e instanceof StreamGetError) || !e.retriable || tries >= o.attempts) throw e;
         o.onRetry?.(e, tries, received);
-        await new Promise((r) => setTimeout(r, 250 * 2 ** tries));
+        await sleep(250 * 2 ** tries, undefined, { signal });
       }
     }
   };
@@ -212,8 +235,10 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
   let prev: Chunk | undefined;
   try {
     for (;;) {
-      if (prev) release(prev);
+      if (prev) release(prev.slot);
       prev = undefined;
+      // Cancelled: at once, not after what is already queued.
+      if (failure && o.signal?.aborted) throw failure;
       while (!queue.length && !failure && !finished) await new Promise<void>((r) => (wake = r));
       const next = queue.shift();
       if (next) {
@@ -223,8 +248,12 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
       else return;
     }
   } finally {
-    // Stopped early (an error, or the reader gave up): the connection goes with it.
-    if (!finished) socket?.destroy();
+    // Stopped early (an error, or the reader gave up): the transfer and its connection go with it.
+    if (!finished) {
+      stop.abort(new Error("the reader stopped"));
+      slotFreed?.();
+      socket?.destroy();
+    }
   }
 }
 

@@ -4,6 +4,7 @@ import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MinioServer } from "../../src/lab/minio-server.js";
 import { bufferSource, type ByteSource } from "../../src/snapshot/byte-source.js";
+import { ParallelHash } from "../../src/snapshot/parallel-hash.js";
 import { S3Store } from "../../src/snapshot/s3-store.js";
 
 const MiB = 1024 * 1024;
@@ -52,16 +53,23 @@ describe("S3Store.upload against a real MinIO (pooled multipart, unsigned parts)
     await store.upload("ranged", bufferSource(data), { partSize: 16 * MiB });
     // A slow reader holds each chunk across a turn of the event loop: the ring fills and the
     // socket waits for it; whatever the pace, the bytes come out the same.
+    // The slow pass also hands the store a hash on another thread, fed beside the reader.
     for (const slow of [false, true]) {
       const hash = createHash("sha256");
+      const beside = new ParallelHash();
       let n = 0;
-      for await (const chunk of store.readObject("ranged", data.length)) {
-        hash.update(chunk);
-        n += chunk.length;
-        if (slow) await new Promise((r) => setImmediate(r));
+      try {
+        for await (const chunk of store.readObject("ranged", data.length, slow ? { hash: beside } : {})) {
+          hash.update(chunk);
+          n += chunk.length;
+          if (slow) await new Promise((r) => setImmediate(r));
+        }
+        expect({ slow, n }).toEqual({ slow, n: data.length });
+        expect(hash.digest("hex")).toBe(sha(data));
+        if (slow) expect(await beside.digest()).toBe(sha(data));
+      } finally {
+        await beside.close();
       }
-      expect({ slow, n }).toEqual({ slow, n: data.length });
-      expect(hash.digest("hex")).toBe(sha(data));
     }
     await expect(
       (async () => {

@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { bufferSource } from "../../src/snapshot/byte-source.js";
 import { LocalStore } from "../../src/snapshot/local-store.js";
+import { ParallelHash } from "../../src/snapshot/parallel-hash.js";
 
 describe("local snapshot store", () => {
   let dir = "";
@@ -32,7 +34,13 @@ describe("local snapshot store", () => {
     data[data.length - 1] = 9;
     await store.upload("c1/s2/backup.xbstream", bufferSource(data), { partSize: 5 << 20 });
     const parts: Buffer[] = [];
-    for await (const chunk of store.readObject("c1/s2/backup.xbstream", data.length)) parts.push(Buffer.from(chunk));
+    const beside = new ParallelHash();
+    try {
+      for await (const chunk of store.readObject("c1/s2/backup.xbstream", data.length, { hash: beside })) parts.push(Buffer.from(chunk));
+      expect(await beside.digest()).toBe(createHash("sha256").update(data).digest("hex"));
+    } finally {
+      await beside.close();
+    }
     expect(Buffer.concat(parts).equals(data)).toBe(true);
     const short = async () => {
       for await (const _ of store.readObject("c1/s2/backup.xbstream", data.length + 1)) {
