@@ -77,6 +77,7 @@ export class S3Store implements SnapshotStore {
   readObject(key: string, size: number, opts: ReadObjectOptions = {}): AsyncIterable<Buffer> {
     const full = this.key(key);
     return streamGet({
+      ...opts,
       sign: async () => new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.cfg.bucket, Key: full }), { expiresIn: SIGNED_URL_SECONDS })),
       key: full,
       size,
@@ -84,9 +85,6 @@ export class S3Store implements SnapshotStore {
       slotSize: RING_SLOT_SIZE,
       attempts: READ_ATTEMPTS,
       idleTimeoutMs: READ_IDLE_TIMEOUT_MS,
-      signal: opts.signal,
-      onRetry: opts.onRetry,
-      hash: opts.hash,
     });
   }
 

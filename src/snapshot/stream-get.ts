@@ -1,6 +1,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import type { ReadObjectOptions } from "./store.js";
 
 /**
  * One object read as a single HTTP GET straight into a ring of buffers we own, for a restore.
@@ -16,7 +17,7 @@ import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
  * A connection that breaks is resumed where it stopped (a Range request from the next byte), up
  * to `attempts` times in all, so a long restore does not start over for one reset.
  */
-export interface StreamGetOptions {
+export interface StreamGetOptions extends ReadObjectOptions {
   /** A signed GET URL for the object, asked again for every attempt (signatures expire). */
   sign: () => Promise<URL>;
   /** Named in errors. */
@@ -30,14 +31,8 @@ export interface StreamGetOptions {
   attempts: number;
   /** An attempt that receives nothing for this long fails (and is retried). */
   idleTimeoutMs: number;
-  signal?: AbortSignal | undefined;
-  /**
-   * Sees every byte in order, off the reader's path: its `update` may finish later (on another
-   * thread, reading the ring's shared memory), and the slot waits for it before it is reused.
-   */
-  hash?: { update(chunk: Uint8Array): Promise<void> } | undefined;
-  /** Called before a retry, with what failed. */
-  onRetry?: (err: Error, attempt: number, offset: number) => void;
+  // signal, onRetry and hash: as for SnapshotStore.readObject. A hash's `update` may finish later
+  // (on another thread, reading the ring's shared memory); the slot waits for it before reuse.
 }
 
 /** A failure worth another connection (a reset, a timeout, a 5xx), or not (a 4xx, a short object). */
@@ -257,7 +252,7 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
   }
 }
 
-function parseHead(text: string): { status: number; length: number | undefined; chunked: boolean; total: number } {
+function parseHead(text: string): { status: number; length: number | undefined; chunked: boolean } {
   const lines = text.split("\r\n");
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "")?.[1] ?? 0);
   let length: number | undefined;
@@ -269,7 +264,7 @@ function parseHead(text: string): { status: number; length: number | undefined; 
     if (name === "content-length") length = Number(value);
     if (name === "transfer-encoding" && /chunked/i.test(value)) chunked = true;
   }
-  return { status, length, chunked, total: text.length };
+  return { status, length, chunked };
 }
 
 function statusError(key: string, size: number, status: number, body: string): StreamGetError {
