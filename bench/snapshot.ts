@@ -58,30 +58,42 @@ async function run(cmd: string, args: string[], io: { stdin?: string; stdout?: s
 /** The largest resident size of one process of the last `pipe`, in MB. */
 let pipePeakMb = 0;
 
-/** `a | b`: two processes, a's stdout into b's stdin; resolves with the elapsed ms once both succeeded. */
-async function pipe(a: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }, b: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }): Promise<number> {
-  const started = performance.now();
-  pipePeakMb = 0;
-  const left = spawn(a.cmd, a.args, { stdio: ["ignore", "pipe", "pipe"], env: a.env ?? process.env });
-  const right = spawn(b.cmd, b.args, { stdio: [left.stdout!, "ignore", "pipe"], env: b.env ?? process.env });
-  // The right side has the pipe now; this process's end would keep the left one from closing.
-  left.stdout!.destroy();
-  const errs = ["", ""];
-  // The pipeline's own memory, sampled (a process's peak is gone once it exits).
-  const sample = setInterval(() => {
-    for (const c of [left, right]) {
+/**
+ * The largest resident size of any of these processes, in MB, sampled every 100 ms until stop()
+ * (a process's own peak, VmHWM, is gone once it exits).
+ */
+function peakRss(pids: Array<number | undefined>): { stop(): number } {
+  let peak = 0;
+  const timer = setInterval(() => {
+    for (const pid of pids) {
       try {
-        const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${c.pid}/status`, "utf8"))?.[1]) / 1024;
-        if (rss > pipePeakMb) pipePeakMb = rss;
+        peak = Math.max(peak, Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
       } catch {
         // exited between samples
       }
     }
   }, 100);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+/** `a | b`: two processes, a's stdout into b's stdin; resolves with the elapsed ms once both succeeded. */
+async function pipe(a: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }, b: { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }): Promise<number> {
+  const started = performance.now();
+  const left = spawn(a.cmd, a.args, { stdio: ["ignore", "pipe", "pipe"], env: a.env ?? process.env });
+  const right = spawn(b.cmd, b.args, { stdio: [left.stdout!, "ignore", "pipe"], env: b.env ?? process.env });
+  // The right side has the pipe now; this process's end would keep the left one from closing.
+  left.stdout!.destroy();
+  const errs = ["", ""];
+  const sampler = peakRss([left.pid, right.pid]);
   left.stderr!.on("data", (d: Buffer) => (errs[0] = (errs[0] + d.toString()).slice(-4000)));
   right.stderr!.on("data", (d: Buffer) => (errs[1] = (errs[1] + d.toString()).slice(-4000)));
   const [ca, cb] = await Promise.all([new Promise<number | null>((r) => left.once("exit", r)), new Promise<number | null>((r) => right.once("exit", r))]);
-  clearInterval(sample);
+  pipePeakMb = sampler.stop();
   if (ca !== 0 || cb !== 0) throw new Error(`${a.cmd} | ${b.cmd} failed (${ca}, ${cb}):\n${errs.join("\n")}`);
   return performance.now() - started;
 }
@@ -113,18 +125,11 @@ async function cliRestore(config: string, dir: string): Promise<{ ms: number; pe
   const child = spawn("/bin/sh", [imageFiles().entrypoint, "snapshot", "restore", "--config", config, "--datadir", dir, "--json"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE: process.execPath, STATEPILOT_HOME: repoRoot() } });
   let out = "";
   let err = "";
-  let peakMb = 0;
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  const sample = setInterval(() => {
-    try {
-      peakMb = Math.max(peakMb, Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1] ?? 0) / 1024);
-    } catch {
-      // exited between samples
-    }
-  }, 100);
+  const sampler = peakRss([child.pid]);
   const code = await new Promise<number | null>((r) => child.once("close", r));
-  clearInterval(sample);
+  const peakMb = sampler.stop();
   if (code !== 0) throw new Error(`statepilot snapshot restore failed (${code}):\n${err}`);
   return { ms: Number((JSON.parse(out) as { durationMs: number }).durationMs), peakMb };
 }
