@@ -52,9 +52,11 @@ const MIN_READ = 64 * 1024;
 const HEADER_LIMIT = 64 * 1024;
 const ERROR_BODY_LIMIT = 16 * 1024;
 
+/** Bytes `start` to `end` of a slot. */
 interface Chunk {
-  buf: Buffer;
   slot: number;
+  start: number;
+  end: number;
 }
 
 /**
@@ -99,6 +101,23 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
     }
   };
 
+  // Body bytes in the current slot not yet given to the hash.
+  let unhashed: Chunk | undefined;
+  const hashUnhashed = () => {
+    const c = unhashed;
+    unhashed = undefined;
+    if (!c || !o.hash) return;
+    outstanding[c.slot] = outstanding[c.slot]! + 1;
+    o.hash.update(ring[c.slot]!.subarray(c.start, c.end)).then(
+      () => release(c.slot),
+      (err: unknown) => {
+        failure ??= err instanceof Error ? err : new Error(String(err));
+        stop.abort(failure);
+        notify();
+      },
+    );
+  };
+
   /** One connection: GET from byte `received` to the end; resolves once every byte asked for arrived. */
   const attempt = (u: URL): Promise<void> =>
     new Promise<void>((resolve, reject) => {
@@ -120,28 +139,27 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
       };
       const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new Error("the download was stopped"));
       // Body bytes, in place in the ring, queued for the reader.
+      // Consecutive reads into one slot join the chunk the reader has not taken yet, and the range
+      // the hash has not been given yet: one write and one message per run of bytes, not per read.
       const take = (body: Buffer) => {
         const room = expected - (received - start);
-        const part = body.length > room ? body.subarray(0, room) : body;
-        if (part.length) {
-          queue.push({ buf: part, slot });
-          outstanding[slot] = outstanding[slot]! + 1;
-          if (o.hash) {
-            const at = slot;
-            outstanding[at] = outstanding[at]! + 1;
-            o.hash.update(part).then(
-              () => release(at),
-              (err: unknown) => {
-                failure ??= err instanceof Error ? err : new Error(String(err));
-                stop.abort(failure);
-                notify();
-              },
-            );
+        const length = Math.min(body.length, room);
+        if (length) {
+          const from = body.byteOffset - ring[slot]!.byteOffset;
+          const last = queue[queue.length - 1];
+          if (last && last.slot === slot && last.end === from) last.end = from + length;
+          else {
+            queue.push({ slot, start: from, end: from + length });
+            outstanding[slot] = outstanding[slot]! + 1;
           }
-          received += part.length;
+          if (unhashed && (unhashed.slot !== slot || unhashed.end !== from)) hashUnhashed();
+          if (unhashed) unhashed.end = from + length;
+          else unhashed = { slot, start: from, end: from + length };
+          received += length;
           notify();
         }
         if (received - start === expected) {
+          hashUnhashed();
           finished = true;
           done();
           notify();
@@ -151,6 +169,7 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
       const advance = (nread: number): boolean => {
         fill += nread;
         if (o.slotSize - fill >= MIN_READ) return true;
+        hashUnhashed();
         slot = (slot + 1) % o.slots;
         fill = 0;
         if (outstanding[slot]! > 0) paused = true;
@@ -238,7 +257,7 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
       const next = queue.shift();
       if (next) {
         prev = next;
-        yield next.buf;
+        yield ring[next.slot]!.subarray(next.start, next.end);
       } else if (failure) throw failure;
       else return;
     }
