@@ -44,7 +44,7 @@ export async function restoreToPointCommand(args: ParsedArgs, config: Config & {
   const { createLogger } = await import("../log.js");
   const m = config.mysql;
   out(`restoring cluster ${m.cluster} as of ${describePoint(point)} from ${store.description} into ${datadir}`);
-  const r = await restoreToPoint({ store, cluster: m.cluster, datadir, point, logger: createLogger(config.logging), runAs: m.runAs, ...(m.binary ? { mysqld: m.binary } : {}), progress: (line) => out(`  ${line}`) });
+  const r = await restoreToPoint({ store, cluster: m.cluster, datadir, point, logger: createLogger(config.logging, process.stderr), runAs: m.runAs, ...(m.binary ? { mysqld: m.binary } : {}), progress: (line) => out(`  ${line}`) });
   if (outputFormat(args) !== "table") {
     emit(outputFormat(args), { datadir, point: describePoint(point), snapshot: r.snapshot.id, gtid: r.gtid, transactions: r.transactions, segments: r.segments, bytesApplied: r.bytesApplied, lastTransactionAt: r.lastTransactionAt, durationMs: r.durationMs }, () => "");
     return 0;

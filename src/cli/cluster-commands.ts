@@ -327,9 +327,9 @@ export async function snapshotCommand(args: ParsedArgs, configPath: string | und
         if (!manifest) throw new UsageError(id ? `--id: no snapshot ${JSON.stringify(id)} in ${store.description} (see statepilot snapshot list)` : `no snapshot of cluster ${m.cluster} in ${store.description}`);
         const { createLogger } = await import("../log.js");
         const progress = new Progress(`restore ${manifest.id}`);
-        const r = await restoreSnapshot({ store, manifest, datadir, logger: createLogger(config.logging), runAs: m.runAs, onProgress: (p) => progress.update(p.bytes, p.total, p.stage) }).finally(() => progress.done());
+        const r = await restoreSnapshot({ store, manifest, datadir, logger: createLogger(config.logging, process.stderr), runAs: m.runAs, onProgress: (p) => progress.update(p.bytes, p.total, p.stage) }).finally(() => progress.done());
         if (outputFormat(args) !== "table") {
-          emit(outputFormat(args), { id: manifest.id, datadir, gtid: r.gtid, durationMs: r.durationMs }, () => "");
+          emit(outputFormat(args), { id: manifest.id, datadir, gtid: r.gtid, durationMs: r.durationMs, stagesMs: r.stagesMs }, () => "");
           return 0;
         }
         out(`restored ${manifest.id} into ${datadir} in ${(r.durationMs / 1000).toFixed(1)} s; replicate from GTID ${r.gtid} (MariaDB: SET GLOBAL gtid_slave_pos = '${r.gtid}')`);

@@ -183,8 +183,11 @@ describe("the runbook", () => {
     const list = json<Array<{ id: string }>>(await cli(["snapshot", "list", "-o", "json"]));
     expect(list[0]?.id).toBe(m.id);
     const into = join(dir, "restored");
-    const r = json<{ id: string; datadir: string; gtid: string }>(await cli(["snapshot", "restore", "--id", m.id, "--datadir", into, "-o", "json"]));
+    const r = json<{ id: string; datadir: string; gtid: string; stagesMs: { download: number; prepare: number } }>(await cli(["snapshot", "restore", "--id", m.id, "--datadir", into, "-o", "json"]));
     expect(r).toMatchObject({ id: m.id, datadir: into, gtid: m.gtid });
+    // Where the time went, for scripts and benchmarks.
+    expect(r.stagesMs.download).toBeGreaterThan(0);
+    expect(r.stagesMs.prepare).toBeGreaterThan(0);
     expect(existsSync(join(into, "mysql"))).toBe(true);
     // On a terminal (script(1) gives the CLI a pty) the restore draws its progress line.
     const tty = join(dir, "restored-tty");
