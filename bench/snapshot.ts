@@ -29,10 +29,10 @@ import { runMain } from "./run-main.js";
 const argv = process.argv.slice(2);
 const gbArg = argv.indexOf("--gb");
 const GB = gbArg >= 0 ? Number(argv[gbArg + 1]) : 1;
-// --part-mb N: the multipart part size (default: chosen from the datadir's size, 5 MiB up to 45 GB).
 const repeatArg = argv.indexOf("--repeat");
 const repeat = repeatArg >= 0 ? Number(argv[repeatArg + 1]) : 3;
 if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 9)) throw new Error(`--repeat: expected a whole number of restores of each kind from 1 to 9, got ${argv[repeatArg + 1]}`);
+// --part-mb N: the multipart part size (default: chosen from the datadir's size, see choosePartSize).
 const partArg = argv.indexOf("--part-mb");
 const partMb = partArg >= 0 ? Number(argv[partArg + 1]) : undefined;
 if (partMb !== undefined && !(Number.isInteger(partMb) && partMb >= 5 && partMb <= 512)) throw new Error(`--part-mb: expected a whole number of MiB from 5 to 512, got ${argv[partArg + 1]}`);
@@ -121,7 +121,7 @@ function median(xs: number[]): number {
 }
 
 /** `statepilot snapshot restore` of the newest snapshot into `dir`, run as the images run it: its duration and peak memory. */
-async function cliRestore(config: string, dir: string): Promise<{ ms: number; peakMb: number }> {
+async function cliRestore(config: string, dir: string): Promise<{ ms: number; peakMb: number; stages: string }> {
   const child = spawn("/bin/sh", [imageFiles().entrypoint, "snapshot", "restore", "--config", config, "--datadir", dir, "--json"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE: process.execPath, STATEPILOT_HOME: repoRoot() } });
   let out = "";
   let err = "";
@@ -131,7 +131,12 @@ async function cliRestore(config: string, dir: string): Promise<{ ms: number; pe
   const code = await new Promise<number | null>((r) => child.once("close", r));
   const peakMb = sampler.stop();
   if (code !== 0) throw new Error(`statepilot snapshot restore failed (${code}):\n${err}`);
-  return { ms: Number((JSON.parse(out) as { durationMs: number }).durationMs), peakMb };
+  const r = JSON.parse(out) as { durationMs: number; stagesMs: { download: number; prepare: number; ownership: number } };
+  return { ms: Number(r.durationMs), peakMb, stages: stagesText(r.stagesMs) };
+}
+
+function stagesText(st: { download: number; prepare: number; ownership: number }): string {
+  return `download+extract ${(st.download / 1000).toFixed(2)} s, prepare ${(st.prepare / 1000).toFixed(2)} s, ownership ${(st.ownership / 1000).toFixed(2)} s`;
 }
 
 function hwmMb(pid: number | null): number {
@@ -206,20 +211,36 @@ async function main(): Promise<void> {
     // each from a cold cache into a new directory, --repeat times. The disk under MinIO varies by
     // a sixth from one identical run to the next, so the ratio is of the medians.
     const mcSamples: number[] = [];
-    const spSamples: Array<{ ms: number; peakMb: number }> = [];
+    const spSamples: Array<{ ms: number; peakMb: number; stages: string }> = [];
+    // Which goes first alternates too: each restore also inherits the disk's state from the one
+    // before it (the other's 10 GB just deleted, on a filesystem mounted with discard).
     for (let i = 0; i < repeat; i++) {
-      const mcDir = join(work, "mc-extract");
-      mkdirSync(mcDir);
-      coldCache();
-      const mcExtractMs = await pipe({ cmd: mc, args: ["cat", "bench/bench/mc/backup.xbstream"], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
-      const mcPrepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
-      rmSync(mcDir, { recursive: true, force: true });
-      mcSamples.push(mcExtractMs + mcPrepareMs);
-      const spDir = join(work, "sp-restore");
-      coldCache();
-      spSamples.push(await cliRestore(n.config, spDir));
-      rmSync(spDir, { recursive: true, force: true });
-      console.log(`restore ${i + 1}/${repeat}: mc cat | mbstream -x ${(mcExtractMs / 1000).toFixed(2)} s + prepare ${(mcPrepareMs / 1000).toFixed(2)} s; statepilot snapshot restore ${(spSamples[i]!.ms / 1000).toFixed(2)} s (${spSamples[i]!.peakMb.toFixed(0)} MB resident at most)`);
+      let mcText = "";
+      const mcRestore = async () => {
+        const mcDir = join(work, "mc-extract");
+        mkdirSync(mcDir);
+        coldCache();
+        const mcExtractMs = await pipe({ cmd: mc, args: ["cat", "bench/bench/mc/backup.xbstream"], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
+        const mcPrepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
+        rmSync(mcDir, { recursive: true, force: true });
+        mcSamples.push(mcExtractMs + mcPrepareMs);
+        mcText = `mc cat | mbstream -x ${(mcExtractMs / 1000).toFixed(2)} s + prepare ${(mcPrepareMs / 1000).toFixed(2)} s`;
+      };
+      const spRestore = async () => {
+        const spDir = join(work, "sp-restore");
+        coldCache();
+        spSamples.push(await cliRestore(n.config, spDir));
+        rmSync(spDir, { recursive: true, force: true });
+      };
+      if (i % 2 === 0) {
+        await mcRestore();
+        await spRestore();
+      } else {
+        await spRestore();
+        await mcRestore();
+      }
+      const sp = spSamples[i]!;
+      console.log(`restore ${i + 1}/${repeat} (${i % 2 === 0 ? "mc first" : "statepilot first"}): ${mcText}; statepilot snapshot restore ${(sp.ms / 1000).toFixed(2)} s (${sp.stages}; ${sp.peakMb.toFixed(0)} MB resident at most)`);
     }
     const mcRestoreMs = median(mcSamples);
     const restoreMs = median(spSamples.map((x) => x.ms));
@@ -231,8 +252,7 @@ async function main(): Promise<void> {
     if (!log) throw new Error(`${added.name} did not restore from the snapshot`);
     const done = JSON.parse(log) as { durationMs: number; stagesMs?: { download: number; prepare: number; ownership: number } };
     const restorerHwm = hwmMb(added.pids.statepilot);
-    const st = done.stagesMs;
-    const stages = st ? ` (download+extract ${(st.download / 1000).toFixed(2)} s, prepare ${(st.prepare / 1000).toFixed(2)} s, ownership ${(st.ownership / 1000).toFixed(2)} s)` : "";
+    const stages = done.stagesMs ? ` (${stagesText(done.stagesMs)})` : "";
     console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; medians of ${repeat}: mc ${(mcRestoreMs / 1000).toFixed(2)} s, statepilot ${(restoreMs / 1000).toFixed(2)} s; a joining node restored in ${(done.durationMs / 1000).toFixed(2)} s${stages}`);
     console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB (before the snapshot: ${rssBefore.rss.toFixed(1)} MB resident, peak so far ${rssBefore.hwm.toFixed(1)} MB), restoring node ${restorerHwm.toFixed(1)} MB`);
     const peak = Math.max(takerHwm, restorerHwm, ...spSamples.map((x) => x.peakMb));

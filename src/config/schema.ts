@@ -385,7 +385,7 @@ export const Snapshots = z
     keepLast: z.number().int().min(1).default(7).describe("Retention: keep at least the newest N snapshots."),
     keepDays: z.number().positive().optional().describe("Retention: also keep every snapshot newer than this many days; older ones beyond keepLast are pruned."),
     restoreOnEmpty: z.boolean().default(true).describe("A node starting with an empty datadir in an initialised cluster restores the latest snapshot instead of replicating everything."),
-    partSize: z.number().int().min(5 * 1024 * 1024).optional().describe("Multipart part size in bytes (the upload holds three parts in memory); default 16 MiB, larger for a datadir over about 96 GB so that a backup stays under 10,000 parts."),
+    partSize: z.number().int().min(5 * 1024 * 1024).optional().describe("Multipart part size in bytes (the upload holds three parts in memory); default 32 MiB, larger for a datadir over about 192 GB so that a backup stays under 10,000 parts."),
     checkEvery: duration(1_000).prefault("10s").describe("How often a node checks whether a snapshot is due."),
     archive: Archive,
   })

@@ -41,8 +41,9 @@ describe("snapshot retention", () => {
 
   it("sizes parts so that a large datadir stays under S3's 10,000 parts", () => {
     const MiB = 1024 * 1024;
-    expect(choosePartSize(100 * MiB)).toBe(16 * MiB);
-    expect(choosePartSize(90 * 1024 * MiB)).toBe(16 * MiB);
+    expect(choosePartSize(100 * MiB)).toBe(32 * MiB);
+    expect(choosePartSize(180 * 1024 * MiB)).toBe(32 * MiB);
+    expect(choosePartSize(200 * 1024 * MiB)).toBeGreaterThan(32 * MiB);
     const tb = 2 * 1024 * 1024 * MiB;
     const part = choosePartSize(tb);
     expect((tb * 1.5) / part).toBeLessThanOrEqual(9000);
