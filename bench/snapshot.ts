@@ -15,9 +15,9 @@
  * --part-mb N sets the multipart part size (mysql.snapshots.partSize) instead of the default.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import mysql from "mysql2/promise";
 import { imageFiles, Lab, repoRoot } from "../src/lab/cluster.js";
 import { findBinary } from "../src/binaries.js";
@@ -257,11 +257,23 @@ async function main(): Promise<void> {
     console.log(`peak RSS: snapshotting node ${takerHwm.toFixed(1)} MB (before the snapshot: ${rssBefore.rss.toFixed(1)} MB resident, peak so far ${rssBefore.hwm.toFixed(1)} MB), restoring node ${restorerHwm.toFixed(1)} MB`);
     const peak = Math.max(takerHwm, restorerHwm, ...spSamples.map((x) => x.peakMb));
     console.log(`snapshot: backup_ratio=${(ourRate / rawRate).toFixed(2)} restore_ratio=${(rawRestoreMs / restoreMs).toFixed(2)} peak_rss_mb=${peak.toFixed(1)} backup_vs_mc=${(ourRate / mcRate).toFixed(2)} restore_vs_mc=${(mcRestoreMs / restoreMs).toFixed(2)}`);
+  } catch (err) {
+    keepLogs(lab.file.nodes.map((x) => x.dir));
+    throw err;
   } finally {
     await lab.down();
     await minio.destroy();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** A failed run keeps its nodes' logs (statepilot's, which carries mysqld's output) outside the work directory that is removed, and says where. */
+function keepLogs(dirs: string[]): void {
+  const kept = mkdtempSync(join(tmpdir(), "statepilot-bench-snapshot-logs-"));
+  for (const d of dirs) {
+    for (const f of readdirSync(d).filter((x) => /\.(log|err)$/.test(x))) copyFileSync(join(d, f), join(kept, `${basename(d)}-${f}`));
+  }
+  console.log(`the run failed; its nodes' logs are kept in ${kept}`);
 }
 
 runMain(main);
