@@ -138,21 +138,21 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
         return false;
       };
       const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new Error("the download was stopped"));
-      // Body bytes, in place in the ring, queued for the reader.
-      // Consecutive reads into one slot join the chunk the reader has not taken yet, and the range
-      // the hash has not been given yet: one write and one message per run of bytes, not per read.
+      // Body bytes, in place in the ring, queued for the reader. Consecutive reads into one slot
+      // join the chunk the reader has not taken yet, and the range the hash has not been given
+      // yet: one write and one message per run of bytes, not per read.
       const take = (body: Buffer) => {
         const room = expected - (received - start);
         const length = Math.min(body.length, room);
         if (length) {
           const from = body.byteOffset - ring[slot]!.byteOffset;
           const last = queue[queue.length - 1];
-          if (last && last.slot === slot && last.end === from) last.end = from + length;
+          if (continues(last, slot, from)) last.end = from + length;
           else {
             queue.push({ slot, start: from, end: from + length });
             outstanding[slot] = outstanding[slot]! + 1;
           }
-          if (unhashed && (unhashed.slot !== slot || unhashed.end !== from)) hashUnhashed();
+          if (unhashed && !continues(unhashed, slot, from)) hashUnhashed();
           if (unhashed) unhashed.end = from + length;
           else unhashed = { slot, start: from, end: from + length };
           received += length;
@@ -269,6 +269,11 @@ export async function* streamGet(o: StreamGetOptions): AsyncGenerator<Buffer> {
       socket?.destroy();
     }
   }
+}
+
+/** Whether bytes landing in `slot` at `from` extend `c`. */
+function continues(c: Chunk | undefined, slot: number, from: number): c is Chunk {
+  return c !== undefined && c.slot === slot && c.end === from;
 }
 
 function parseHead(text: string): { status: number; length: number | undefined; chunked: boolean } {
