@@ -1,8 +1,10 @@
-import { spawn, execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { pipeline, Transform, type Readable } from "node:stream";
+import { pipeline, Transform, Writable, type Readable } from "node:stream";
+import { finished } from "node:stream/promises";
+import { promisify } from "node:util";
 import { Fifo, readableSource, tapSource, type ByteSource } from "./byte-source.js";
 import { createGunzip, createGzip } from "node:zlib";
 import { findBinary } from "../binaries.js";
@@ -10,6 +12,9 @@ import type { Logger } from "../log.js";
 import { mariaStateAt, type Flavor } from "../mysql/gtid.js";
 import type { SnapshotStore } from "./store.js";
 import { ParallelHash } from "./parallel-hash.js";
+import { XbstreamExtractor } from "./xbstream.js";
+
+const execFileAsync = promisify(execFile);
 
 /** Stored next to each snapshot as manifest.json. */
 export interface Manifest {
@@ -83,8 +88,69 @@ export function choosePartSize(expectedBytes: number, configured?: number): numb
   return Math.max(32 * MiB, Math.ceil((expectedBytes * 1.5) / 9000 / MiB) * MiB);
 }
 
-function tools(flavor: Flavor): { backup: string; extract: string } {
-  return flavor === "mariadb" ? { backup: findBinary("mariabackup"), extract: findBinary("mbstream") } : { backup: findBinary("xtrabackup"), extract: findBinary("xbstream") };
+function tools(flavor: Flavor): { backup: string } {
+  return { backup: findBinary(flavor === "mariadb" ? "mariabackup" : "xtrabackup") };
+}
+
+/** Where the restore's stream is written, and how to learn that it was all extracted. */
+interface Extraction {
+  /** Named in errors. */
+  name: string;
+  target: Writable;
+  /** Settles once the extraction has finished (after `target` ends) or failed. */
+  done: Promise<void>;
+  /** Stops it at once (after a failed download); the caller empties the datadir. */
+  stop(): Promise<void>;
+}
+
+/**
+ * MariaDB's streams are extracted in this process (see xbstream.ts); MySQL's go through
+ * XtraBackup's `xbstream -x`, whose format has chunk types (sparse files) ours does not read.
+ */
+function startExtraction(flavor: Flavor, datadir: string): Extraction {
+  if (flavor === "mariadb") {
+    const x = new XbstreamExtractor({ dir: datadir });
+    const target = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        x.write(chunk).then(() => cb(), cb);
+      },
+      final(cb) {
+        x.end().then(() => cb(), cb);
+      },
+    });
+    const done = finished(target).catch(async (err: unknown) => {
+      await x.abort();
+      throw err;
+    });
+    // Settled by whoever awaits it; until then a failure must not count as unhandled.
+    done.catch(() => undefined);
+    return {
+      name: "extracting the xbstream",
+      target,
+      done,
+      stop: async () => {
+        target.destroy();
+        await done.catch(() => undefined);
+      },
+    };
+  }
+  const tool = findBinary("xbstream");
+  const child = spawn(tool, ["-x", "-C", datadir], { stdio: ["pipe", "ignore", "pipe"] });
+  const stderr = tail(child.stderr);
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  const done = exited.then((code) => {
+    if (code !== 0) throw new Error(`exit ${code}:\n${lastLines(stderr())}`);
+  });
+  done.catch(() => undefined);
+  return {
+    name: tool,
+    target: child.stdin,
+    done,
+    stop: async () => {
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
 }
 
 /** `source` through gzip (level 1: the backup is mostly pages), counting the bytes that go in. */
@@ -271,8 +337,8 @@ export interface RestoreResult {
   gtid: string;
   bytes: number;
   durationMs: number;
-  /** Where the time went: download and extraction (one stream), prepare, and giving the files to `runAs`. */
-  stagesMs: { download: number; prepare: number; ownership: number };
+  /** Where the time went: download and extraction (one stream), prepare, giving the files to `runAs`, and flushing them to disk. */
+  stagesMs: { download: number; prepare: number; ownership: number; sync: number };
 }
 
 /**
@@ -293,23 +359,21 @@ export async function restoreSnapshot(o: {
   mkdirSync(o.datadir, { recursive: true });
   const leftovers = readdirSync(o.datadir).filter((e) => e !== "lost+found");
   if (leftovers.length) throw new SnapshotError("extract", `restore needs an empty datadir; ${o.datadir} holds ${leftovers.slice(0, 5).join(", ")}`);
-  const { backup, extract } = tools(m.flavor);
+  const { backup } = tools(m.flavor);
   const wipe = () => {
     for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
   };
   // On its own thread: the thread feeding the extractor must not stop for it (see parallel-hash.ts).
   const hash = new ParallelHash();
   let bytes = 0;
-  const child = spawn(extract, ["-x", "-C", o.datadir], { stdio: ["pipe", "ignore", "pipe"] });
-  const stderr = tail(child.stderr);
-  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  const extraction = startExtraction(m.flavor, o.datadir);
   // What the extractor reads: straight from the download, or through gunzip.
   const gunzip = m.compression === "gzip" ? createGunzip() : undefined;
-  const sink: NodeJS.WritableStream = gunzip ?? child.stdin;
+  const sink: NodeJS.WritableStream = gunzip ?? extraction.target;
   let sinkError: Error | undefined;
-  if (gunzip) pipeline(gunzip, child.stdin, (err) => (sinkError ??= err ?? undefined));
+  if (gunzip) pipeline(gunzip, extraction.target, (err) => (sinkError ??= err ?? undefined));
   sink.on("error", (err: Error) => (sinkError ??= err));
-  child.stdin.on("error", (err: Error) => (sinkError ??= err));
+  extraction.target.on("error", (err: Error) => (sinkError ??= err));
   try {
     // Every byte is hashed even after the extractor gave up, so a corrupt snapshot is reported
     // as a checksum mismatch rather than as whatever the extractor tripped on. The store reuses
@@ -328,23 +392,26 @@ export async function restoreSnapshot(o: {
       );
     }
   } catch (err) {
-    child.kill("SIGKILL");
-    await exited;
+    await extraction.stop();
     await hash.close();
     wipe();
     throw new SnapshotError("download", `reading ${m.key} from ${o.store.description} failed after ${bytes} bytes: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   if (!sinkError) sink.end();
-  else child.stdin.destroy();
-  const code = await exited;
+  else extraction.target.destroy();
+  const extractError = await extraction.done.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   const digest = await hash.digest().finally(() => hash.close());
   if (digest !== m.sha256) {
     wipe();
     throw new SnapshotError("checksum", `snapshot ${m.id} is corrupt: sha256 ${digest} of the ${bytes} bytes read does not match the manifest's ${m.sha256} (${m.size} bytes); the datadir was emptied again`);
   }
-  if (code !== 0 || sinkError) {
+  if (extractError || sinkError) {
     wipe();
-    throw new SnapshotError("extract", `${extract} failed (exit ${code}${sinkError ? `, ${sinkError.message}` : ""}):\n${lastLines(stderr())}`);
+    const reason = extractError instanceof Error ? extractError.message : sinkError?.message;
+    throw new SnapshotError("extract", `${extraction.name} failed: ${reason}`, { cause: extractError ?? sinkError });
   }
   o.onProgress?.({ stage: "prepare", bytes, total: m.size });
   const downloaded = performance.now();
@@ -367,6 +434,17 @@ export async function restoreSnapshot(o: {
   rmSync(join(o.datadir, "statepilot-node.json"), { force: true });
   const prepared = performance.now();
   if (process.getuid?.() === 0 && o.runAs && o.runAs !== "root") execFileSync("chown", ["-R", `${o.runAs}:${o.runAs}`, o.datadir]);
+  const owned = performance.now();
+  // A restore that says it is done has its files on disk: one syncfs for the datadir's filesystem
+  // (the extraction flushed behind itself, so little is left to write).
+  await execFileAsync("sync", ["-f", o.datadir]).catch((err: unknown) => {
+    throw new SnapshotError("extract", `flushing the restored datadir ${o.datadir} to disk (sync -f) failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  });
   const done = performance.now();
-  return { gtid, bytes, durationMs: Math.round(done - started), stagesMs: { download: Math.round(downloaded - started), prepare: Math.round(prepared - downloaded), ownership: Math.round(done - prepared) } };
+  return {
+    gtid,
+    bytes,
+    durationMs: Math.round(done - started),
+    stagesMs: { download: Math.round(downloaded - started), prepare: Math.round(prepared - downloaded), ownership: Math.round(owned - prepared), sync: Math.round(done - owned) },
+  };
 }
