@@ -42,7 +42,7 @@ describe("the in-process xbstream extractor against MariaDB's mbstream", () => {
 
     const ours = join(work, "ours");
     mkdirSync(ours);
-    const x = new XbstreamExtractor({ dir: ours, flushBehindBytes: 4 * 1048576 });
+    const x = new XbstreamExtractor({ dir: ours });
     const fd = openSync(stream, "r");
     const ring = Buffer.alloc(1048576);
     try {
