@@ -24,6 +24,7 @@ import { findBinary } from "../src/binaries.js";
 import { MinioServer } from "../src/lab/minio-server.js";
 import { ConsulCoordinator } from "../src/discovery/consul/coordinator.js";
 import { requestSnapshot } from "../src/snapshot/request.js";
+import type { RestoreResult } from "../src/snapshot/snapshot.js";
 import { runMain } from "./run-main.js";
 
 const argv = process.argv.slice(2);
@@ -131,11 +132,11 @@ async function cliRestore(config: string, dir: string): Promise<{ ms: number; pe
   const code = await new Promise<number | null>((r) => child.once("close", r));
   const peakMb = sampler.stop();
   if (code !== 0) throw new Error(`statepilot snapshot restore failed (${code}):\n${err}`);
-  const r = JSON.parse(out) as { durationMs: number; stagesMs: { download: number; prepare: number; ownership: number; sync: number } };
+  const r = JSON.parse(out) as { durationMs: number; stagesMs: RestoreResult["stagesMs"] };
   return { ms: Number(r.durationMs), peakMb, stages: stagesText(r.stagesMs) };
 }
 
-function stagesText(st: { download: number; prepare: number; ownership: number; sync: number }): string {
+function stagesText(st: RestoreResult["stagesMs"]): string {
   return `download+extract ${(st.download / 1000).toFixed(2)} s, prepare ${(st.prepare / 1000).toFixed(2)} s, ownership ${(st.ownership / 1000).toFixed(2)} s, sync ${(st.sync / 1000).toFixed(2)} s`;
 }
 
@@ -250,7 +251,7 @@ async function main(): Promise<void> {
     const added = await lab.add(600_000);
     const log = readFileSync(join(added.dir, "statepilot.log"), "utf8").split("\n").find((l) => l.includes('"msg":"restore done"'));
     if (!log) throw new Error(`${added.name} did not restore from the snapshot`);
-    const done = JSON.parse(log) as { durationMs: number; stagesMs?: { download: number; prepare: number; ownership: number; sync: number } };
+    const done = JSON.parse(log) as { durationMs: number; stagesMs?: RestoreResult["stagesMs"] };
     const restorerHwm = hwmMb(added.pids.statepilot);
     const stages = done.stagesMs ? ` (${stagesText(done.stagesMs)})` : "";
     console.log(`restore: raw mbstream -x ${(extractMs / 1000).toFixed(2)} s + prepare ${(prepareMs / 1000).toFixed(2)} s; medians of ${repeat}: mc ${(mcRestoreMs / 1000).toFixed(2)} s, statepilot ${(restoreMs / 1000).toFixed(2)} s; a joining node restored in ${(done.durationMs / 1000).toFixed(2)} s${stages}`);

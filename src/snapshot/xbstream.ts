@@ -23,8 +23,9 @@ import { dirname, join } from "node:path";
  * recomputed: the restore hashes the whole stream against the manifest's sha256, which covers
  * every byte they do. Nothing is flushed here: the kernel writes the pages back as they come
  * (flushing behind the writes with fdatasync every 64 MiB made a 10 GB restore 2 to 3 s slower),
- * and the restore syncs the datadir's filesystem once at its end. Page-compressed tablespaces in the old (non full_crc32) format are written
- * whole rather than with holes punched where pages end in zeros; their content is the same.
+ * and the restore syncs the datadir's filesystem once at its end. Page-compressed tablespaces in
+ * the old (non full_crc32) format are written whole rather than with holes punched where pages
+ * end in zeros; their content is the same.
  */
 export interface XbstreamExtractorOptions {
   /** Where the files go: an existing directory, normally empty. */
@@ -64,7 +65,6 @@ export class XbstreamExtractor {
   private need = CONSTANT_LEN;
   private type = 0;
   private flags = 0;
-  private pathLen = 0;
   private path = "";
   /** Payload bytes still to come in the current chunk. */
   private remaining = 0;
@@ -88,7 +88,7 @@ export class XbstreamExtractor {
     try {
       let i = 0;
       while (i < buf.length) {
-        if (this.stage === "payload" || this.stage === "skip") {
+        if (!this.readingHeader()) {
           const n = Math.min(this.remaining, buf.length - i);
           if (this.stage === "payload") await this.put(buf.subarray(i, i + n));
           i += n;
@@ -151,10 +151,10 @@ export class XbstreamExtractor {
       if (!h.subarray(0, MAGIC.length).equals(MAGIC)) throw this.error(`expected the chunk magic XBSTCK01, found ${JSON.stringify(h.subarray(0, MAGIC.length).toString("latin1"))}`);
       this.flags = h[8]!;
       this.type = h[9]!;
-      this.pathLen = h.readUInt32LE(10);
-      if (this.pathLen === 0 || this.pathLen >= PATH_LIMIT) throw this.error(`path length ${this.pathLen} is outside 1..${PATH_LIMIT - 1}`);
+      const pathLen = h.readUInt32LE(10);
+      if (pathLen === 0 || pathLen >= PATH_LIMIT) throw this.error(`path length ${pathLen} is outside 1..${PATH_LIMIT - 1}`);
       this.stage = "path";
-      this.need = CONSTANT_LEN + this.pathLen;
+      this.need = CONSTANT_LEN + pathLen;
       return;
     }
     if (this.stage === "path") {

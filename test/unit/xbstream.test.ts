@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -33,7 +33,6 @@ function scratch(): { root: string; dir: string } {
 
 /** Feeds `stream` in pieces of `piece` bytes, from one reused buffer (as the store's ring does). */
 async function extract(dir: string, stream: Buffer, piece: number): Promise<XbstreamExtractor> {
-  const { mkdirSync } = await import("node:fs");
   mkdirSync(dir, { recursive: true });
   const x = new XbstreamExtractor({ dir });
   const ring = Buffer.alloc(piece);
@@ -114,7 +113,6 @@ describe("XbstreamExtractor", () => {
 
   it("after a failure every later write and the end fail the same way, and abort closes the open files", async () => {
     const { dir } = scratch();
-    const { mkdirSync } = await import("node:fs");
     mkdirSync(dir);
     const x = new XbstreamExtractor({ dir });
     await x.write(chunk("open", "P", bytes(10, 1)));
