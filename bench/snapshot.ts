@@ -13,6 +13,8 @@
  * --repeat N (default 3): the two restores alternate N times, each from a cold cache; the ratio is of
  * the medians (one run's disk varies by a sixth from the next).
  * --part-mb N sets the multipart part size (mysql.snapshots.partSize) instead of the default.
+ * --cross also restores statepilot's own object with `mc cat | mbstream -x` + prepare in each round
+ * (not in the ratios): it tells the object's layout (our parts against mc's) from our reader.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -37,6 +39,7 @@ if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 9)) throw new Error(`
 const partArg = argv.indexOf("--part-mb");
 const partMb = partArg >= 0 ? Number(argv[partArg + 1]) : undefined;
 if (partMb !== undefined && !(Number.isInteger(partMb) && partMb >= 5 && partMb <= 512)) throw new Error(`--part-mb: expected a whole number of MiB from 5 to 512, got ${argv[partArg + 1]}`);
+const cross = argv.includes("--cross");
 if (!(GB > 0 && GB <= 20)) throw new Error(`--gb: expected a number of gigabytes between 0 and 20, got ${argv[gbArg + 1]}`);
 
 async function run(cmd: string, args: string[], io: { stdin?: string; stdout?: string; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
@@ -212,20 +215,30 @@ async function main(): Promise<void> {
     // each from a cold cache into a new directory, --repeat times. The disk under MinIO varies by
     // a sixth from one identical run to the next, so the ratio is of the medians.
     const mcSamples: number[] = [];
+    const crossSamples: number[] = [];
     const spSamples: Array<{ ms: number; peakMb: number; stages: string }> = [];
     // Which goes first alternates too: each restore also inherits the disk's state from the one
     // before it (the other's 10 GB just deleted, on a filesystem mounted with discard).
     for (let i = 0; i < repeat; i++) {
       let mcText = "";
-      const mcRestore = async () => {
+      const mcCat = async (object: string): Promise<{ extractMs: number; prepareMs: number }> => {
         const mcDir = join(work, "mc-extract");
         mkdirSync(mcDir);
         coldCache();
-        const mcExtractMs = await pipe({ cmd: mc, args: ["cat", "bench/bench/mc/backup.xbstream"], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
-        const mcPrepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
+        const extractMs = await pipe({ cmd: mc, args: ["cat", object], env: mcEnv }, { cmd: findBinary("mbstream"), args: ["-x", "-C", mcDir] });
+        const prepareMs = await run(findBinary("mariabackup"), ["--prepare", `--target-dir=${mcDir}`]);
         rmSync(mcDir, { recursive: true, force: true });
-        mcSamples.push(mcExtractMs + mcPrepareMs);
-        mcText = `mc cat | mbstream -x ${(mcExtractMs / 1000).toFixed(2)} s + prepare ${(mcPrepareMs / 1000).toFixed(2)} s`;
+        return { extractMs, prepareMs };
+      };
+      const mcRestore = async () => {
+        const r = await mcCat("bench/bench/mc/backup.xbstream");
+        mcSamples.push(r.extractMs + r.prepareMs);
+        mcText = `mc cat | mbstream -x ${(r.extractMs / 1000).toFixed(2)} s + prepare ${(r.prepareMs / 1000).toFixed(2)} s`;
+        if (cross) {
+          const o = await mcCat(`bench/bench/bench/${m.key}`);
+          crossSamples.push(o.extractMs + o.prepareMs);
+          mcText += `; the same of statepilot's object ${(o.extractMs / 1000).toFixed(2)} s + ${(o.prepareMs / 1000).toFixed(2)} s`;
+        }
       };
       const spRestore = async () => {
         const spDir = join(work, "sp-restore");
@@ -245,6 +258,7 @@ async function main(): Promise<void> {
     }
     const mcRestoreMs = median(mcSamples);
     const restoreMs = median(spSamples.map((x) => x.ms));
+    if (cross) console.log(`restore: mc cat | mbstream -x + prepare, median of ${repeat}: of mc's object ${(mcRestoreMs / 1000).toFixed(2)} s, of statepilot's ${(median(crossSamples) / 1000).toFixed(2)} s`);
 
     // And end to end: a new node joins the lab, finds its datadir empty and restores before mysqld starts.
     coldCache();

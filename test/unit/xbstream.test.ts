@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, fstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -122,5 +122,68 @@ describe("XbstreamExtractor", () => {
     expect(await x.end().catch((e: unknown) => e)).toBe(first);
     await x.abort();
     expect(readFileSync(join(dir, "open"))).toEqual(bytes(10, 1));
+  });
+
+  describe("write-behind", () => {
+    /** A write-behind whose calls wait until released, recording the inode each fd was open on. */
+    function controlled(everyBytes: number) {
+      const calls: Array<{ ino: number; release: (err?: Error) => void }> = [];
+      const start = (fd: number) =>
+        new Promise<void>((resolve, reject) => {
+          calls.push({ ino: fstatSync(fd).ino, release: (err) => (err ? reject(err) : resolve()) });
+        });
+      return { calls, writeBehind: { everyBytes, start } };
+    }
+    const settled = async (p: Promise<unknown>) => Promise.race([p.then(() => true, () => true), new Promise((r) => setImmediate(() => r(false)))]);
+
+    it("is asked for a file's fd once it has that many bytes unflushed, one call at a time, and the writes never wait for it", async () => {
+      const { dir } = scratch();
+      mkdirSync(dir);
+      const wb = controlled(100);
+      const x = new XbstreamExtractor({ dir, writeBehind: wb.writeBehind });
+      await x.write(chunk("f", "P", bytes(99, 1), 0));
+      expect(wb.calls).toHaveLength(0);
+      await x.write(chunk("f", "P", bytes(1, 1), 99));
+      expect(wb.calls.map((c) => c.ino)).toEqual([statSync(join(dir, "f")).ino]);
+      // While that call runs, 300 more bytes start none, and the writes go on.
+      await x.write(chunk("f", "P", bytes(300, 2), 100));
+      expect(wb.calls).toHaveLength(1);
+      wb.calls[0]!.release();
+      await new Promise((r) => setImmediate(r));
+      await x.write(chunk("g", "P", bytes(100, 3), 0));
+      expect(wb.calls.map((c) => c.ino)).toEqual([statSync(join(dir, "f")).ino, statSync(join(dir, "g")).ino]);
+      // The end waits for the call in flight before it closes the files.
+      await x.write(Buffer.concat([chunk("f", "E"), chunk("g", "E")]));
+      const end = x.end();
+      expect(await settled(end)).toBe(false);
+      wb.calls[1]!.release();
+      await end;
+      expect(readFileSync(join(dir, "f"))).toEqual(Buffer.concat([bytes(99, 1), bytes(1, 1), bytes(300, 2)]));
+    });
+
+    it("a failed call fails the next write, naming its cause", async () => {
+      const { dir } = scratch();
+      mkdirSync(dir);
+      const wb = controlled(10);
+      const x = new XbstreamExtractor({ dir, writeBehind: wb.writeBehind });
+      await x.write(chunk("f", "P", bytes(10, 1), 0));
+      wb.calls[0]!.release(new Error("dd: no space left"));
+      await new Promise((r) => setImmediate(r));
+      const err = await x.write(chunk("f", "E")).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(XbstreamError);
+      expect((err as Error).message).toMatch(/writing the files extracted into .* back to disk failed: dd: no space left/);
+      expect(await x.end().catch((e: unknown) => e)).toBe(err);
+    });
+
+    it("a call that fails after the last write fails the end", async () => {
+      const { dir } = scratch();
+      mkdirSync(dir);
+      const wb = controlled(10);
+      const x = new XbstreamExtractor({ dir, writeBehind: wb.writeBehind });
+      await x.write(Buffer.concat([chunk("f", "P", bytes(10, 1), 0), chunk("f", "E")]));
+      const end = x.end();
+      wb.calls[0]!.release(new Error("EIO"));
+      expect(((await end.catch((e: unknown) => e)) as Error).message).toMatch(/back to disk failed: EIO/);
+    });
   });
 });
