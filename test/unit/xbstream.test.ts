@@ -125,22 +125,21 @@ describe("XbstreamExtractor", () => {
   });
 
   describe("write-behind", () => {
-    /** A write-behind whose calls wait until released, recording the inode each fd was open on. */
+    /** An extractor whose write-behind calls wait until released, recording the inode each fd was open on. */
     function controlled(everyBytes: number) {
+      const { dir } = scratch();
+      mkdirSync(dir);
       const calls: Array<{ ino: number; release: (err?: Error) => void }> = [];
       const start = (fd: number) =>
         new Promise<void>((resolve, reject) => {
           calls.push({ ino: fstatSync(fd).ino, release: (err) => (err ? reject(err) : resolve()) });
         });
-      return { calls, writeBehind: { everyBytes, start } };
+      return { dir, calls, x: new XbstreamExtractor({ dir, writeBehind: { everyBytes, start } }) };
     }
     const settled = async (p: Promise<unknown>) => Promise.race([p.then(() => true, () => true), new Promise((r) => setImmediate(() => r(false)))]);
 
     it("is asked for a file's fd once it has that many bytes unflushed, one call at a time, and the writes never wait for it", async () => {
-      const { dir } = scratch();
-      mkdirSync(dir);
-      const wb = controlled(100);
-      const x = new XbstreamExtractor({ dir, writeBehind: wb.writeBehind });
+      const { dir, x, ...wb } = controlled(100);
       await x.write(chunk("f", "P", bytes(99, 1), 0));
       expect(wb.calls).toHaveLength(0);
       await x.write(chunk("f", "P", bytes(1, 1), 99));
@@ -162,10 +161,7 @@ describe("XbstreamExtractor", () => {
     });
 
     it("a failed call fails the next write, naming its cause", async () => {
-      const { dir } = scratch();
-      mkdirSync(dir);
-      const wb = controlled(10);
-      const x = new XbstreamExtractor({ dir, writeBehind: wb.writeBehind });
+      const { x, ...wb } = controlled(10);
       await x.write(chunk("f", "P", bytes(10, 1), 0));
       wb.calls[0]!.release(new Error("dd: no space left"));
       await new Promise((r) => setImmediate(r));
@@ -176,10 +172,7 @@ describe("XbstreamExtractor", () => {
     });
 
     it("a call that fails after the last write fails the end", async () => {
-      const { dir } = scratch();
-      mkdirSync(dir);
-      const wb = controlled(10);
-      const x = new XbstreamExtractor({ dir, writeBehind: wb.writeBehind });
+      const { x, ...wb } = controlled(10);
       await x.write(Buffer.concat([chunk("f", "P", bytes(10, 1), 0), chunk("f", "E")]));
       const end = x.end();
       wb.calls[0]!.release(new Error("EIO"));
