@@ -7,11 +7,12 @@ import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
 import { listSnapshots, type Manifest, restoreSnapshot } from "../snapshot/snapshot.js";
 import type { SnapshotStore } from "../snapshot/store.js";
-import { BINLOG_MAGIC, formatPos, type GtidPos, parsePos, posIncludes, transactionsOf } from "./binlog.js";
+import { BINLOG_MAGIC, type GtidPos, parsePos, posIncludes, transactionsOf } from "./binlog.js";
 import { checkArchive, describePos, readArchive } from "./layout.js";
+import { describePoint, type RestorePoint } from "./point.js";
 
-/** Where to stop: every transaction that started before `time` (whole seconds), or up to and including `gtid`. */
-export type RestorePoint = { time: Date } | { gtid: GtidPos };
+export { describePoint, type RestorePoint };
+
 
 export interface PointRestoreResult {
   snapshot: Manifest;
@@ -27,10 +28,6 @@ export interface PointRestoreResult {
   snapshotMs: number;
   binlogMs: number;
   durationMs: number;
-}
-
-export function describePoint(p: RestorePoint): string {
-  return "time" in p ? p.time.toISOString() : formatPos(p.gtid);
 }
 
 /** A snapshot every transaction of which lies before the point. */

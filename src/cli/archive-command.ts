@@ -1,5 +1,5 @@
-import { parsePos } from "../archive/binlog.js";
 import { archiveReport, formatArchiveReport } from "../archive/report.js";
+import { parseRestorePoint as parsePoint } from "../archive/point.js";
 import { describePoint, type RestorePoint, restoreToPoint } from "../archive/restore.js";
 import type { Config, MysqlConfig } from "../config/schema.js";
 import { clusterClient } from "../discovery/cluster-store-factory.js";
@@ -15,10 +15,11 @@ const out = (s: string) => process.stdout.write(`${s}\n`);
 
 /** A restore point as typed: a MariaDB GTID position (0-1-42[,1-2-7]) or a time (ISO 8601, or anything Date.parse reads). */
 export function parseRestorePoint(text: string, option: string): RestorePoint {
-  if (/^\d+-\d+-\d+(,\s*\d+-\d+-\d+)*$/.test(text.trim())) return { gtid: parsePos(text) };
-  const t = Date.parse(text);
-  if (!Number.isFinite(t)) throw new UsageError(`--${option}: expected a time such as 2026-12-03T10:15:00Z or a GTID such as 0-1-42, got ${JSON.stringify(text)}`);
-  return { time: new Date(t) };
+  try {
+    return parsePoint(text);
+  } catch (err) {
+    throw new UsageError(`--${option}: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 /** --to-time T | --to-gtid G from the command line, if either is given. */

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { duration, formatDuration, MAX_DURATION_MS } from "./duration.js";
 import { parseConsulAddress, parseInterfaceSpec } from "../discovery/address.js";
 import { Templates } from "./templates-schema.js";
+import { parseRestorePoint } from "../archive/point.js";
 
 /**
  * The configuration schema: the single source of truth for validation, error messages and the
@@ -375,9 +376,24 @@ export const Archive = z
   .prefault({})
   .describe("Continuous binlog archive (MariaDB): mariadb-binlog --read-from-remote-server --raw --stop-never from the current primary, cut at transaction boundaries into segments named by GTID range and time.");
 
+const SnapshotStore = z.discriminatedUnion("type", [LocalStore, S3Store], { error: 'expected a store with type "local" or "s3"' });
+
+const RestoreFrom = z
+  .strictObject({
+    cluster: z.string().min(1).describe("The cluster whose snapshots and binlog archive to start from."),
+    to: z
+      .string()
+      .superRefine((text, ctx) => problemOf(() => parseRestorePoint(text), (message) => ctx.addIssue({ code: "custom", message })))
+      .describe("The point: a time (2026-12-03T10:15:00Z: the transactions that started before it) or a GTID position (0-1-42: up to and including it)."),
+    store: SnapshotStore.optional().describe("The store holding that cluster's snapshots and archive; default this cluster's own store."),
+  })
+  .describe(
+    "A new cluster started as another was at a point (MariaDB): while this cluster has no snapshot of its own, a node starting with an empty datadir restores that cluster's newest snapshot taken before the point plus its archived binlogs up to the point, instead of starting empty. Once this cluster has a snapshot, new nodes start from that.",
+  );
+
 export const Snapshots = z
   .strictObject({
-    store: z.discriminatedUnion("type", [LocalStore, S3Store], { error: 'expected a store with type "local" or "s3"' }).default({ type: "local", path: "/var/lib/statepilot/snapshots" }),
+    store: SnapshotStore.default({ type: "local", path: "/var/lib/statepilot/snapshots" }),
     interval: duration(1_000).optional().describe("Take a snapshot when the latest is older than this (cluster-wide, one at a time). None when omitted."),
     afterBinlogRotations: z.number().int().min(1).optional().describe("Also take one after this many binlog rotations on the snapshotting node since the latest."),
     afterBinlogBytes: z.number().int().min(1).optional().describe("Also take one after this many binlog bytes since the latest."),
@@ -388,6 +404,7 @@ export const Snapshots = z
     partSize: z.number().int().min(5 * 1024 * 1024).optional().describe("Multipart part size in bytes (the upload holds three parts in memory); default 32 MiB, larger for a datadir over about 192 GB so that a backup stays under 10,000 parts."),
     checkEvery: duration(1_000).prefault("10s").describe("How often a node checks whether a snapshot is due."),
     archive: Archive,
+    restoreFrom: RestoreFrom.optional(),
   })
   .describe("Hot backups streamed to a store (mariabackup --stream=xbstream), and restores of new nodes from them.");
 

@@ -16,8 +16,8 @@ import { describeProcess, gone, killSync, LAB_DIR_ENV, LAB_NET_ENV, LAB_OWNER_EN
 import { execFileSync } from "node:child_process";
 import { findBinary } from "../binaries.js";
 import type { Flavor } from "../mysql/gtid.js";
-import type { RestorePoint } from "../archive/restore.js";
-import { restoreLabNodes, sourceLab } from "./restore-lab.js";
+import type { RestorePoint } from "../archive/point.js";
+import { restoringConfig, sourceLab } from "./restore-lab.js";
 
 export interface LabNode {
   name: string;
@@ -302,7 +302,7 @@ export class Lab {
         lossless: opts.lossless ?? false,
         flavor: opts.flavor ?? "mariadb",
         subnet,
-        mysql: opts.mysql ?? {},
+        mysql: restoreFrom && opts.restoreTo ? restoringConfig(opts.mysql ?? {}, join(dir, "snapshots"), restoreFrom, opts.restoreTo.point, log) : (opts.mysql ?? {}),
         ...(network ? { network } : {}),
         ...(opts.storeTmpfsMb ? { storeTmpfsMb: opts.storeTmpfsMb } : {}),
         state: "starting",
@@ -349,7 +349,6 @@ export class Lab {
       for (let i = 1; i <= opts.nodes; i++) await lab.startNodeAgent(i);
       for (let i = 1; i <= opts.nodes; i++) lab.defineNode(i);
       lab.save();
-      if (opts.restoreTo && restoreFrom) await restoreLabNodes(file.nodes, restoreFrom, opts.restoreTo.point, log);
       log(`starting ${opts.nodes} statepilot nodes, each with its own ${file.flavor === "mysql" ? "MySQL mysqld" : "mariadbd"} (${file.nodes.map((n) => `${n.mysql.host}:3306`).join(", ")}) ...`);
       for (const n of file.nodes) await lab.spawnNode(n);
       lab.save();

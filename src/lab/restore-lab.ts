@@ -1,9 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type RestorePoint, restoreToPoint } from "../archive/restore.js";
+import { describePoint, type RestorePoint } from "../archive/point.js";
 import { Snapshots, type StoreConfig } from "../config/schema.js";
-import { createLogger } from "../log.js";
-import { createStore } from "../snapshot/store.js";
 
 /** What a new lab needs from the lab it is restored from: its cluster, accounts and snapshot store. */
 export interface SourceLab {
@@ -30,19 +28,13 @@ export function sourceLab(dir: string): SourceLab {
 }
 
 /**
- * Restores every node's datadir of a lab being started to the source lab's cluster as it was at
- * `point` (each node the same: the newest snapshot before it plus the archived binlogs up to it).
- * The nodes then start on their datadirs; one becomes the primary of the new cluster.
+ * The mysql settings of a lab started as the source lab's cluster was at `point`: every node
+ * starts with `mysql.snapshots.restoreFrom` (the source's cluster, the point and the source's
+ * store), so each restores itself on its first start, as a compose service would
+ * (src/mysql/start-from-archive.ts); one then becomes the new cluster's primary.
  */
-export async function restoreLabNodes(nodes: Array<{ name: string; config: string }>, src: SourceLab, point: RestorePoint, log: (line: string) => void): Promise<void> {
-  const store = await createStore(src.store);
-  try {
-    for (const n of nodes) {
-      const config = JSON.parse(readFileSync(n.config, "utf8")) as { mysql: { datadir: string } };
-      log(`${n.name}: restoring ${src.dir}'s cluster as of ${"time" in point ? point.time.toISOString() : [...point.gtid.values()].map((g) => `${g.domain}-${g.server}-${g.seq}`).join(",")} from ${store.description}`);
-      await restoreToPoint({ store, cluster: src.cluster, datadir: config.mysql.datadir, point, logger: createLogger({ level: "warn", format: "json" }, process.stderr), progress: (line) => log(`${n.name}: ${line}`) });
-    }
-  } finally {
-    store.close();
-  }
+export function restoringConfig(mysql: Record<string, unknown>, ownStorePath: string, src: SourceLab, point: RestorePoint, log: (line: string) => void): Record<string, unknown> {
+  log(`each node restores ${src.dir}'s cluster as of ${describePoint(point)} from its store on its first start`);
+  const snapshots = (mysql.snapshots ?? {}) as Record<string, unknown>;
+  return { ...mysql, snapshots: { store: { type: "local", path: ownStorePath }, ...snapshots, restoreFrom: { cluster: src.cluster, to: describePoint(point), store: src.store } } };
 }

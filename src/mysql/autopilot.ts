@@ -1,3 +1,4 @@
+import { startFromArchive } from "./start-from-archive.js";
 import { renameSync, rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Job as JobSchema, type Config, type MysqlConfig } from "../config/schema.js";
@@ -29,7 +30,10 @@ import type { ClusterState } from "../cluster/store.js";
 import { ArchiveMetrics, BinlogArchiver } from "../archive/archiver.js";
 import {
   allocateServerId,
+  discardInterruptedRestore,
   inspectDatadir,
+  markRestoring,
+  restoreFinished,
   binaryVersion,
   bootstrapCluster,
   bootstrapLocal,
@@ -81,11 +85,17 @@ export class MysqlAutopilot {
     const coordinator = supervisor.coordination();
     const store = await createStore(cfg.snapshots.store);
     const snapshotMetrics = opts.metrics ? new SnapshotMetrics(opts.metrics.registry) : undefined;
-    const source = inspectDatadir(cfg.datadir) === "empty" && cfg.snapshots.restoreOnEmpty
-      ? await ap.withConsulRetry("looking for a snapshot to restore", () => latestSnapshot(cfg, store, coordinator))
-      : undefined;
+    discardInterruptedRestore(cfg.datadir, log);
+    const empty = inspectDatadir(cfg.datadir) === "empty";
+    const { restoreOnEmpty, restoreFrom } = cfg.snapshots;
+    const own = empty && (restoreOnEmpty || restoreFrom) ? await ap.withConsulRetry("looking for a snapshot to restore", () => latestSnapshot(cfg, store, coordinator)) : undefined;
+    const source = restoreOnEmpty ? own : undefined;
+    const fromArchive = empty && !own && restoreFrom;
+    if (source || fromArchive) markRestoring(cfg.datadir);
     const restored = source ? await restore({ cfg, store, manifest: source, logger: log, metrics: snapshotMetrics }) : undefined;
-    const fresh = restored ? false : await initializeDatadir(cfg, version, binary, log);
+    if (fromArchive) await startFromArchive({ cfg, from: fromArchive, ownStore: store, mysqld: binary, logger: log });
+    if (source || fromArchive) restoreFinished(cfg.datadir);
+    const fresh = restored || fromArchive ? false : await initializeDatadir(cfg, version, binary, log);
     let state = readNodeState(cfg.datadir);
     if (!state || state.cluster !== cfg.cluster) {
       const serverId = cfg.serverId ?? (await ap.withConsulRetry("server_id allocation", () => allocateServerId(supervisor.coordination(), cfg.cluster, supervisor.node)));

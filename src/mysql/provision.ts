@@ -13,6 +13,7 @@ import type { ClusterMemory } from "./ha/deps.js";
 import { parseServerVersion, replicationArgs, type Dialect, type ServerVersion } from "./dialect.js";
 import type { LocalServer } from "./local.js";
 import { quoteIdent, secureAccounts, type AccountOptions } from "./accounts.js";
+import { RESTORE_MARKER } from "../snapshot/snapshot.js";
 
 const execFileP = promisify(execFile);
 
@@ -69,9 +70,32 @@ export function writeNodeState(datadir: string, state: NodeState): void {
 
 export type DatadirKind = "empty" | "initialized" | "interrupted" | "foreign";
 
+/**
+ * A restore into `datadir` starts: marked, so that a start after a crash or kill in the middle
+ * (a half-extracted snapshot, or a point-in-time restore short of its point, which would start
+ * as a database at the wrong point) empties the datadir and restores again.
+ */
+export function markRestoring(datadir: string): void {
+  mkdirSync(datadir, { recursive: true });
+  writeFileSync(join(datadir, RESTORE_MARKER), "");
+}
+
+export function restoreFinished(datadir: string): void {
+  rmSync(join(datadir, RESTORE_MARKER), { force: true });
+}
+
+/** Empties a datadir that a restore left unfinished; true if it did. */
+export function discardInterruptedRestore(datadir: string, logger: Logger): boolean {
+  if (!existsSync(join(datadir, RESTORE_MARKER))) return false;
+  logger.warn({ datadir }, "an earlier restore into the datadir was interrupted; emptying it to restore again");
+  for (const e of readdirSync(datadir)) if (e !== "lost+found") rmSync(join(datadir, e), { recursive: true, force: true });
+  return true;
+}
+
 export function inspectDatadir(datadir: string): DatadirKind {
   if (!existsSync(datadir)) return "empty";
   const entries = readdirSync(datadir).filter((e) => !IGNORABLE.has(e));
+  if (entries.includes(RESTORE_MARKER)) return "interrupted";
   if (entries.includes(INIT_MARKER)) return "interrupted";
   if (entries.length === 0) return "empty";
   return existsSync(join(datadir, "mysql")) ? "initialized" : "foreign";

@@ -344,6 +344,12 @@ export interface RestoreResult {
 }
 
 /**
+ * A file the caller may leave in the datadir while a restore fills it (a restore does not count it
+ * as a leftover): a start that finds it knows the datadir is half-restored and empties it.
+ */
+export const RESTORE_MARKER = ".statepilot-restoring";
+
+/**
  * Streams a snapshot into an empty datadir: download → sha256 (beside it) → (gunzip) → the
  * xbstream extracted (see startExtraction), then mariabackup --prepare, the owner, and a sync.
  * A checksum mismatch or a bad stream empties the datadir again and fails with the reason.
@@ -360,7 +366,7 @@ export async function restoreSnapshot(o: {
   const started = performance.now();
   const m = o.manifest;
   mkdirSync(o.datadir, { recursive: true });
-  const leftovers = readdirSync(o.datadir).filter((e) => e !== "lost+found");
+  const leftovers = readdirSync(o.datadir).filter((e) => e !== "lost+found" && e !== RESTORE_MARKER);
   if (leftovers.length) throw new SnapshotError("extract", `restore needs an empty datadir; ${o.datadir} holds ${leftovers.slice(0, 5).join(", ")}`);
   const { backup } = tools(m.flavor);
   const wipe = () => {

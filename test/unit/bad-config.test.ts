@@ -86,6 +86,8 @@ const CASES: Case[] = [
   { name: "a numeric Consul token", config: { consul: { token: 123456789 } }, path: "consul.token", got: '"********"', secrets: ["123456789"] },
   { name: "a numeric MYSQL_PWD in a job's env", config: job({ env: { MYSQL_PWD: 424242 } }), path: "jobs[1].env.MYSQL_PWD", got: '"********"', secrets: ["424242"] },
   { name: "a numeric S3 secret key", config: { mysql: { credentials: { rootPassword: "x", replPassword: "r" }, snapshots: { store: { type: "s3", bucket: "bkt", accessKeyId: "AK", secretAccessKey: 31415926 } } } }, path: "mysql.snapshots.store.secretAccessKey", got: '"********"', secrets: ["31415926"] },
+  { name: "a restore point that is neither a time nor a GTID", config: { mysql: { credentials: { rootPassword: "x", replPassword: "r" }, snapshots: { restoreFrom: { cluster: "old", to: "yesterday-ish" } } } }, path: "mysql.snapshots.restoreFrom.to", got: '"yesterday-ish"' },
+  { name: "a restoreFrom without its cluster", config: { mysql: { credentials: { rootPassword: "x", replPassword: "r" }, snapshots: { restoreFrom: { to: "0-1-42" } } } }, path: "mysql.snapshots.restoreFrom.cluster", says: "required" },
   { name: "a mysql section without MYSQL_ROOT_PASSWORD", config: { mysql: {} }, path: "mysql.credentials.rootPassword", says: "MYSQL_ROOT_PASSWORD" },
   // Wrong types, unknown keys, out-of-range numbers, bad enums.
   { name: "an unknown key in a job", config: job({ bogus: 1 }), path: "jobs[1].bogus", says: "unknown key" },
