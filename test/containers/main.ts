@@ -10,7 +10,9 @@
  * 3. compose/docker-compose.yml + compose/docker-compose.local.yml + test/containers/compose.test.yml,
  *    `up --scale mysql=3`, then faults with a writer and a read-only sampler running the whole time:
  *    kill, stop, pause/unpause and network disconnect of the primary, a Consul restart, a rolling
- *    restart of every mysql container, and --scale mysql=4 restoring the newest snapshot from MinIO.
+ *    restart of every mysql container, --scale mysql=4 restoring the newest snapshot from MinIO, and
+ *    a copy of the cluster as it was at a second T started next to it from the snapshots and binlog
+ *    archive in MinIO (restore-copy.ts).
  *
  * Every container, network and volume is the compose project's (label statepilot.test=containers,
  * project STATEPILOT_CONTAINERS_PROJECT, default statepilot-ct); leftovers of a killed run are
@@ -27,6 +29,7 @@ import { fileURLToPath } from "node:url";
 import { waitFor } from "../../src/lab/wait.js";
 import { ensureEngine, type Engine } from "./engine.js";
 import { docker, killActive, type RunOptions, run } from "./run.js";
+import { restoreCopy } from "./restore-copy.js";
 import { type Credentials, type Endpoint, ReadOnlySampler, Writer } from "./workload.js";
 
 function findRoot(): string {
@@ -223,11 +226,12 @@ async function clusterStatus(prefer?: string): Promise<ClusterStatus> {
   throw new Error(`statepilot mysql status: ${last}`);
 }
 
-async function consulPrimary(): Promise<string[]> {
+async function consulService(name: string): Promise<string[]> {
   const ip = await serviceIp("consul");
-  const entries = await httpJson<Array<{ Service: { Address: string } }>>(`http://${ip}:8500/v1/health/service/mysql-primary?passing=1`);
+  const entries = await httpJson<Array<{ Service: { Address: string } }>>(`http://${ip}:8500/v1/health/service/${name}?passing=1`);
   return entries.map((e) => e.Service.Address);
 }
+const consulPrimary = () => consulService("mysql-primary");
 
 let sampler: ReadOnlySampler | undefined;
 let writer: Writer | undefined;
@@ -466,6 +470,30 @@ async function scenarioScaleOut(): Promise<{ figure: string; lost: number }> {
   return { figure, lost };
 }
 
+async function scenarioRestoreCopy(): Promise<{ figure: string; lost: number }> {
+  if (!writer || !stack) throw new Error("no writer");
+  const primary = await steady(4);
+  const { figure, lost } = await restoreCopy({
+    primary,
+    creds: stack.creds,
+    writer,
+    table: writer.table,
+    compose,
+    exec: (c, args) => docker(["exec", c, ...args], { allowFail: true, timeoutMs: 120_000 }),
+    containers: async (service) => inspectNodes(await containersOf(service)),
+    consulService,
+    remove: (names) => docker(["rm", "-f", "-v", ...names], { allowFail: true, timeoutMs: 120_000 }),
+    logs: async (c) => {
+      const r = await docker(["logs", c], { allowFail: true });
+      return r.stdout + r.stderr;
+    },
+    log,
+  });
+  await steady(4);
+  figures.restore = figure;
+  return { figure, lost };
+}
+
 // ---------------------------------------------------------------- cleanup
 
 async function removeProject(): Promise<void> {
@@ -597,6 +625,7 @@ async function main(): Promise<number> {
   await scenario("restart of the Consul container (data volume kept)", scenarioConsulRestart);
   await scenario("rolling restart of every mysql container", scenarioRolling);
   await scenario("--scale mysql=4 restores the newest snapshot from MinIO", scenarioScaleOut);
+  await scenario("a copy of the cluster as it was at T starts next to it (profile restore)", scenarioRestoreCopy);
 
   // Every write acknowledged during the whole run is on the final primary.
   await writer.stop();
@@ -620,7 +649,7 @@ function report(lostTotal: number): number {
   const lost = Math.max(0, lostTotal) + results.reduce((s, r) => s + r.lost, 0);
   const split = sampler?.violations.length ?? 0;
   console.log(`containers: scenarios=${results.length} passed=${passed} lost=${lost} split_brain_samples=${split}`);
-  return passed === results.length && results.length === 8 && lostTotal === 0 && lost === 0 && split === 0 ? 0 : 1;
+  return passed === results.length && results.length === 9 && lostTotal === 0 && lost === 0 && split === 0 ? 0 : 1;
 }
 
 let code = 1;

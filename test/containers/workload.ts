@@ -76,7 +76,7 @@ export class Writer {
   constructor(
     private readonly endpoints: () => Endpoint[],
     private readonly creds: Credentials,
-    private readonly table = "writes",
+    readonly table = "writes",
   ) {
     this.conns = new Conns(creds, 1_000);
   }

@@ -146,7 +146,22 @@ describe("images and compose stack (static)", () => {
     const c = loadConfigFile(join(dir, "compose.json5"), { ...env, S3_BUCKET: "backups", SNAPSHOT_INTERVAL: "6h" });
     expect(c.mysql?.snapshots.store).toMatchObject({ type: "s3", bucket: "backups", endpoint: "http://minio:9000", forcePathStyle: true });
     expect(c.mysql?.lossless.enabled).toBe(true);
-    expect(c.mysql?.snapshots.interval).toBe(6 * 3_600_000);
+    expect(c.mysql?.snapshots.archive).toMatchObject({ enabled: true, spoolDir: "/var/lib/statepilot/binlog-spool" });
+    expect(c.mysql?.snapshots.restoreFrom).toBeUndefined();
+  });
+
+  it("the restored copy's config (mysql-restored) restores the compose cluster at RESTORE_TO, and says so when it is missing", () => {
+    const env = { MYSQL_ROOT_PASSWORD: "r", MYSQL_REPL_PASSWORD: "p", HOSTNAME: "mysql-restored-1", S3_BUCKET: "backups", STATEPILOT_CLUSTER: "compose-restored", RESTORE_FROM_CLUSTER: "compose" };
+    const dir = tempDir("statepilot-restorecfg-");
+    writeFileSync(join(dir, "compose.json5"), readFileSync(join(root, "compose/statepilot.compose.json5"), "utf8").replace('"/etc/statepilot/statepilot.json5"', JSON.stringify(imageFiles().config)));
+    writeFileSync(join(dir, "restore.json5"), readFileSync(join(root, "compose/statepilot.restore.json5"), "utf8").replace('"/etc/statepilot/compose.json5"', JSON.stringify(join(dir, "compose.json5"))));
+    const c = loadConfigFile(join(dir, "restore.json5"), { ...env, RESTORE_TO: "2026-12-05T10:15:00Z" });
+    expect(c.mysql?.cluster).toBe("compose-restored");
+    expect(c.mysql?.snapshots.restoreFrom).toEqual({ cluster: "compose", to: "2026-12-05T10:15:00Z" });
+    expect(c.mysql?.snapshots.store).toMatchObject({ type: "s3", bucket: "backups" });
+    // compose passes RESTORE_TO through empty when it is not set.
+    expect(() => loadConfigFile(join(dir, "restore.json5"), { ...env, RESTORE_TO: "" })).toThrow(/mysql\.snapshots\.restoreFrom\.to.*set RESTORE_TO/s);
+    expect(() => loadConfigFile(join(dir, "restore.json5"), { ...env, RESTORE_TO: "last tuesday" })).toThrow(/mysql\.snapshots\.restoreFrom\.to.*last tuesday/s);
   });
 
   it.each(DOCKERFILES)("%s builds with the classic builder and no registry but Debian's and npm's", (f) => {
@@ -184,12 +199,12 @@ describe("images and compose stack (static)", () => {
   it.skipIf(!existsSync(COMPOSE_V2))("the local-images override and the test's override validate with compose v2 (nothing pulled, no host ports)", () => {
     const r = spawnSync(
       COMPOSE_V2,
-      ["-p", "statepilot-static", "--env-file", "compose/.env.example", "-f", "compose/docker-compose.yml", "-f", "compose/docker-compose.local.yml", "-f", "test/containers/compose.test.yml", "config", "--format", "json"],
+      ["-p", "statepilot-static", "--env-file", "compose/.env.example", "-f", "compose/docker-compose.yml", "-f", "compose/docker-compose.local.yml", "-f", "test/containers/compose.test.yml", "--profile", "restore", "config", "--format", "json"],
       { cwd: root, encoding: "utf8" },
     );
     expect(r.status, r.stderr).toBe(0);
     const cfg = JSON.parse(r.stdout) as { services: Record<string, { image?: string; pull_policy?: string; ports?: unknown[]; labels?: Record<string, string> }> };
-    for (const svc of ["consul", "minio", "minio-bucket", "mysql", "prometheus"]) {
+    for (const svc of ["consul", "minio", "minio-bucket", "mysql", "mysql-restored", "prometheus"]) {
       expect(cfg.services[svc]?.pull_policy, svc).toBe("never");
       expect(cfg.services[svc]?.ports ?? [], svc).toEqual([]);
       expect(cfg.services[svc]?.labels?.["statepilot.test"], svc).toBe("containers");
