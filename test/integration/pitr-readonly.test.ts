@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -11,7 +11,7 @@ import { CommitWriter } from "../../src/lab/commit-writer.js";
 import { MinioServer } from "../../src/lab/minio-server.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { S3Store } from "../../src/snapshot/s3-store.js";
-import { archiveCaughtUp, holderView, outageUntilLag, writeRate } from "../support/archive-outage.js";
+import { archiveCaughtUp, holderView, outageUntilLag, tearDownArchiveLab, writeRate } from "../support/archive-outage.js";
 
 /**
  * Issue 19: the binlog archive's bucket turns read-only (a real MinIO user whose policy is switched
@@ -49,15 +49,7 @@ beforeAll(async () => {
   });
 }, 300_000);
 
-afterAll(async () => {
-  try {
-    await lab?.down({ keep: process.env.STATEPILOT_KEEP_LABS === "1", timeoutMs: 60_000 });
-  } finally {
-    s3?.close();
-    await minio.destroy();
-    if (work && process.env.STATEPILOT_KEEP_LABS !== "1") rmSync(work, { recursive: true, force: true });
-  }
-}, 120_000);
+afterAll(() => tearDownArchiveLab({ lab, s3, minio, work }), 120_000);
 
 describe("the binlog archive's bucket turns read-only", () => {
   it("neither blocks nor slows the primary, shows as lag, and leaves no gap once writable again", { timeout: 300_000 }, async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
@@ -8,7 +8,7 @@ import { CommitWriter } from "../../src/lab/commit-writer.js";
 import { MinioServer } from "../../src/lab/minio-server.js";
 import { waitFor } from "../../src/lab/wait.js";
 import { S3Store } from "../../src/snapshot/s3-store.js";
-import { archiveCaughtUp, writeRate } from "../support/archive-outage.js";
+import { type ArchiveView, archiveCaughtUp, holderView, tearDownArchiveLab, writeRate } from "../support/archive-outage.js";
 
 /**
  * Issue 19: the store is down for longer than the archive's spool can hold (`spoolLimit`: 1 MiB
@@ -23,19 +23,7 @@ let work = "";
 let lab: Lab;
 let s3: S3Store;
 
-interface View {
-  holder: boolean;
-  state: string;
-  spoolBytes: number;
-  lagSeconds: number | null;
-  pendingSegments: number;
-  lastError: string;
-}
-
-async function holder(): Promise<View | undefined> {
-  const views = await Promise.all(lab.file.nodes.map((n) => fetch(`${n.http}/status`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.json() as Promise<{ archive?: View }>).catch(() => undefined)));
-  return views.find((v) => v?.archive?.holder)?.archive;
-}
+const holder = () => holderView(lab);
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "statepilot-pitr-spool-"));
@@ -53,15 +41,7 @@ beforeAll(async () => {
   });
 }, 300_000);
 
-afterAll(async () => {
-  try {
-    await lab?.down({ keep: process.env.STATEPILOT_KEEP_LABS === "1", timeoutMs: 60_000 });
-  } finally {
-    s3?.close();
-    await minio.destroy();
-    if (work && process.env.STATEPILOT_KEEP_LABS !== "1") rmSync(work, { recursive: true, force: true });
-  }
-}, 120_000);
+afterAll(() => tearDownArchiveLab({ lab, s3, minio, work }), 120_000);
 
 describe("the store stays down past the archive's spool limit", () => {
   it("the spool stays bounded and says so, the primary goes on, and the archive resumes from its head with no gap", { timeout: 300_000 }, async () => {
@@ -75,7 +55,7 @@ describe("the store stays down past the archive's spool limit", () => {
       const n0 = writer.acked.length;
       const t0 = Date.now();
       let peak = 0;
-      let last: View | undefined;
+      let last: ArchiveView | undefined;
       try {
         // The holder stops its stream at the limit and says why.
         const full = await waitFor(

@@ -1,6 +1,8 @@
 import { type GtidPos, parsePos } from "../../src/archive/binlog.js";
 import { type checkArchive as CheckArchive, checkArchive, readArchive } from "../../src/archive/layout.js";
+import { rmSync } from "node:fs";
 import type { Lab } from "../../src/lab/cluster.js";
+import type { MinioServer } from "../../src/lab/minio-server.js";
 import type { CommitWriter } from "../../src/lab/commit-writer.js";
 import { waitFor } from "../../src/lab/wait.js";
 import type { SnapshotStore } from "../../src/snapshot/store.js";
@@ -8,6 +10,8 @@ import type { SnapshotStore } from "../../src/snapshot/store.js";
 /** What /status says of the archive on a node. */
 export interface ArchiveView {
   holder: boolean;
+  state: string;
+  spoolBytes: number;
   lagSeconds: number | null;
   pendingSegments: number;
   lastError: string;
@@ -61,4 +65,16 @@ export async function archiveCaughtUp(store: SnapshotStore, pos: GtidPos | strin
     },
     { timeoutMs, intervalMs: 250, what: "the archive to catch up with the primary's position" },
   );
+}
+
+/** The end of an outage test file: its lab down, its store client closed, its MinIO and work directory removed (kept with STATEPILOT_KEEP_LABS=1). */
+export async function tearDownArchiveLab(o: { lab: Lab | undefined; s3: SnapshotStore | undefined; minio: MinioServer; work: string }): Promise<void> {
+  const keep = process.env.STATEPILOT_KEEP_LABS === "1";
+  try {
+    await o.lab?.down({ keep, timeoutMs: 60_000 });
+  } finally {
+    o.s3?.close();
+    await o.minio.destroy();
+    if (o.work && !keep) rmSync(o.work, { recursive: true, force: true });
+  }
 }
