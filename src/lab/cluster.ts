@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -431,7 +431,9 @@ export class Lab {
       },
     };
     const configPath = join(ndir, "statepilot.json");
-    writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
+    // It may hold the store's keys (an S3 store, the store a restore reads from): the owner's only.
+    writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(configPath, 0o600);
     const socket = typeof config.mysql.socket === "string" ? config.mysql.socket : join(ndir, "mysqld.sock");
     const node: LabNode = { name, mysql: { host, port: 3306 }, http: `http://${host}:${HTTP_PORT}`, pids: { statepilot: null, mysqld: null }, config: configPath, dir: ndir, socket, ...(net ? { ns: nodeNs(net.k, i) } : {}) };
     // A node's Consul client agent may already run in its namespace (a Consul cluster lab): kept.

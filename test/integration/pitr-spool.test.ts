@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mysql from "mysql2/promise";
@@ -45,6 +45,11 @@ afterAll(() => tearDownArchiveLab({ lab, s3, minio, work }), 120_000);
 
 describe("the store stays down past the archive's spool limit", () => {
   it("the spool stays bounded and says so, the primary goes on, and the archive resumes from its head with no gap", { timeout: 300_000 }, async () => {
+    // Each node's config holds the store's secret key: readable by its owner only.
+    for (const n of lab.file.nodes) {
+      expect(readFileSync(n.config, "utf8")).toContain(minio.secretAccessKey);
+      expect((statSync(n.config).mode & 0o777).toString(8), n.config).toBe("600");
+    }
     await waitFor(async () => ((await holder())?.lagSeconds ?? 99) < 5 || undefined, { timeoutMs: 60_000, what: "the archiver to stream" });
     const writer = new CommitWriter(lab.file, { table: "spool", pauseMs: 1 });
     await writer.prepare();
