@@ -33,11 +33,12 @@ export interface XbstreamExtractorOptions {
   /** Where the files go: an existing directory, normally empty. */
   dir: string;
   /**
-   * Write-behind: once a file has this many bytes written since the last call, `start(fd)` is
-   * called (one at a time, not awaited by the writes) to have the kernel start writing that file's
-   * dirty pages back. A failure is reported by the next write or the end.
+   * Write-behind: once the extraction has written `startAfterBytes` in all (default 0), and a file
+   * has `everyBytes` written since the last call, `start(fd)` is called (one at a time, not
+   * awaited by the writes) to have the kernel start writing that file's dirty pages back. A
+   * failure is reported by the next write or the end.
    */
-  writeBehind?: { everyBytes: number; start: (fd: number) => Promise<void> };
+  writeBehind?: { everyBytes: number; startAfterBytes?: number; start: (fd: number) => Promise<void> };
 }
 
 export class XbstreamError extends Error {
@@ -232,7 +233,7 @@ export class XbstreamExtractor {
     file.behind += bytes.length;
     this.bytesWritten += bytes.length;
     const wb = this.o.writeBehind;
-    if (wb && file.behind >= wb.everyBytes && !this.writingBehind) {
+    if (wb && file.behind >= wb.everyBytes && !this.writingBehind && this.bytesWritten >= (wb.startAfterBytes ?? 0)) {
       file.behind = 0;
       // The file stays open until this settles: closeAll and abort wait for it first.
       this.writingBehind = wb

@@ -126,7 +126,7 @@ describe("XbstreamExtractor", () => {
 
   describe("write-behind", () => {
     /** An extractor whose write-behind calls wait until released, recording the inode each fd was open on. */
-    function controlled(everyBytes: number) {
+    function controlled(everyBytes: number, startAfterBytes?: number) {
       const { dir } = scratch();
       mkdirSync(dir);
       const calls: Array<{ ino: number; release: (err?: Error) => void }> = [];
@@ -134,7 +134,7 @@ describe("XbstreamExtractor", () => {
         new Promise<void>((resolve, reject) => {
           calls.push({ ino: fstatSync(fd).ino, release: (err) => (err ? reject(err) : resolve()) });
         });
-      return { dir, calls, x: new XbstreamExtractor({ dir, writeBehind: { everyBytes, start } }) };
+      return { dir, calls, x: new XbstreamExtractor({ dir, writeBehind: { everyBytes, start, ...(startAfterBytes === undefined ? {} : { startAfterBytes }) } }) };
     }
     const settled = async (p: Promise<unknown>) => Promise.race([p.then(() => true, () => true), new Promise((r) => setImmediate(() => r(false)))]);
 
@@ -158,6 +158,20 @@ describe("XbstreamExtractor", () => {
       wb.calls[1]!.release();
       await end;
       expect(readFileSync(join(dir, "f"))).toEqual(Buffer.concat([bytes(99, 1), bytes(1, 1), bytes(300, 2)]));
+    });
+
+    it("starts only once the extraction has written startAfterBytes in all, then covers the file's bytes since its start", async () => {
+      const { dir, x, ...wb } = controlled(100, 450);
+      await x.write(chunk("f", "P", bytes(200, 1), 0));
+      await x.write(chunk("g", "P", bytes(200, 2), 0));
+      expect(wb.calls).toHaveLength(0);
+      await x.write(chunk("g", "P", bytes(49, 2), 200));
+      expect(wb.calls).toHaveLength(0);
+      await x.write(chunk("g", "P", bytes(1, 2), 249));
+      expect(wb.calls.map((c) => c.ino)).toEqual([statSync(join(dir, "g")).ino]);
+      wb.calls[0]!.release();
+      await x.write(Buffer.concat([chunk("f", "E"), chunk("g", "E")]));
+      await x.end();
     });
 
     it("a failed call fails the next write, naming its cause", async () => {
