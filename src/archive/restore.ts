@@ -1,18 +1,15 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findBinary } from "../binaries.js";
 import type { Logger } from "../log.js";
-import { listSnapshots, type Manifest, restoreSnapshot } from "../snapshot/snapshot.js";
+import { emptyDatadir, listSnapshots, type Manifest, restoreSnapshot } from "../snapshot/snapshot.js";
 import type { SnapshotStore } from "../snapshot/store.js";
 import { BINLOG_MAGIC, type GtidPos, parsePos, posIncludes, transactionsOf } from "./binlog.js";
 import { checkArchive, describePos, readArchive } from "./layout.js";
 import { describePoint, type RestorePoint } from "./point.js";
-
-export { describePoint, type RestorePoint };
-
 
 export interface PointRestoreResult {
   snapshot: Manifest;
@@ -186,7 +183,7 @@ export async function restoreToPoint(o: {
   } catch (err) {
     await server.stop();
     // Half a history is no restore: the datadir is emptied again, as a failed snapshot restore does.
-    for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
+    emptyDatadir(o.datadir);
     throw err;
   } finally {
     await server.stop();

@@ -1,6 +1,6 @@
 import { archiveReport, formatArchiveReport } from "../archive/report.js";
-import { parseRestorePoint as parsePoint } from "../archive/point.js";
-import { describePoint, type RestorePoint, restoreToPoint } from "../archive/restore.js";
+import { describePoint, parseRestorePoint as parsePoint, type RestorePoint } from "../archive/point.js";
+import { restoreToPoint } from "../archive/restore.js";
 import type { Config, MysqlConfig } from "../config/schema.js";
 import { clusterClient } from "../discovery/cluster-store-factory.js";
 import { resolveConsulConnection } from "../discovery/consul/connection.js";

@@ -1,4 +1,3 @@
-import { startFromArchive } from "./start-from-archive.js";
 import { renameSync, rmSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Job as JobSchema, type Config, type MysqlConfig } from "../config/schema.js";
@@ -28,6 +27,7 @@ import { SnapshotMetrics, SnapshotScheduler, snapshotKeys } from "../snapshot/sc
 import { RebuildWorker, type PreSeed } from "./rebuild.js";
 import type { ClusterState } from "../cluster/store.js";
 import { ArchiveMetrics, BinlogArchiver } from "../archive/archiver.js";
+import { startFromArchive } from "./start-from-archive.js";
 import {
   allocateServerId,
   discardInterruptedRestore,
@@ -37,6 +37,7 @@ import {
   binaryVersion,
   bootstrapCluster,
   bootstrapLocal,
+  datadirOwner,
   initializeDatadir,
   mysqldArgv,
   mysqldBinary,
@@ -438,7 +439,7 @@ async function restore(o: { cfg: MysqlConfig; store: SnapshotStore; manifest: Ma
   const { manifest } = o;
   o.logger.info({ id: manifest.id, gtid: manifest.gtid, sizeBytes: manifest.size, store: o.store.description }, "empty datadir: restoring the latest snapshot");
   try {
-    const r = await restoreSnapshot({ store: o.store, manifest, datadir: o.cfg.datadir, logger: o.logger, runAs: process.getuid?.() === 0 ? (o.cfg.runAs ?? "mysql") : undefined });
+    const r = await restoreSnapshot({ store: o.store, manifest, datadir: o.cfg.datadir, logger: o.logger, runAs: datadirOwner(o.cfg) });
     o.metrics?.restores.inc();
     o.metrics?.throughput.set({ operation: "restore" }, manifest.rawSize / Math.max(0.001, r.durationMs / 1000));
     o.logger.info({ id: manifest.id, gtid: r.gtid, bytes: r.bytes, durationMs: r.durationMs, stagesMs: r.stagesMs, mbPerSecond: +(manifest.rawSize / 1048576 / Math.max(0.001, r.durationMs / 1000)).toFixed(1) }, "restore done");

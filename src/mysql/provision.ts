@@ -13,7 +13,7 @@ import type { ClusterMemory } from "./ha/deps.js";
 import { parseServerVersion, replicationArgs, type Dialect, type ServerVersion } from "./dialect.js";
 import type { LocalServer } from "./local.js";
 import { quoteIdent, secureAccounts, type AccountOptions } from "./accounts.js";
-import { RESTORE_MARKER } from "../snapshot/snapshot.js";
+import { emptyDatadir, RESTORE_MARKER } from "../snapshot/snapshot.js";
 
 const execFileP = promisify(execFile);
 
@@ -88,8 +88,13 @@ export function restoreFinished(datadir: string): void {
 export function discardInterruptedRestore(datadir: string, logger: Logger): boolean {
   if (!existsSync(join(datadir, RESTORE_MARKER))) return false;
   logger.warn({ datadir }, "an earlier restore into the datadir was interrupted; emptying it to restore again");
-  for (const e of readdirSync(datadir)) if (e !== "lost+found") rmSync(join(datadir, e), { recursive: true, force: true });
+  emptyDatadir(datadir);
   return true;
+}
+
+/** Who owns the datadir's files: `mysql.runAs` (default mysql) when statepilot runs as root; otherwise statepilot's own user. */
+export function datadirOwner(cfg: Pick<MysqlConfig, "runAs">): string | undefined {
+  return process.getuid?.() === 0 ? (cfg.runAs ?? "mysql") : undefined;
 }
 
 export function inspectDatadir(datadir: string): DatadirKind {
@@ -120,7 +125,7 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
   }
   if (kind === "interrupted") {
     logger.warn({ datadir: cfg.datadir }, "an earlier initialisation was interrupted; starting it again");
-    for (const e of readdirSync(cfg.datadir)) if (e !== "lost+found") rmSync(join(cfg.datadir, e), { recursive: true, force: true });
+    emptyDatadir(cfg.datadir);
   }
   mkdirSync(cfg.datadir, { recursive: true });
   writeFileSync(join(cfg.datadir, INIT_MARKER), "");
@@ -129,7 +134,7 @@ export async function initializeDatadir(cfg: MysqlConfig, version: ServerVersion
   // mysqld --initialize refuses a datadir with files in it, hidden ones (like the marker) aside.
   const scratch = join(cfg.datadir, version.flavor === "mysql" ? ".statepilot-install-tmp" : "#statepilot-install-tmp");
   mkdirSync(scratch, { recursive: true });
-  const runAs = process.getuid?.() === 0 ? (cfg.runAs ?? "mysql") : undefined;
+  const runAs = datadirOwner(cfg);
   if (runAs && runAs !== "root") execFileSync("chown", [`${runAs}:`, cfg.datadir, scratch]);
   const started = performance.now();
   const argv =

@@ -3,6 +3,7 @@ import { type PointRestoreResult, restoreToPoint } from "../archive/restore.js";
 import type { MysqlConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { createStore, type SnapshotStore } from "../snapshot/store.js";
+import { datadirOwner } from "./provision.js";
 
 type RestoreFrom = NonNullable<MysqlConfig["snapshots"]["restoreFrom"]>;
 
@@ -24,7 +25,7 @@ export async function startFromArchive(o: { cfg: MysqlConfig; from: RestoreFrom;
       datadir: o.cfg.datadir,
       point,
       logger: o.logger,
-      runAs: process.getuid?.() === 0 ? (o.cfg.runAs ?? "mysql") : undefined,
+      runAs: datadirOwner(o.cfg),
       mysqld: o.mysqld,
       progress: (line) => o.logger.info({ progress: line }, "restoring to the point"),
     });

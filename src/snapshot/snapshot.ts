@@ -349,6 +349,11 @@ export interface RestoreResult {
  */
 export const RESTORE_MARKER = ".statepilot-restoring";
 
+/** Removes everything in a datadir but a mount point's lost+found: a failed or interrupted fill is undone. */
+export function emptyDatadir(datadir: string): void {
+  for (const e of readdirSync(datadir)) if (e !== "lost+found") rmSync(join(datadir, e), { recursive: true, force: true });
+}
+
 /**
  * Streams a snapshot into an empty datadir: download → sha256 (beside it) → (gunzip) → the
  * xbstream extracted (see startExtraction), then mariabackup --prepare, the owner, and a sync.
@@ -369,9 +374,7 @@ export async function restoreSnapshot(o: {
   const leftovers = readdirSync(o.datadir).filter((e) => e !== "lost+found" && e !== RESTORE_MARKER);
   if (leftovers.length) throw new SnapshotError("extract", `restore needs an empty datadir; ${o.datadir} holds ${leftovers.slice(0, 5).join(", ")}`);
   const { backup } = tools(m.flavor);
-  const wipe = () => {
-    for (const e of readdirSync(o.datadir)) if (e !== "lost+found") rmSync(join(o.datadir, e), { recursive: true, force: true });
-  };
+  const wipe = () => emptyDatadir(o.datadir);
   // On its own thread: the thread feeding the extractor must not stop for it (see parallel-hash.ts).
   const hash = new ParallelHash();
   let bytes = 0;

@@ -9,6 +9,7 @@
  * cluster's primary untouched.
  */
 import mysql from "mysql2/promise";
+import { parsePos, posIncludes } from "../../src/archive/binlog.js";
 import { waitFor } from "../../src/lab/wait.js";
 import type { RunOptions } from "./run.js";
 import type { Credentials, Writer } from "./workload.js";
@@ -40,15 +41,11 @@ export interface CopyDeps {
 
 const SERVICE = "mysql-restored";
 
-function seqs(pos: string): Map<number, bigint> {
-  const m = new Map<number, bigint>();
-  for (const p of pos.split(",").map((x) => x.trim()).filter(Boolean)) {
-    const [d, , n] = p.split("-");
-    m.set(Number(d), BigInt(n ?? "0"));
-  }
-  return m;
-}
-const reaches = (have: string, want: string) => [...seqs(want)].every(([d, n]) => (seqs(have).get(d) ?? -1n) >= n);
+/** The archive's head holds every domain's last transaction of `want`. */
+const reaches = (head: string, want: string) => {
+  const h = parsePos(head);
+  return [...parsePos(want).values()].every((g) => posIncludes(h, g));
+};
 
 async function query<T extends mysql.RowDataPacket>(host: string, c: Credentials, sql: string, values: unknown[] = []): Promise<T[]> {
   const conn = await mysql.createConnection({ host, port: 3306, user: c.user, password: c.password, database: c.database, connectTimeout: 5_000 });
@@ -60,11 +57,12 @@ async function query<T extends mysql.RowDataPacket>(host: string, c: Credentials
   }
 }
 
-/** The rows that started before `tSec`: their ids and one checksum over id, time and node. */
-async function before(host: string, d: CopyDeps, tSec: number): Promise<{ ids: Set<number>; count: number; sum: string }> {
-  const where = `FROM \`${d.table}\` WHERE at < FROM_UNIXTIME(?)`;
-  const ids = await query(host, d.creds, `SELECT id ${where}`, [tSec]);
-  const [agg] = await query(host, d.creds, `SELECT COUNT(*) AS n, BIT_XOR(CRC32(CONCAT_WS('|', id, DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), node))) AS sum ${where}`, [tSec]);
+/** The rows that started before `tSec` (every row without it): their ids and one checksum over id, time and node. */
+async function before(host: string, d: CopyDeps, tSec?: number): Promise<{ ids: Set<number>; count: number; sum: string }> {
+  const where = `FROM \`${d.table}\`${tSec === undefined ? "" : " WHERE at < FROM_UNIXTIME(?)"}`;
+  const args = tSec === undefined ? [] : [tSec];
+  const ids = await query(host, d.creds, `SELECT id ${where}`, args);
+  const [agg] = await query(host, d.creds, `SELECT COUNT(*) AS n, BIT_XOR(CRC32(CONCAT_WS('|', id, DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), node))) AS sum ${where}`, args);
   return { ids: new Set(ids.map((r) => Number(r.id))), count: Number(agg?.n), sum: String(agg?.sum) };
 }
 
@@ -136,7 +134,7 @@ export async function restoreCopy(d: CopyDeps): Promise<{ figure: string; lost: 
       { timeoutMs: 420_000, intervalMs: 1_000, what: `the restored copy: one primary and one replica of it`, detail: () => why },
     );
     const readyMs = Date.now() - t0;
-    const got = await before(primary.ip, d, tSec + 3600);
+    const got = await before(primary.ip, d);
     const missing = [...want.ids].filter((id) => !got.ids.has(id));
     const extra = [...got.ids].filter((id) => !want.ids.has(id));
     const lostAcked = ackedBefore.filter((id) => !got.ids.has(id));
@@ -145,7 +143,7 @@ export async function restoreCopy(d: CopyDeps): Promise<{ figure: string; lost: 
     }
     const replica = copies.find((n) => n.name !== primary.name)!;
     const replicaIp = (await d.containers(SERVICE)).find((n) => n.name === replica.name)?.ip ?? "";
-    await waitFor(async () => ((await before(replicaIp, d, tSec + 3600)).sum === want.sum ? true : undefined), { timeoutMs: 60_000, intervalMs: 500, what: `${replica.name} to hold the copy's rows` });
+    await waitFor(async () => ((await before(replicaIp, d)).sum === want.sum ? true : undefined), { timeoutMs: 60_000, intervalMs: 500, what: `${replica.name} to hold the copy's rows` });
     const original = await d.consulService("mysql-primary");
     if (original.join(",") !== p.ip) throw new Error(`Consul mysql-primary is ${original.join(",") || "none"}, not the running cluster's ${p.ip}`);
     const line = (await d.logs(primary.name)).split("\n").find((l) => l.includes('"restore to the point done"'));
