@@ -250,27 +250,31 @@ describe("a 1 GB node snapshotting to MinIO", () => {
     expect(size).toBeGreaterThan(1_000_000_000);
     const marker = join(tmpdir(), `statepilot-marker-${process.pid}`);
     writeFileSync(marker, "");
-    const r = await runCli(["snapshot", "create", "--config", n.config, "--timeout", "5m"]);
-    expect(r.output).toMatch(/snapshot \S+ taken by mysql-1/);
-    expect(r.code).toBe(0);
-    // Every file changed anywhere on this filesystem since the marker, apart from the datadir,
-    // MinIO's storage (the destination) and what other work on this machine writes meanwhile
-    // (other labs and servers, builds, package installs): none is larger than 1 MiB.
-    const elsewhere = otherWorkAreas(lab.dir, datadir);
-    const changed = execFileSync("find", ["/", "-xdev", "-newer", marker, "-type", "f", "-size", "+1M", "-not", "-path", `${datadir}/*`, "-not", "-path", `${minio.dir}/*`, "-not", "-path", "/proc/*"], { encoding: "utf8" })
-      .split("\n")
-      .filter((f) => f && !elsewhere.some((d) => f === d || f.startsWith(`${d}/`)))
-      // Package installs and clones elsewhere on the machine (a snapshot writes neither).
-      .filter((f) => !f.includes("/node_modules/") && !f.includes("/.git/"));
-    console.log(`datadir ${(size / 1e9).toFixed(2)} GB; files over 1 MiB written outside the datadir and MinIO during the snapshot: ${changed.length ? changed.join(", ") : "none"}`);
-    expect(changed).toEqual([]);
-    const status = readFileSync(`/proc/${n.pids.statepilot}/status`, "utf8");
-    const hwmMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
-    console.log(`statepilot peak RSS ${hwmMb.toFixed(1)} MB`);
-    // Issue 19's bound. The upload reads the backup into three reused part buffers (140 MB measured;
-    // 225-236 MB while it streamed through lib-storage, whose per-chunk garbage the GC lagged behind).
-    expect(hwmMb).toBeLessThan(200);
-    rmSync(marker, { force: true });
+    try {
+      const r = await runCli(["snapshot", "create", "--config", n.config, "--timeout", "5m"]);
+      expect(r.output).toMatch(/snapshot \S+ taken by mysql-1/);
+      expect(r.code).toBe(0);
+      // Every file changed anywhere on this filesystem since the marker, apart from the datadir,
+      // MinIO's storage (the destination) and what other work on this machine writes meanwhile
+      // (other labs and servers, builds, package installs): none is larger than 1 MiB.
+      const elsewhere = otherWorkAreas(lab.dir, datadir);
+      const changed = execFileSync("find", ["/", "-xdev", "-newer", marker, "-type", "f", "-size", "+1M", "-not", "-path", `${datadir}/*`, "-not", "-path", `${minio.dir}/*`, "-not", "-path", "/proc/*"], { encoding: "utf8" })
+        .split("\n")
+        .filter((f) => f && !elsewhere.some((d) => f === d || f.startsWith(`${d}/`)))
+        // Package installs and clones elsewhere on the machine (a snapshot writes neither).
+        .filter((f) => !f.includes("/node_modules/") && !f.includes("/.git/"));
+      console.log(`datadir ${(size / 1e9).toFixed(2)} GB; files over 1 MiB written outside the datadir and MinIO during the snapshot: ${changed.length ? changed.join(", ") : "none"}`);
+      expect(changed).toEqual([]);
+      const status = readFileSync(`/proc/${n.pids.statepilot}/status`, "utf8");
+      const hwmMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+      console.log(`statepilot peak RSS ${hwmMb.toFixed(1)} MB`);
+      // Issue 19's bound. The upload reads the backup into three reused part buffers (140 MB measured;
+      // 225-236 MB while it streamed through lib-storage, whose per-chunk garbage the GC lagged behind).
+      expect(hwmMb).toBeLessThan(200);
+    } finally {
+      // Also when an assertion fails: no marker is left in /tmp.
+      rmSync(marker, { force: true });
+    }
   });
 
   it("MinIO stopped during a snapshot: it fails cleanly, the database keeps serving, the failure is counted, and the next one succeeds", { timeout: 600_000 }, async () => {
